@@ -1,0 +1,3 @@
+"""Postback Monitor: capture, check and watch affiliate postbacks."""
+
+__version__ = "0.1.0"

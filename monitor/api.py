@@ -1,0 +1,141 @@
+"""The JSON API under /api/: endpoints and hits. Thin handlers over the stores."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from monitor.endpoints import validate_fields
+from monitor.errors import BadRequest, NotFound
+from monitor.hits import DEFAULT_PAGE, HitFilter
+from monitor.typedefs import CONFIG, ENDPOINT_CACHE, ENDPOINTS, HITS
+
+MAX_JSON_BODY_BYTES = 256 * 1024
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY_BYTES:
+        raise BadRequest("body_too_large", f"request body: at most {MAX_JSON_BODY_BYTES} bytes")
+    raw = await request.content.read(MAX_JSON_BODY_BYTES + 1)
+    if len(raw) > MAX_JSON_BODY_BYTES:
+        raise BadRequest("body_too_large", f"request body: at most {MAX_JSON_BODY_BYTES} bytes")
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except (ValueError, RecursionError):
+        raise BadRequest("invalid_json", "request body: not valid JSON") from None
+
+
+def endpoint_id(request: web.Request) -> int:
+    raw = request.match_info["endpoint_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound("endpoint_not_found", f"no endpoint with id {raw[:40]!r}")
+    return int(raw)
+
+
+def base_url(request: web.Request) -> str:
+    return request.app[CONFIG].base_url
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    endpoints = await request.app[ENDPOINTS].list()
+    return web.json_response({"items": [e.to_json(base_url(request)) for e in endpoints]})
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    fields = validate_fields(await read_json(request), require_name=True)
+    endpoint = await request.app[ENDPOINTS].create(fields)
+    request.app[ENDPOINT_CACHE].put(endpoint)
+    return web.json_response(endpoint.to_json(base_url(request)), status=201)
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    endpoint = await request.app[ENDPOINTS].get(endpoint_id(request))
+    return web.json_response(endpoint.to_json(base_url(request)))
+
+
+async def update_endpoint(request: web.Request) -> web.Response:
+    endpoint = await request.app[ENDPOINTS].update(endpoint_id(request), await read_json(request))
+    request.app[ENDPOINT_CACHE].put(endpoint)
+    return web.json_response(endpoint.to_json(base_url(request)))
+
+
+async def rotate_token(request: web.Request) -> web.Response:
+    endpoint = await request.app[ENDPOINTS].rotate_token(endpoint_id(request))
+    request.app[ENDPOINT_CACHE].put(endpoint)
+    return web.json_response(endpoint.to_json(base_url(request)))
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    ident = endpoint_id(request)
+    hits_deleted = await request.app[ENDPOINTS].delete(ident)
+    request.app[ENDPOINT_CACHE].forget(ident)
+    return web.json_response({"deleted": True, "id": ident, "hits_deleted": hits_deleted})
+
+
+def parse_time(name: str, raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest("invalid_query", f"{name}: an RFC 3339 time such as 2026-01-31T12:00:00Z") from None
+    if value.tzinfo is None:
+        raise BadRequest("invalid_query", f"{name}: include a time zone (Z or +00:00)")
+    return value
+
+
+def parse_bool(name: str, raw: str | None) -> bool | None:
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest("invalid_query", f"{name}: true or false")
+
+
+def hit_filter(request: web.Request) -> HitFilter:
+    q = request.query
+    return HitFilter(
+        flags=tuple(q.getall("flag", ())),
+        flagged=parse_bool("flagged", q.get("flagged")),
+        click_id=q.get("click_id"),
+        since=parse_time("since", q.get("since")),
+        until=parse_time("until", q.get("until")),
+    )
+
+
+async def list_hits(request: web.Request) -> web.Response:
+    ident = endpoint_id(request)
+    await request.app[ENDPOINTS].get(ident)  # 404 for an unknown endpoint, not an empty list
+    raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
+    if not raw_limit.isdigit():
+        raise BadRequest("invalid_limit", "limit: a whole number")
+    items, next_cursor = await request.app[HITS].list(
+        ident, hit_filter(request), cursor=request.query.get("cursor"), limit=int(raw_limit)
+    )
+    return web.json_response({"items": items, "next_cursor": next_cursor})
+
+
+async def get_hit(request: web.Request) -> web.Response:
+    raw = request.match_info["hit_id"]
+    try:
+        hit_id = uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("hit_not_found", f"no hit with id {raw[:40]!r}") from None
+    return web.json_response(await request.app[HITS].get(hit_id))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/endpoints", list_endpoints)
+    app.router.add_post("/api/endpoints", create_endpoint)
+    app.router.add_get("/api/endpoints/{endpoint_id}", get_endpoint)
+    app.router.add_patch("/api/endpoints/{endpoint_id}", update_endpoint)
+    app.router.add_delete("/api/endpoints/{endpoint_id}", delete_endpoint)
+    app.router.add_post("/api/endpoints/{endpoint_id}/rotate-token", rotate_token)
+    app.router.add_get("/api/endpoints/{endpoint_id}/hits", list_hits)
+    app.router.add_get("/api/hits/{hit_id}", get_hit)

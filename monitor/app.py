@@ -1,0 +1,125 @@
+"""The application factory: routes, middlewares and resources in dependency order.
+
+``create_app`` does no I/O. Each resource is a cleanup context (set up, yield,
+tear down): database (embedded server, migrations, pool), admin token, endpoint
+cache, writer. Teardown runs in reverse, so the writer drains before the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from monitor import api, capture, health
+from monitor.auth import auth_middleware, load_or_create_admin_token
+from monitor.config import Config
+from monitor.db import connect, create_pool, database_url
+from monitor.endpoints import EndpointCache, EndpointStore
+from monitor.errors import error_middleware
+from monitor.hits import HitStore
+from monitor.migrate import migrate
+from monitor.partitions import ensure_partitions, maintain_forever
+from monitor.typedefs import (
+    ADMIN_TOKEN,
+    CONFIG,
+    DATABASE_URL,
+    ENDPOINT_CACHE,
+    ENDPOINTS,
+    HITS,
+    POOL,
+    WRITER,
+)
+from monitor.writer import HitWriter
+
+log = structlog.get_logger(__name__)
+
+CLIENT_MAX_API_BYTES = 1024**2
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=CLIENT_MAX_API_BYTES,
+    )
+    app[CONFIG] = config
+    app.cleanup_ctx.extend([database_ctx, admin_token_ctx, endpoints_ctx, writer_ctx])
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    api.add_routes(app)
+    app.router.add_route("*", "/p/{token}", capture.capture)
+    app.router.add_route("*", "/p/{token}/{tail:.*}", capture.capture)
+    return app
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with database_url(app[CONFIG]) as url:
+        conn = await connect(url)
+        try:
+            await migrate(conn)
+            await ensure_partitions(conn)
+        finally:
+            await conn.close()
+        app[DATABASE_URL] = url
+        app[POOL] = await create_pool(url)
+        maintenance = asyncio.create_task(maintain_forever(app[POOL]), name="partitions")
+        try:
+            yield
+        finally:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+            await app[POOL].close()
+
+
+async def admin_token_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if config.admin_token is not None:
+        app[ADMIN_TOKEN] = config.admin_token
+    else:
+        token, created = await asyncio.to_thread(load_or_create_admin_token, config.data_dir)
+        app[ADMIN_TOKEN] = token
+        if created:
+            # Printed once, on the terminal that started the service; never logged.
+            print(
+                f"Postback Monitor admin token (kept in {config.data_dir}/admin_token):\n"
+                f"  {token}\nWeb address: {config.base_url}/",
+                flush=True,
+            )
+    yield
+
+
+async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = EndpointStore(app[POOL])
+    cache = EndpointCache(store, app[DATABASE_URL])
+    await cache.reload_all()
+    app[ENDPOINTS] = store
+    app[ENDPOINT_CACHE] = cache
+    app[HITS] = HitStore(app[POOL])
+    listener = asyncio.create_task(cache.listen_forever(), name="endpoint-listener")
+    try:
+        yield
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
+async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    writer = HitWriter(
+        app[POOL],
+        batch_max_hits=config.batch_max_hits,
+        batch_max_wait_s=config.batch_max_wait_ms / 1000,
+        queue_max_hits=config.queue_max_hits,
+    )
+    writer.start()
+    app[WRITER] = writer
+    try:
+        yield
+    finally:
+        await writer.close()
+        log.info("writer.drained")

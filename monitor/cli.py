@@ -1,0 +1,285 @@
+"""The command line: serve, migrate, endpoint ..., hits ...
+
+Every setting of ``Config`` is a flag of every command (``--database-url``,
+``--data-dir``, ...) with its environment twin, so the CLI reaches the same
+database as the server, embedded or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from monitor import __version__, config as config_mod
+from monitor.config import Config, ConfigError
+
+Command = Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also from the environment)")
+    for f in config_mod.settings():
+        envs = " or ".join(config_mod.env_names(f))
+        default = "unset" if f.default is None else f.default
+        if isinstance(default, tuple):
+            default = ",".join(default) or "none"
+        group.add_argument(
+            config_mod.flag_name(f),
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata['help']} [env {envs}; default {default}]",
+        )
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    overrides = {}
+    for f in config_mod.settings():
+        raw = getattr(args, f.name, None)
+        if raw is not None:
+            overrides[f.name] = config_mod.coerce(f, raw)
+    return config_mod.load(overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="postback-monitor",
+        description="Capture, check and watch affiliate postbacks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the service")
+    add_settings(serve)
+    serve.set_defaults(run=None)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    add_settings(migrate)
+    migrate.set_defaults(run=cmd_migrate)
+
+    endpoint = commands.add_parser("endpoint", help="manage capture endpoints")
+    endpoint_cmds = endpoint.add_subparsers(dest="endpoint_command", required=True, metavar="ACTION")
+    create = endpoint_cmds.add_parser("create", help="create a capture endpoint")
+    create.add_argument("name")
+    create.add_argument("--description", default="")
+    create.add_argument("--settings", default=None, help="settings document as JSON")
+    create.add_argument("--json", action="store_true", help="print the endpoint as JSON")
+    create.set_defaults(run=cmd_endpoint_create)
+    listing = endpoint_cmds.add_parser("list", help="list endpoints")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_endpoint_list)
+    show = endpoint_cmds.add_parser("show", help="show one endpoint")
+    show.add_argument("endpoint_id", type=int)
+    show.set_defaults(run=cmd_endpoint_show)
+    update = endpoint_cmds.add_parser("update", help="change name, description or settings")
+    update.add_argument("endpoint_id", type=int)
+    update.add_argument("--name")
+    update.add_argument("--description")
+    update.add_argument("--settings", help="settings document as JSON (replaces the old one)")
+    update.set_defaults(run=cmd_endpoint_update)
+    delete = endpoint_cmds.add_parser("delete", help="delete an endpoint and all its hits")
+    delete.add_argument("endpoint_id", type=int)
+    delete.set_defaults(run=cmd_endpoint_delete)
+    for sub in (create, listing, show, update, delete):
+        add_settings(sub)
+
+    hits = commands.add_parser("hits", help="read captured hits")
+    hits_cmds = hits.add_subparsers(dest="hits_command", required=True, metavar="ACTION")
+    tail = hits_cmds.add_parser("tail", help="print the newest hits, then new ones as they arrive")
+    tail.add_argument("endpoint_id", type=int)
+    tail.add_argument("-n", "--lines", type=int, default=10, help="how many recent hits first")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--no-follow", action="store_true", help="print the recent hits and exit")
+    tail.set_defaults(run=cmd_hits_tail)
+    show_hit = hits_cmds.add_parser("show", help="print one whole hit as JSON")
+    show_hit.add_argument("hit_id")
+    show_hit.set_defaults(run=cmd_hits_show)
+    for sub in (tail, show_hit):
+        add_settings(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from(args)
+    except ConfigError as exc:
+        print(f"postback-monitor: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    from monitor import logs
+
+    logs.configure(config.log_format, config.log_level)
+    if args.run is None:
+        from monitor.server import serve
+
+        return serve(config)
+    from monitor.errors import DomainError
+
+    try:
+        return asyncio.run(args.run(config, args))
+    except DomainError as exc:
+        print(f"postback-monitor: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings_arg(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        from monitor.errors import BadRequest
+
+        raise BadRequest("invalid_settings", "--settings: not valid JSON") from None
+
+
+async def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
+    from monitor.db import connect, database_url
+    from monitor.migrate import migrate
+    from monitor.partitions import ensure_partitions
+
+    async with database_url(config) as url:
+        conn = await connect(url)
+        try:
+            applied = await migrate(conn)
+            await ensure_partitions(conn)
+        finally:
+            await conn.close()
+    print(f"applied migrations: {applied}" if applied else "database is up to date")
+    return 0
+
+
+async def _with_stores(config: Config, work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
+    from monitor.db import connect, create_pool, database_url
+    from monitor.endpoints import EndpointStore
+    from monitor.hits import HitStore
+    from monitor.migrate import migrate
+
+    async with database_url(config) as url:
+        conn = await connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        pool = await create_pool(url, min_size=1, max_size=2)
+        try:
+            stores = argparse.Namespace(
+                endpoints=EndpointStore(pool), hits=HitStore(pool), url=url, pool=pool
+            )
+            return await work(stores)
+        finally:
+            await pool.close()
+
+
+def _print_endpoint(endpoint: Any, config: Config) -> None:
+    print(f"endpoint {endpoint.id}: {endpoint.name}")
+    print(f"  capture URL: {endpoint.capture_url(config.base_url)}")
+    if endpoint.description:
+        print(f"  description: {endpoint.description}")
+    if endpoint.settings:
+        print(f"  settings:    {json.dumps(endpoint.settings)}")
+    print(f"  created:     {endpoint.created_at.isoformat()}")
+
+
+async def cmd_endpoint_create(config: Config, args: argparse.Namespace) -> int:
+    from monitor.endpoints import validate_fields
+
+    doc: dict[str, Any] = {"name": args.name, "description": args.description}
+    settings = _settings_arg(args.settings)
+    if settings is not None:
+        doc["settings"] = settings
+    fields = validate_fields(doc, require_name=True)
+
+    async def work(stores: Any) -> int:
+        endpoint = await stores.endpoints.create(fields)
+        if args.json:
+            print(json.dumps(endpoint.to_json(config.base_url), indent=2))
+        else:
+            _print_endpoint(endpoint, config)
+        return 0
+
+    return await _with_stores(config, work)
+
+
+async def cmd_endpoint_list(config: Config, args: argparse.Namespace) -> int:
+    async def work(stores: Any) -> int:
+        endpoints = await stores.endpoints.list()
+        if args.json:
+            print(json.dumps({"items": [e.to_json(config.base_url) for e in endpoints]}, indent=2))
+        elif not endpoints:
+            print("no endpoints yet: postback-monitor endpoint create NAME")
+        for e in endpoints if not args.json else ():
+            print(f"{e.id:>5}  {e.name:<30}  {e.capture_url(config.base_url)}")
+        return 0
+
+    return await _with_stores(config, work)
+
+
+async def cmd_endpoint_show(config: Config, args: argparse.Namespace) -> int:
+    async def work(stores: Any) -> int:
+        endpoint = await stores.endpoints.get(args.endpoint_id)
+        print(json.dumps(endpoint.to_json(config.base_url), indent=2))
+        return 0
+
+    return await _with_stores(config, work)
+
+
+async def cmd_endpoint_update(config: Config, args: argparse.Namespace) -> int:
+    doc: dict[str, Any] = {}
+    if args.name is not None:
+        doc["name"] = args.name
+    if args.description is not None:
+        doc["description"] = args.description
+    settings = _settings_arg(args.settings)
+    if settings is not None:
+        doc["settings"] = settings
+
+    async def work(stores: Any) -> int:
+        endpoint = await stores.endpoints.update(args.endpoint_id, doc)
+        _print_endpoint(endpoint, config)
+        return 0
+
+    return await _with_stores(config, work)
+
+
+async def cmd_endpoint_delete(config: Config, args: argparse.Namespace) -> int:
+    async def work(stores: Any) -> int:
+        deleted = await stores.endpoints.delete(args.endpoint_id)
+        print(f"deleted endpoint {args.endpoint_id} and its {deleted} hits")
+        return 0
+
+    return await _with_stores(config, work)
+
+
+async def cmd_hits_show(config: Config, args: argparse.Namespace) -> int:
+    import uuid
+
+    from monitor.errors import NotFound
+
+    try:
+        hit_id = uuid.UUID(args.hit_id)
+    except ValueError:
+        raise NotFound("hit_not_found", f"no hit with id {args.hit_id!r}") from None
+
+    async def work(stores: Any) -> int:
+        print(json.dumps(await stores.hits.get(hit_id), indent=2, ensure_ascii=False))
+        return 0
+
+    return await _with_stores(config, work)
+
+
+async def cmd_hits_tail(config: Config, args: argparse.Namespace) -> int:
+    from monitor.tail import tail
+
+    async def work(stores: Any) -> int:
+        await stores.endpoints.get(args.endpoint_id)  # a clear error for an unknown id
+        await tail(stores, args.endpoint_id, lines=args.lines, as_json=args.json, follow=not args.no_follow)
+        return 0
+
+    return await _with_stores(config, work)

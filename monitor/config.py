@@ -1,0 +1,158 @@
+"""All settings in one frozen dataclass: defaults, help text and environment names.
+
+CLI flags (``--port``) and environment variables (``POSTBACK_MONITOR_PORT``) map onto
+the fields here; tests build ``Config`` directly. A bad value fails at start-up with
+a ``ConfigError`` that names the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+ENV_PREFIX = "POSTBACK_MONITOR_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _setting(default: Any, help: str, *, env: tuple[str, ...] = (), secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "env": env, "secret": secret})
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("postback-monitor"))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    database_url: str | None = _setting(
+        None,
+        "PostgreSQL URL. Unset: start a private embedded PostgreSQL in the data directory.",
+        env=("DATABASE_URL",),
+        secret=True,
+    )
+    data_dir: Path = _setting(
+        default_data_dir(),
+        "Directory for the embedded database, the generated admin token and the spool.",
+    )
+    admin_token: str | None = _setting(
+        None,
+        "Bearer token for the API and web views. Unset: generated on first start and "
+        "kept in DATA_DIR/admin_token.",
+        secret=True,
+    )
+    host: str = _setting("127.0.0.1", "Address to listen on.")
+    port: int = _setting(8080, "TCP port to listen on.")
+    public_url: str | None = _setting(
+        None, "Base URL used to print capture URLs (default: http://HOST:PORT)."
+    )
+    trusted_proxies: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded "
+        "headers are believed for the client IP.",
+    )
+    batch_max_hits: int = _setting(500, "Most hits written in one group-commit transaction.")
+    batch_max_wait_ms: float = _setting(
+        2.0, "Longest a hit waits for its batch to fill before the batch is committed."
+    )
+    queue_max_hits: int = _setting(
+        20000, "Hits waiting for the writer beyond which capture answers 503 with Retry-After."
+    )
+    max_body_bytes: int = _setting(
+        1024 * 1024, "Body bytes stored per hit; longer bodies are kept truncated and flagged."
+    )
+    hard_max_body_bytes: int = _setting(
+        64 * 1024 * 1024, "Body size above which capture stops reading and answers 413."
+    )
+    log_format: str = _setting(
+        "auto", "Log format: json, console, or auto (console on a terminal, JSON otherwise)."
+    )
+    log_level: str = _setting("info", "Log level: debug, info, warning or error.")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port: {self.port} is not a TCP port (1-65535)")
+        for name in ("batch_max_hits", "queue_max_hits", "max_body_bytes", "hard_max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.batch_max_wait_ms < 0:
+            raise ConfigError(f"batch_max_wait_ms: must not be negative, got {self.batch_max_wait_ms}")
+        if self.hard_max_body_bytes < self.max_body_bytes:
+            raise ConfigError("hard_max_body_bytes: must be at least max_body_bytes")
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"log_format: {self.log_format!r} is not json, console or auto")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            raise ConfigError("admin_token: use at least 16 characters")
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError(f"trusted_proxies: {cidr!r} is not an IP network") from None
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def settings() -> list[dataclasses.Field[Any]]:
+    """The settings in declaration order, each with help text and environment names."""
+    return list(dataclasses.fields(Config))
+
+
+def env_names(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    return (ENV_PREFIX + f.name.upper(), *f.metadata["env"])
+
+
+def flag_name(f: dataclasses.Field[Any]) -> str:
+    return "--" + f.name.replace("_", "-")
+
+
+def coerce(f: dataclasses.Field[Any], raw: str) -> Any:
+    """Turn a string from the command line or environment into the field's type."""
+    kind = str(f.type)
+    try:
+        if "int" in kind and "float" not in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{f.name}: {raw!r} is not a number") from None
+    if "tuple" in kind:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if "Path" in kind:
+        return Path(raw).expanduser()
+    return raw
+
+
+def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build a Config from the environment, then explicit overrides (CLI flags win)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in settings():
+        for name in env_names(f):
+            if environ.get(name):
+                values[f.name] = coerce(f, environ[name])
+                break
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    return Config(**values)

@@ -1,0 +1,66 @@
+"""Connections to PostgreSQL: pool set-up shared by the server, the CLI and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from monitor.config import Config
+from monitor.embedded import EmbeddedPostgres
+
+EMBEDDED_DIR = "pgdata"
+
+
+@asynccontextmanager
+async def database_url(config: Config) -> AsyncIterator[str]:
+    """The configured DATABASE_URL, or the embedded server in the data directory.
+
+    An embedded server started here is stopped on exit; one already running (a
+    `serve` started it) is left running.
+    """
+    if config.database_url is not None:
+        yield config.database_url
+        return
+    embedded = EmbeddedPostgres(config.data_dir / EMBEDDED_DIR)
+    url = await asyncio.to_thread(embedded.start)
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then JSON text
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return JSONB_VERSION + json.dumps(value, separators=(",", ":")).encode()
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """jsonb travels as Python objects both ways; binary so that COPY can carry it."""
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, init=init_connection, **kwargs
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url)
+    await init_connection(conn)
+    return conn

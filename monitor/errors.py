@@ -1,0 +1,97 @@
+"""Domain errors that carry their HTTP status, and the one error middleware.
+
+``/api/`` answers ``{"error": {"code", "message"}}``; other paths answer plain text.
+Unexpected exceptions are logged with their traceback and answered with a generic 500
+that reveals nothing about the internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class DomainError(Exception):
+    status = 400
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class BadRequest(DomainError):
+    status = 400
+
+
+class Unauthorized(DomainError):
+    status = 401
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+class Unavailable(DomainError):
+    status = 503
+
+
+def error_response(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="postback-monitor"'} if status == 401 else None
+    if request.path.startswith("/api/"):
+        return web.json_response(
+            {"error": {"code": code, "message": message}}, status=status, headers=headers
+        )
+    return web.Response(status=status, text=f"{message}\n", headers=headers)
+
+
+def safe_path(request: web.Request) -> str:
+    """The request path fit for logs: capture tokens are secrets and never logged."""
+    path = request.rel_url.path
+    if path.startswith("/p/"):
+        return "/p/<token>" + ("/..." if path.count("/") > 2 else "")
+    return path
+
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    431: "headers_too_large",
+    503: "unavailable",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        return error_response(request, exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        code = HTTP_CODES.get(exc.status, "http_error")
+        response = error_response(request, exc.status, code, exc.reason)
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except Exception:
+        log.exception("request.failed", method=request.method, path=safe_path(request))
+        return error_response(request, 500, "internal_error", "internal server error")

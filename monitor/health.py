@@ -1,0 +1,31 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from monitor.typedefs import POOL, WRITER
+
+READY_DB_TIMEOUT_S = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database answers and the writer is not backed up."""
+    problems = []
+    try:
+        async with asyncio.timeout(READY_DB_TIMEOUT_S):
+            await request.app[POOL].fetchval("SELECT 1")
+    except Exception as exc:
+        problems.append(f"database: {type(exc).__name__}")
+    writer = request.app[WRITER]
+    if writer.queue_depth >= writer.queue_max_hits // 2:
+        problems.append(f"writer: {writer.queue_depth} hits queued")
+    if problems:
+        return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+    return web.json_response({"status": "ready", "queue_depth": writer.queue_depth})

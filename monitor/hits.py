@@ -1,0 +1,123 @@
+"""Reading hits: newest-first lists with keyset cursors and filters, and single hits.
+
+Lists page by (received_at, id) so a cursor stays valid while new hits arrive.
+The filter clauses are fixed SQL fragments chosen by which filters are present;
+values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from monitor.errors import BadRequest, NotFound
+from monitor.hit import row_to_json
+from monitor.ids import uuid7_time
+
+LIST_COLUMNS = """id, endpoint_id, received_at, method, path, raw_query, params, body_params,
+    headers, content_type, body_size, remote_ip, user_agent, click_id, event, flags"""
+ONE_HIT = f"""
+SELECT {LIST_COLUMNS}, body FROM hits
+WHERE id = $1 AND received_at >= $2 AND received_at < $3"""
+ONE_HIT_ANY_TIME = f"SELECT {LIST_COLUMNS}, body FROM hits WHERE id = $1"
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class HitFilter:
+    """What a list of hits is narrowed to; every field optional."""
+
+    flags: tuple[str, ...] = ()
+    flagged: bool | None = None
+    click_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def encode_cursor(received_at: datetime, hit_id: uuid.UUID) -> str:
+    raw = f"{received_at.isoformat()}|{hit_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, hit_id = raw.partition("|")
+        return datetime.fromisoformat(when), uuid.UUID(hit_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("invalid_cursor", "cursor: not a cursor this service returned") from None
+
+
+def list_query(endpoint_id: int, flt: HitFilter, cursor: str | None, limit: int) -> tuple[str, list[Any]]:
+    clauses = ["endpoint_id = $1"]
+    args: list[Any] = [endpoint_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if cursor is not None:
+        when, hit_id = decode_cursor(cursor)
+        clauses.append(f"(received_at, id) < ({arg(when)}, {arg(hit_id)})")
+    if flt.flagged is not None:
+        clauses.append("flagged" if flt.flagged else "NOT flagged")
+    if flt.flags:
+        clauses.append(
+            "flagged AND EXISTS (SELECT 1 FROM jsonb_array_elements(flags) f "
+            f"WHERE f->>'flag' = ANY({arg(list(flt.flags))}::text[]))"
+        )
+    if flt.click_id is not None:
+        clauses.append(f"click_id = {arg(flt.click_id)}")
+    if flt.since is not None:
+        clauses.append(f"received_at >= {arg(flt.since)}")
+    if flt.until is not None:
+        clauses.append(f"received_at < {arg(flt.until)}")
+    sql = (
+        f"SELECT {LIST_COLUMNS} FROM hits WHERE {' AND '.join(clauses)} "
+        f"ORDER BY received_at DESC, id DESC LIMIT {arg(limit + 1)}"
+    )
+    return sql, args
+
+
+class HitStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def list(
+        self,
+        endpoint_id: int,
+        flt: HitFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of hits, newest first, and the cursor of the next page (or None)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadRequest("invalid_limit", f"limit: between 1 and {MAX_PAGE}")
+        sql, args = list_query(endpoint_id, flt or HitFilter(), cursor, limit)
+        rows = await self.pool.fetch(sql, *args)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(rows[-1]["received_at"], rows[-1]["id"])
+        return [row_to_json(r, with_body=False) for r in rows], next_cursor
+
+    async def get(self, hit_id: uuid.UUID) -> dict[str, Any]:
+        row = None
+        if hit_id.version == 7:
+            # received_at and the id's timestamp are the same millisecond: prune partitions.
+            when = uuid7_time(hit_id)
+            row = await self.pool.fetchrow(ONE_HIT, hit_id, when, when + timedelta(milliseconds=1))
+        if row is None:
+            row = await self.pool.fetchrow(ONE_HIT_ANY_TIME, hit_id)
+        if row is None:
+            raise NotFound("hit_not_found", f"no hit with id {hit_id}")
+        return row_to_json(row)

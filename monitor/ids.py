@@ -1,0 +1,36 @@
+"""Identifiers: time-ordered hit ids (UUIDv7) and unguessable capture tokens."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+
+CAPTURE_TOKEN_BYTES = 18  # 144 random bits, 24 URL-safe characters
+
+
+def uuid7(unix_ms: int | None = None) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48-bit millisecond timestamp, then 74 random bits."""
+    ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a: 12 bits
+    value |= 0b10 << 62  # variant
+    value |= rand & 0x3FFF_FFFF_FFFF_FFFF  # rand_b: 62 bits
+    return uuid.UUID(int=value)
+
+
+def uuid7_time(value: uuid.UUID) -> datetime:
+    """The millisecond timestamp a UUIDv7 was made at."""
+    return datetime.fromtimestamp((value.int >> 80) / 1000, tz=UTC)
+
+
+def capture_token() -> str:
+    return secrets.token_urlsafe(CAPTURE_TOKEN_BYTES)
+
+
+def admin_token() -> str:
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,82 @@
+"""``hits tail``: print an endpoint's newest hits, then each new one as it commits.
+
+New hits are announced by the writer with NOTIFY on the hits channel; a poll every
+few seconds covers a lost notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import asyncpg
+
+from monitor.hits import HitFilter
+from monitor.writer import HITS_CHANNEL
+
+POLL_S = 3.0
+RED, YELLOW, DIM, RESET = "\033[31m", "\033[33m", "\033[2m", "\033[0m"
+
+
+def format_hit(hit: dict[str, Any], *, colour: bool) -> str:
+    params = " ".join(f"{k}={v}" for k, v in (hit["params"] + hit["body_params"])[:8])
+    flags = [f["flag"] for f in hit["flags"]]
+    line = f"{hit['received_at']}  {hit['method']:<6} {hit['remote_ip'] or '-':<15} {params}"
+    if flags:
+        badge = "  [" + ", ".join(flags) + "]"
+        line += f"{RED}{badge}{RESET}" if colour else badge
+    if colour:
+        line = f"{DIM}{line[:32]}{RESET}{line[32:]}"
+    return line
+
+
+async def tail(stores: Any, endpoint_id: int, *, lines: int, as_json: bool, follow: bool) -> None:
+    colour = sys.stdout.isatty() and not as_json
+    seen: set[str] = set()
+
+    def emit(hits: list[dict[str, Any]]) -> None:
+        for hit in reversed(hits):  # oldest first, like tail(1)
+            if hit["id"] in seen:
+                continue
+            seen.add(hit["id"])
+            print(json.dumps(hit, ensure_ascii=False) if as_json else format_hit(hit, colour=colour), flush=True)
+
+    newest: Any = None
+    if lines > 0:
+        items, _ = await stores.hits.list(endpoint_id, limit=min(lines, 500))
+        emit(items)
+        if items:
+            newest = items[0]["received_at"]
+    if not follow:
+        return
+    wake = asyncio.Event()
+    conn = await asyncpg.connect(stores.url)
+    try:
+        def on_notify(_c: Any, _pid: int, _channel: str, payload: str) -> None:
+            if str(endpoint_id) in payload.split(","):
+                wake.set()
+
+        await conn.add_listener(HITS_CHANNEL, on_notify)
+        if newest is None:
+            newest = await stores.pool.fetchval("SELECT now() - interval '1 second'")
+        while True:
+            try:
+                await asyncio.wait_for(wake.wait(), POLL_S)
+            except TimeoutError:
+                pass
+            wake.clear()
+            since = newest if not isinstance(newest, str) else _parse(newest)
+            items, _ = await stores.hits.list(endpoint_id, HitFilter(since=since), limit=500)
+            emit(items)
+            if items:
+                newest = items[0]["received_at"]
+    finally:
+        await conn.close()
+
+
+def _parse(value: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value)

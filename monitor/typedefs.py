@@ -1,0 +1,23 @@
+"""Typed application state: every web.AppKey of the service, in one leaf module."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from monitor.config import Config
+    from monitor.endpoints import EndpointCache, EndpointStore
+    from monitor.hits import HitStore
+    from monitor.writer import HitWriter
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token")
+DATABASE_URL: web.AppKey[str] = web.AppKey("database_url")
+POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
+ENDPOINTS: web.AppKey[EndpointStore] = web.AppKey("endpoints")
+ENDPOINT_CACHE: web.AppKey[EndpointCache] = web.AppKey("endpoint_cache")
+HITS: web.AppKey[HitStore] = web.AppKey("hits")
+WRITER: web.AppKey[HitWriter] = web.AppKey("writer")

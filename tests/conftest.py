@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from monitor.app import create_app
+from monitor.config import Config
+from monitor.db import connect
+from tests.pg import TestDatabase
+
+ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+def test_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+    db = TestDatabase(tmp_path_factory.mktemp("db"))
+    db.start()
+    try:
+        yield db
+    finally:
+        db.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(test_db: TestDatabase) -> str:
+    return test_db.url
+
+
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test database, emptied before the test."""
+    conn = await connect(pg_url)
+    await conn.execute("TRUNCATE endpoints, hits, click_keys RESTART IDENTITY")
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def config(pg_url: str, tmp_path: Path) -> Config:
+    return Config(
+        database_url=pg_url,
+        data_dir=tmp_path / "data",
+        admin_token=ADMIN_TOKEN,
+        public_url="http://capture.test",
+        batch_max_wait_ms=1.0,
+    )
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any, config: Config, db: asyncpg.Connection
+) -> TestClient:  # type: ignore[type-arg]
+    return await aiohttp_client(create_app(config))
+
+
+@pytest.fixture
+def make_endpoint(client: TestClient) -> Any:  # type: ignore[type-arg]
+    """Create an endpoint through the API; returns its JSON."""
+
+    async def make(name: str = "test", **fields: Any) -> dict[str, Any]:
+        resp = await client.post("/api/endpoints", json={"name": name, **fields}, headers=AUTH)
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
+    return make
+
+
+def capture_path(endpoint: dict[str, Any]) -> str:
+    return f"/p/{endpoint['token']}"
+
+
+def pytest_report_header() -> str:
+    where = os.environ.get("DATABASE_URL") or "embedded PostgreSQL (no DATABASE_URL)"
+    return f"postback-monitor tests against: {where}"
