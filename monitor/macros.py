@@ -83,7 +83,7 @@ def find_macro(value: str) -> str | None:
             return token
         if "%" not in view:
             return None
-        decoded = unquote(view, errors="replace")
+        decoded = unquote(view, errors="replace").strip()
         if decoded == view:
             return None
         view = decoded
