@@ -82,7 +82,9 @@ def parse_time(name: str, raw: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest("invalid_query", f"{name}: an RFC 3339 time such as 2026-01-31T12:00:00Z") from None
+        raise BadRequest(
+            "invalid_query", f"{name}: an RFC 3339 time such as 2026-01-31T12:00:00Z"
+        ) from None
     if value.tzinfo is None:
         raise BadRequest("invalid_query", f"{name}: include a time zone (Z or +00:00)")
     return value

@@ -57,5 +57,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not is_public(request.path):
         presented = bearer(request)
         if presented is None or not token_matches(presented, request.app[ADMIN_TOKEN]):
-            raise Unauthorized("unauthorized", "a valid admin token is required (Authorization: Bearer ...)")
+            raise Unauthorized(
+                "unauthorized", "a valid admin token is required (Authorization: Bearer ...)"
+            )
     return await handler(request)

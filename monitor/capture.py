@@ -28,7 +28,9 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_body(request: web.Request, keep_bytes: int, hard_max_bytes: int) -> tuple[bytes, int]:
+async def read_body(
+    request: web.Request, keep_bytes: int, hard_max_bytes: int
+) -> tuple[bytes, int]:
     """The first ``keep_bytes`` of the body and its real size, read as a stream."""
     if request.content_length is not None and request.content_length > hard_max_bytes:
         raise BodyTooLarge
@@ -77,7 +79,9 @@ def client_ip(request: web.Request, config: Config) -> str | None:
 _networks_cache: dict[tuple[str, ...], list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
 
 
-def _trusted_networks(cidrs: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _trusted_networks(
+    cidrs: tuple[str, ...],
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     networks = _networks_cache.get(cidrs)
     if networks is None:
         networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
@@ -117,7 +121,9 @@ async def capture(request: web.Request) -> web.StreamResponse:
     if endpoint is None:
         raise web.HTTPNotFound(text="unknown capture token\n")
     try:
-        body, body_size = await read_body(request, config.max_body_bytes, config.hard_max_body_bytes)
+        body, body_size = await read_body(
+            request, config.max_body_bytes, config.hard_max_body_bytes
+        )
     except BodyTooLarge:
         raise web.HTTPRequestEntityTooLarge(
             max_size=config.hard_max_body_bytes,

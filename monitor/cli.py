@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from monitor import __version__, config as config_mod
+from monitor import __version__
+from monitor import config as config_mod
 from monitor.config import Config, ConfigError
 
 Command = Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]
@@ -62,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=cmd_migrate)
 
     endpoint = commands.add_parser("endpoint", help="manage capture endpoints")
-    endpoint_cmds = endpoint.add_subparsers(dest="endpoint_command", required=True, metavar="ACTION")
+    endpoint_cmds = endpoint.add_subparsers(
+        dest="endpoint_command", required=True, metavar="ACTION"
+    )
     create = endpoint_cmds.add_parser("create", help="create a capture endpoint")
     create.add_argument("name")
     create.add_argument("--description", default="")
@@ -279,7 +282,9 @@ async def cmd_hits_tail(config: Config, args: argparse.Namespace) -> int:
 
     async def work(stores: Any) -> int:
         await stores.endpoints.get(args.endpoint_id)  # a clear error for an unknown id
-        await tail(stores, args.endpoint_id, lines=args.lines, as_json=args.json, follow=not args.no_follow)
+        await tail(
+            stores, args.endpoint_id, lines=args.lines, as_json=args.json, follow=not args.no_follow
+        )
         return 0
 
     return await _with_stores(config, work)

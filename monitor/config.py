@@ -42,7 +42,7 @@ class Config:
     )
     data_dir: Path = _setting(
         default_data_dir(),
-        "Directory for the embedded database, the generated admin token and the spool.",
+        "Directory for the embedded database and the generated admin token.",
     )
     admin_token: str | None = _setting(
         None,
@@ -85,7 +85,9 @@ class Config:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.batch_max_wait_ms < 0:
-            raise ConfigError(f"batch_max_wait_ms: must not be negative, got {self.batch_max_wait_ms}")
+            raise ConfigError(
+                f"batch_max_wait_ms: must not be negative, got {self.batch_max_wait_ms}"
+            )
         if self.hard_max_body_bytes < self.max_body_bytes:
             raise ConfigError("hard_max_body_bytes: must be at least max_body_bytes")
         if self.log_format not in ("auto", "json", "console"):
@@ -143,7 +145,9 @@ def coerce(f: dataclasses.Field[Any], raw: str) -> Any:
     return raw
 
 
-def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+def load(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
     """Build a Config from the environment, then explicit overrides (CLI flags win)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}

@@ -41,7 +41,9 @@ UPDATE endpoints SET name = $2, description = $3, response_status = $4, response
     response_content_type = $6, settings = $7, updated_at = now()
 WHERE id = $1
 RETURNING {COLUMNS}"""
-ROTATE_TOKEN = f"UPDATE endpoints SET token = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+ROTATE_TOKEN = (
+    f"UPDATE endpoints SET token = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+)
 DELETE = "DELETE FROM endpoints WHERE id = $1 RETURNING id"
 DELETE_HITS = "DELETE FROM hits WHERE endpoint_id = $1"
 DELETE_CLICK_KEYS = "DELETE FROM click_keys WHERE endpoint_id = $1"
@@ -121,7 +123,9 @@ class EndpointFields:
 DEFAULTS = EndpointFields("", "", 200, "OK", "text/plain; charset=utf-8", {})
 
 
-def validate_fields(doc: Any, base: EndpointFields = DEFAULTS, *, require_name: bool) -> EndpointFields:
+def validate_fields(
+    doc: Any, base: EndpointFields = DEFAULTS, *, require_name: bool
+) -> EndpointFields:
     """Check a JSON document from the API or CLI; raises BadRequest naming the field."""
     if not isinstance(doc, dict):
         raise BadRequest("invalid_body", "the request body must be a JSON object")
@@ -132,10 +136,14 @@ def validate_fields(doc: Any, base: EndpointFields = DEFAULTS, *, require_name: 
     if require_name and "name" not in doc:
         raise BadRequest("invalid_field", "name: required")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
-        raise BadRequest("invalid_field", f"name: a non-empty string of at most {MAX_NAME_CHARS} characters")
+        raise BadRequest(
+            "invalid_field", f"name: a non-empty string of at most {MAX_NAME_CHARS} characters"
+        )
     description = doc.get("description", base.description)
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_CHARS:
-        raise BadRequest("invalid_field", f"description: a string of at most {MAX_DESCRIPTION_CHARS} characters")
+        raise BadRequest(
+            "invalid_field", f"description: a string of at most {MAX_DESCRIPTION_CHARS} characters"
+        )
     _no_nul("name", name)
     _no_nul("description", description)
     settings = doc.get("settings", base.settings)
@@ -145,16 +153,23 @@ def validate_fields(doc: Any, base: EndpointFields = DEFAULTS, *, require_name: 
         raise BadRequest("invalid_settings", str(exc)) from None
     response = doc.get("response", {})
     if not isinstance(response, dict):
-        raise BadRequest("invalid_field", "response: must be an object with status, body, content_type")
+        raise BadRequest(
+            "invalid_field", "response: must be an object with status, body, content_type"
+        )
     unknown = set(response) - {"status", "body", "content_type"}
     if unknown:
-        raise BadRequest("invalid_field", f"response: unknown field(s): {', '.join(sorted(unknown))}")
+        raise BadRequest(
+            "invalid_field", f"response: unknown field(s): {', '.join(sorted(unknown))}"
+        )
     status = response.get("status", base.response_status)
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise BadRequest("invalid_field", "response.status: an integer HTTP status from 200 to 599")
     body = response.get("body", base.response_body)
     if not isinstance(body, str) or len(body) > MAX_RESPONSE_BODY_CHARS:
-        raise BadRequest("invalid_field", f"response.body: a string of at most {MAX_RESPONSE_BODY_CHARS} characters")
+        raise BadRequest(
+            "invalid_field",
+            f"response.body: a string of at most {MAX_RESPONSE_BODY_CHARS} characters",
+        )
     content_type = response.get("content_type", base.response_content_type)
     if (
         not isinstance(content_type, str)
@@ -308,7 +323,7 @@ class EndpointCache:
             try:
                 conn = await asyncpg.connect(self.dsn)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _conn: lost.set())
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
 
                 def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
                     with contextlib.suppress(ValueError):

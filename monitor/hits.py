@@ -56,7 +56,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadRequest("invalid_cursor", "cursor: not a cursor this service returned") from None
 
 
-def list_query(endpoint_id: int, flt: HitFilter, cursor: str | None, limit: int) -> tuple[str, list[Any]]:
+def list_query(
+    endpoint_id: int, flt: HitFilter, cursor: str | None, limit: int
+) -> tuple[str, list[Any]]:
     clauses = ["endpoint_id = $1"]
     args: list[Any] = [endpoint_id]
 

@@ -41,7 +41,9 @@ def create_statement(day: date) -> str:
     )
 
 
-async def ensure_partitions(conn: asyncpg.Connection, today: date | None = None, days_ahead: int = DAYS_AHEAD) -> list[str]:
+async def ensure_partitions(
+    conn: asyncpg.Connection, today: date | None = None, days_ahead: int = DAYS_AHEAD
+) -> list[str]:
     """Create the partitions from yesterday to ``days_ahead`` days on; returns the new ones."""
     today = today or datetime.now(UTC).date()
     created = []

@@ -43,7 +43,7 @@ PRESETS: dict[str, Preset] = {
             amount_param="payout",
             currency_param="currency",
             required_params=("cid",),
-            template="cid=REPLACE&payout=OPTIONAL&txid=OPTIONAL",
+            template="cid=REPLACE&payout=OPTIONAL&txid=OPTIONAL&et=OPTIONAL",
             method="GET",
             notes="Replace REPLACE with the network's click id macro (e.g. {aff_sub}, #s2#) "
             "and OPTIONAL with its payout and transaction id macros, or drop them.",

@@ -87,7 +87,7 @@ class Rules:
     allowed_networks: tuple[IPNetwork, ...] | None = None
     secret: bytes | None = field(default=None, repr=False)
     secret_param: str | None = None
-    secret_header: str | None = None  # lower-cased
+    secret_header: str | None = None  # as configured; compared case-insensitively
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +288,7 @@ def _secret(value: Any) -> tuple[bytes, str | None, str | None, dict[str, str]]:
     if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header.strip()):
         raise SettingsError("secret.header: must be an HTTP header name like X-Postback-Token")
     normalized["header"] = header.strip()
-    return _bytes(secret), None, normalized["header"].lower(), normalized
+    return _bytes(secret), None, normalized["header"], normalized
 
 
 def _bytes(text: str) -> bytes:
@@ -484,10 +484,11 @@ def _secret_flag(
             return None
         received = values.get(param)
     else:
+        wanted = (rules.secret_header or "").lower()
         where, param = f"header {rules.secret_header}", None
         received = None
         for header, value in headers:
-            if header.lower() == rules.secret_header:
+            if header.lower() == wanted:
                 received = value.strip()
                 break
     if received and _secret_matches(rules, received):

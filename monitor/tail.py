@@ -41,7 +41,10 @@ async def tail(stores: Any, endpoint_id: int, *, lines: int, as_json: bool, foll
             if hit["id"] in seen:
                 continue
             seen.add(hit["id"])
-            print(json.dumps(hit, ensure_ascii=False) if as_json else format_hit(hit, colour=colour), flush=True)
+            print(
+                json.dumps(hit, ensure_ascii=False) if as_json else format_hit(hit, colour=colour),
+                flush=True,
+            )
 
     newest: Any = None
     if lines > 0:
@@ -54,6 +57,7 @@ async def tail(stores: Any, endpoint_id: int, *, lines: int, as_json: bool, foll
     wake = asyncio.Event()
     conn = await asyncpg.connect(stores.url)
     try:
+
         def on_notify(_c: Any, _pid: int, _channel: str, payload: str) -> None:
             if str(endpoint_id) in payload.split(","):
                 wake.set()

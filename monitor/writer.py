@@ -123,7 +123,11 @@ class HitWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if len(self._queue) < self.batch_max_hits and self.batch_max_wait_s > 0 and not self._closing:
+            if (
+                len(self._queue) < self.batch_max_hits
+                and self.batch_max_wait_s > 0
+                and not self._closing
+            ):
                 await asyncio.sleep(self.batch_max_wait_s)
             count = min(len(self._queue), self.batch_max_hits)
             batch = [self._queue.popleft() for _ in range(count)]
@@ -233,6 +237,9 @@ async def settle_duplicates(conn: asyncpg.Connection, hits: Sequence[Hit]) -> No
     for hit, first in repeats:
         key = (hit.endpoint_id, *hit.verdict.dedupe_key)  # type: ignore[misc]
         window_s = hit.verdict.dedupe_window_s
-        if window_s is not None and (hit.received_at - first.received_at).total_seconds() > window_s:
+        if (
+            window_s is not None
+            and (hit.received_at - first.received_at).total_seconds() > window_s
+        ):
             continue  # same batch, yet outside the window: rare enough to leave as original
         hit.duplicate = duplicate_flag(hit.verdict, original_of[key])  # type: ignore[arg-type]

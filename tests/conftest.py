@@ -13,15 +13,15 @@ from aiohttp.test_utils import TestClient
 from monitor.app import create_app
 from monitor.config import Config
 from monitor.db import connect
-from tests.pg import TestDatabase
+from tests.pg import ScratchDatabase
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture(scope="session")
-def test_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
-    db = TestDatabase(tmp_path_factory.mktemp("db"))
+def test_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchDatabase]:
+    db = ScratchDatabase(tmp_path_factory.mktemp("db"))
     db.start()
     try:
         yield db
@@ -30,7 +30,7 @@ def test_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
 
 
 @pytest.fixture(scope="session")
-def pg_url(test_db: TestDatabase) -> str:
+def pg_url(test_db: ScratchDatabase) -> str:
     return test_db.url
 
 
@@ -57,14 +57,12 @@ def config(pg_url: str, tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-async def client(
-    aiohttp_client: Any, config: Config, db: asyncpg.Connection
-) -> TestClient:  # type: ignore[type-arg]
+async def client(aiohttp_client: Any, config: Config, db: asyncpg.Connection) -> TestClient:
     return await aiohttp_client(create_app(config))
 
 
 @pytest.fixture
-def make_endpoint(client: TestClient) -> Any:  # type: ignore[type-arg]
+def make_endpoint(client: TestClient) -> Any:
     """Create an endpoint through the API; returns its JSON."""
 
     async def make(name: str = "test", **fields: Any) -> dict[str, Any]:

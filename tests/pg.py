@@ -21,7 +21,7 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-class TestDatabase:
+class ScratchDatabase:
     """A throw-away database on a real server, migrated, dropped at the end."""
 
     def __init__(self, tmp_dir: Path) -> None:
@@ -30,6 +30,7 @@ class TestDatabase:
         self.server_url = os.environ.get("DATABASE_URL") or ""
         self.name = f"pbm_test_{secrets.token_hex(4)}"
         self.url = ""
+        self.scratch: list[str] = []
 
     def start(self) -> str:
         if not self.server_url:
@@ -57,7 +58,8 @@ class TestDatabase:
         async def drop() -> None:
             admin = await asyncpg.connect(self.server_url)
             try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+                for name in [self.name, *self.scratch]:
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             finally:
                 await admin.close()
 
@@ -79,4 +81,5 @@ class TestDatabase:
                 await admin.close()
 
         asyncio.run(create())
+        self.scratch.append(name)
         return with_database(self.server_url, name)

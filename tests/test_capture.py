@@ -13,7 +13,7 @@ from tests import rawhttp
 from tests.conftest import AUTH, capture_path
 
 
-async def only_hit(client: TestClient, endpoint: dict[str, Any]) -> dict[str, Any]:  # type: ignore[type-arg]
+async def only_hit(client: TestClient, endpoint: dict[str, Any]) -> dict[str, Any]:
     resp = await client.get(f"/api/endpoints/{endpoint['id']}/hits", headers=AUTH)
     assert resp.status == 200
     items = (await resp.json())["items"]
@@ -31,7 +31,11 @@ def body_bytes(hit: dict[str, Any]) -> bytes:
 
 BODIES = [
     ("POST", "application/x-www-form-urlencoded", b"click_id=abc&payout=1.50&currency=USD"),
-    ("POST", "application/json", b'{"click_id": "abc", "event": {"name": "purchase", "value": 9.99}}'),
+    (
+        "POST",
+        "application/json",
+        b'{"click_id": "abc", "event": {"name": "purchase", "value": 9.99}}',
+    ),
     ("POST", "text/plain", b"hello postback"),
     ("POST", "application/octet-stream", bytes(range(256))),
     ("PUT", "application/json", b'{"a": 1}'),
@@ -44,7 +48,7 @@ BODIES = [
 
 @pytest.mark.parametrize(("method", "content_type", "body"), BODIES)
 async def test_methods_and_bodies_round_trip(
-    client: TestClient, make_endpoint: Any, method: str, content_type: str, body: bytes  # type: ignore[type-arg]
+    client: TestClient, make_endpoint: Any, method: str, content_type: str, body: bytes
 ) -> None:
     endpoint = await make_endpoint()
     headers = {"Content-Type": content_type} if content_type else {}
@@ -63,7 +67,7 @@ async def test_methods_and_bodies_round_trip(
     assert hit["endpoint_id"] == endpoint["id"]
 
 
-async def test_get_and_head(client: TestClient, make_endpoint: Any) -> None:  # type: ignore[type-arg]
+async def test_get_and_head(client: TestClient, make_endpoint: Any) -> None:
     endpoint = await make_endpoint()
     resp = await client.head(capture_path(endpoint) + "?a=1")
     assert resp.status == 200
@@ -74,18 +78,28 @@ async def test_get_and_head(client: TestClient, make_endpoint: Any) -> None:  # 
     assert methods == ["GET", "HEAD"]
 
 
-async def test_body_hex_and_json_parsing(client: TestClient, make_endpoint: Any) -> None:  # type: ignore[type-arg]
+async def test_body_hex_and_json_parsing(client: TestClient, make_endpoint: Any) -> None:
     endpoint = await make_endpoint()
     body = b'{"click_id": "c-1", "amount": 2.5, "ok": true, "none": null, "items": [{"sku": "A"}]}'
-    await client.post(capture_path(endpoint), data=body, headers={"Content-Type": "application/json"})
+    await client.post(
+        capture_path(endpoint), data=body, headers={"Content-Type": "application/json"}
+    )
     hit = await only_hit(client, endpoint)
-    assert hit["body_params"] == [["click_id", "c-1"], ["amount", "2.5"], ["ok", "true"], ["items.0.sku", "A"]]
+    assert hit["body_params"] == [
+        ["click_id", "c-1"],
+        ["amount", "2.5"],
+        ["ok", "true"],
+        ["items.0.sku", "A"],
+    ]
     assert hit["body_text"] == body.decode()
 
 
-async def test_raw_query_kept_exactly(client: TestClient, make_endpoint: Any) -> None:  # type: ignore[type-arg]
+async def test_raw_query_kept_exactly(client: TestClient, make_endpoint: Any) -> None:
     endpoint = await make_endpoint()
-    raw = "cid=%7Bclickid%7D&x=%ZZ&nul=%00&bad=%ff%fe&plus=a+b&flag&k=1&k=2&%D0%BA%D0%BB%D1%8E%D1%87=%F0%9F%98%80"
+    raw = (
+        "cid=%7Bclickid%7D&x=%ZZ&nul=%00&bad=%ff%fe&plus=a+b&flag&k=1&k=2"
+        "&%D0%BA%D0%BB%D1%8E%D1%87=%F0%9F%98%80"
+    )
     target = capture_path(endpoint) + "/tail/part?" + raw
     status, _ = await rawhttp.send(client.host, client.port, rawhttp.get(target))
     assert status == 200
@@ -105,7 +119,7 @@ async def test_raw_query_kept_exactly(client: TestClient, make_endpoint: Any) ->
     ]
 
 
-async def test_two_hundred_params_and_megabyte_body(client: TestClient, make_endpoint: Any) -> None:  # type: ignore[type-arg]
+async def test_two_hundred_params_and_megabyte_body(client: TestClient, make_endpoint: Any) -> None:
     endpoint = await make_endpoint()
     query = "&".join(f"p{i}=v{i}" for i in range(200))
     body = bytes(i % 251 for i in range(1024 * 1024))
@@ -117,7 +131,9 @@ async def test_two_hundred_params_and_megabyte_body(client: TestClient, make_end
     assert hit["flags"] == []
 
 
-async def test_oversized_body_kept_truncated_and_flagged(client: TestClient, make_endpoint: Any) -> None:  # type: ignore[type-arg]
+async def test_oversized_body_kept_truncated_and_flagged(
+    client: TestClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
     body = b"x" * (1024 * 1024 + 10)
     resp = await client.post(capture_path(endpoint), data=io.BytesIO(body))
@@ -128,11 +144,13 @@ async def test_oversized_body_kept_truncated_and_flagged(client: TestClient, mak
     assert [f["flag"] for f in hit["flags"]] == ["body_truncated"]
 
 
-async def test_headers_ordered_with_repeats(client: TestClient, make_endpoint: Any) -> None:  # type: ignore[type-arg]
+async def test_headers_ordered_with_repeats(client: TestClient, make_endpoint: Any) -> None:
     from multidict import CIMultiDict
 
     endpoint = await make_endpoint()
-    headers = CIMultiDict([("X-Tag", "one"), ("X-Other", "x"), ("X-Tag", "two"), ("User-Agent", "Tracker/1.0")])
+    headers = CIMultiDict(
+        [("X-Tag", "one"), ("X-Other", "x"), ("X-Tag", "two"), ("User-Agent", "Tracker/1.0")]
+    )
     await client.get(capture_path(endpoint), headers=headers)
     hit = await only_hit(client, endpoint)
     sent = [h for h in hit["headers"] if h[0].lower() in ("x-tag", "x-other")]
@@ -141,29 +159,37 @@ async def test_headers_ordered_with_repeats(client: TestClient, make_endpoint: A
     assert hit["remote_ip"] == "127.0.0.1"
 
 
-async def test_unknown_token_is_404_and_not_stored(client: TestClient, make_endpoint: Any, db: Any) -> None:  # type: ignore[type-arg]
+async def test_unknown_token_is_404_and_not_stored(
+    client: TestClient, make_endpoint: Any, db: Any
+) -> None:
     await make_endpoint()
     resp = await client.get("/p/not-a-real-token?click_id=1")
     assert resp.status == 404
     assert await db.fetchval("SELECT count(*) FROM hits") == 0
 
 
-async def test_configured_response(client: TestClient, make_endpoint: Any) -> None:  # type: ignore[type-arg]
-    endpoint = await make_endpoint(response={"status": 202, "body": "success=true;", "content_type": "text/html"})
+async def test_configured_response(client: TestClient, make_endpoint: Any) -> None:
+    endpoint = await make_endpoint(
+        response={"status": 202, "body": "success=true;", "content_type": "text/html"}
+    )
     resp = await client.get(capture_path(endpoint))
     assert resp.status == 202
     assert await resp.text() == "success=true;"
     assert resp.headers["Content-Type"].startswith("text/html")
 
 
-async def test_forwarded_ip_only_from_trusted_proxy(aiohttp_client: Any, config: Any, db: Any) -> None:
+async def test_forwarded_ip_only_from_trusted_proxy(
+    aiohttp_client: Any, config: Any, db: Any
+) -> None:
     from monitor.app import create_app
 
     for trusted, expected in (((), "127.0.0.1"), (("127.0.0.0/8",), "203.0.113.9")):
         client = await aiohttp_client(create_app(config.replace(trusted_proxies=trusted)))
         resp = await client.post("/api/endpoints", json={"name": "p"}, headers=AUTH)
         endpoint = await resp.json()
-        await client.get(capture_path(endpoint), headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"})
+        await client.get(
+            capture_path(endpoint), headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+        )
         hit = await only_hit(client, endpoint)
         assert hit["remote_ip"] == expected
 
@@ -173,11 +199,13 @@ async def test_forwarded_header_rfc7239(aiohttp_client: Any, config: Any, db: An
 
     client = await aiohttp_client(create_app(config.replace(trusted_proxies=("127.0.0.1/32",))))
     endpoint = await (await client.post("/api/endpoints", json={"name": "p"}, headers=AUTH)).json()
-    await client.get(capture_path(endpoint), headers={"Forwarded": 'for="[2001:db8::1]:4711";proto=https'})
+    await client.get(
+        capture_path(endpoint), headers={"Forwarded": 'for="[2001:db8::1]:4711";proto=https'}
+    )
     assert (await only_hit(client, endpoint))["remote_ip"] == "2001:db8::1"
 
 
-async def test_raw_non_utf8_bytes_in_request_line(client: TestClient, make_endpoint: Any) -> None:  # type: ignore[type-arg]
+async def test_raw_non_utf8_bytes_in_request_line(client: TestClient, make_endpoint: Any) -> None:
     endpoint = await make_endpoint()
     target = capture_path(endpoint).encode() + b"?v=\xff\xfe&s=caf\xc3\xa9"
     request = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

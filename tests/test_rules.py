@@ -89,13 +89,14 @@ def test_empty_settings_compile_to_defaults() -> None:
         ({"dedupe": {"window": 1e300}}, "dedupe.window: at most 3650d"),
         ({"allowed_ips": "10.0.0.0/8"}, "allowed_ips: must be a list"),
         ({"allowed_ips": ["10.0.0.0/8", "10.0.0.300"]}, "allowed_ips[1]: '10.0.0.300' is not"),
-        ({"allowed_ips": ["192.168.1.5/24"]}, "allowed_ips[0]: '192.168.1.5/24' has host bits set; did you mean 192.168.1.0/24?"),
+        ({"allowed_ips": ["192.168.1.5/24"]}, "allowed_ips[0]: '192.168.1.5/24' has host bits set; "
+         "did you mean 192.168.1.0/24?"),
         ({"secret": "abc"}, "secret: must be"),
         ({"secret": {"value": "abc"}}, "secret: needs exactly one of param or header"),
         ({"secret": {"value": "abc", "param": "t", "header": "X-T"}}, "secret: needs exactly one"),
         ({"secret": {"value": "", "param": "t"}}, "secret.value: must be a non-empty string"),
         ({"secret": {"value": 123, "param": "t"}}, "secret.value: must be a non-empty string"),
-        ({"secret": {"value": "abc", "header": "X Token"}}, "secret.header: must be an HTTP header"),
+        ({"secret": {"value": "abc", "header": "X Token"}}, "secret.header: must be an HTTP"),
         ({"secret": {"value": "abc", "param": "t", "hash": "md5"}}, "secret.hash: unknown setting"),
     ],
 )  # fmt: skip
@@ -156,7 +157,9 @@ def test_preset_fills_names_and_explicit_settings_win() -> None:
     assert rules.currency_names == ("cnv_currency",)
     assert rules.required_params == ("cnv_id",)
     assert rules.document == {"preset": "binom"}
-    rules = compile_settings({"preset": "binom", "click_id_param": "clickid", "required_params": []})
+    rules = compile_settings(
+        {"preset": "binom", "click_id_param": "clickid", "required_params": []}
+    )
     assert rules.click_id_names == ("clickid",)
     assert rules.required_params == ()
 
@@ -217,7 +220,9 @@ def test_names_are_case_sensitive() -> None:
 
 def test_macro_gets_only_unreplaced_macro() -> None:
     settings_doc = {"required_params": ["cid", "payout", "currency"]}
-    verdict = run(settings_doc, [("cid", "{clickid}"), ("payout", "#price#"), ("currency", "[CUR]")])
+    verdict = run(
+        settings_doc, [("cid", "{clickid}"), ("payout", "#price#"), ("currency", "[CUR]")]
+    )
     assert names(verdict) == ["unreplaced_macro"] * 3
     flag = verdict.flags[0]
     assert flag == {
@@ -332,7 +337,7 @@ def test_secret_in_header_is_matched_case_insensitively() -> None:
     assert run(settings_doc, [], headers=[("x-postback-token", SECRET)]).flags == []
     wrong = only(run(settings_doc, [("X-Postback-Token", SECRET)]), "secret_mismatch")
     assert wrong["param"] is None
-    assert "header x-postback-token" in wrong["message"]
+    assert "header X-Postback-Token" in wrong["message"]
 
 
 def test_secret_never_appears_in_flags() -> None:
@@ -441,8 +446,9 @@ def test_duplicate_flag() -> None:
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 json_value = st.recursive(
     json_leaf,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 setting_key = st.sampled_from(

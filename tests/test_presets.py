@@ -1,0 +1,107 @@
+"""Platform presets: names, templates, URLs, and that each template judges as intended."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import pytest
+
+from monitor.macros import find_macro
+from monitor.params import parse_query
+from monitor.presets import PRESETS, get_preset, postback_url, preset_list, template_macros
+from monitor.rules import compile_settings, judge
+
+CAPTURE = "https://pm.example.com/c/AbC123"
+EXPECTED_KEYS = {
+    "voluum", "binom", "redtrack", "keitaro", "everflow", "cake", "tune", "affise", "scaleo",
+    "propellerads", "appsflyer", "adjust", "generic",
+}  # fmt: skip
+
+
+def test_every_platform_in_the_issue_has_a_preset() -> None:
+    assert set(PRESETS) == EXPECTED_KEYS
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED_KEYS))
+def test_preset_is_consistent(key: str) -> None:
+    preset = PRESETS[key]
+    assert preset.direction in ("sender", "receiver")
+    assert preset.click_id_param in preset.required_params
+    template_names = [part.partition("=")[0] for part in preset.template.split("&") if part]
+    assert len(template_names) == len(set(template_names))
+    for name in (preset.click_id_param, preset.event_param, preset.amount_param):
+        if name is not None and preset.template:
+            assert name in template_names, name
+    # Every template value is a placeholder for the sender to fill.
+    for part in preset.template.split("&") if preset.template else ():
+        assert find_macro(part.partition("=")[2]) is not None, part
+    compile_settings({"preset": key})
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED_KEYS))
+def test_unfilled_template_is_flagged_and_filled_one_is_clean(key: str) -> None:
+    preset = PRESETS[key]
+    rules = compile_settings({"preset": key})
+    if not preset.template:
+        return
+    raw = urlsplit(postback_url(preset, CAPTURE)).query.encode()
+    if key == "cake":
+        # Unencoded, the first # starts the fragment: the server sees "click_id=".
+        raw = raw.split(b"#", 1)[0]
+        verdict = judge(rules, parse_query(raw), remote_ip=None, headers=[])
+        assert [flag["flag"] for flag in verdict.flags] == ["missing_param"]
+        raw = raw + b"%23s2%23"
+    verdict = judge(rules, parse_query(raw), remote_ip=None, headers=[])
+    assert verdict.flags
+    assert {flag["flag"] for flag in verdict.flags} == {"unreplaced_macro"}
+    assert verdict.dedupe_key is None
+
+    filled = []
+    for part in preset.template.split("&"):
+        name = part.partition("=")[0]
+        value = {preset.amount_param: "1.25", preset.currency_param: "usd"}.get(name, f"v{name}")
+        filled.append(f"{name}={value}")
+    verdict = judge(rules, parse_query("&".join(filled).encode()), remote_ip=None, headers=[])
+    assert verdict.flags == []
+    assert verdict.click_id == f"v{preset.click_id_param}"
+    assert verdict.dedupe_key is not None
+
+
+def test_postback_url_joins_query_correctly() -> None:
+    everflow = PRESETS["everflow"]
+    assert postback_url(everflow, CAPTURE) == f"{CAPTURE}?{everflow.template}"
+    assert postback_url("everflow", CAPTURE + "?") == f"{CAPTURE}?{everflow.template}"
+    assert postback_url("Everflow", CAPTURE + "?a=1") == f"{CAPTURE}?a=1&{everflow.template}"
+    assert postback_url("everflow", CAPTURE + "#frag") == f"{CAPTURE}?{everflow.template}"
+    assert postback_url("appsflyer", CAPTURE) == CAPTURE
+    with pytest.raises(KeyError):
+        postback_url("nope", CAPTURE)
+
+
+def test_template_macros() -> None:
+    assert template_macros(PRESETS["everflow"]) == [
+        "{transaction_id}",
+        "{event_name}",
+        "{payout_amount}",
+        "{sub1}",
+    ]
+    assert template_macros(PRESETS["cake"])[0] == "#s2#"
+    assert template_macros(PRESETS["voluum"]) == ["REPLACE", "OPTIONAL", "OPTIONAL", "OPTIONAL"]
+    assert template_macros(PRESETS["appsflyer"]) == []
+
+
+def test_preset_list_is_json_ready() -> None:
+    listed = preset_list()
+    assert [entry["key"] for entry in listed] == list(PRESETS)
+    assert json.loads(json.dumps(listed)) == listed
+    first = listed[0]
+    assert set(first) == {
+        "key", "name", "direction", "click_id_param", "event_param", "amount_param",
+        "currency_param", "required_params", "template", "method", "notes", "macros",
+    }  # fmt: skip
+
+
+def test_get_preset_is_case_and_space_insensitive() -> None:
+    assert get_preset(" RedTrack ") is PRESETS["redtrack"]
+    assert get_preset("red track") is None
