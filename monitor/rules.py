@@ -220,6 +220,7 @@ def _dedupe(value: Any) -> tuple[str, float | None, dict[str, Any]]:
 
 def _window(value: Any) -> tuple[float, float | str]:
     problem = 'dedupe.window: must be seconds (a number) or a string like "90s", "30m", "24h", "7d"'
+    canonical: float | str
     if isinstance(value, bool):
         raise SettingsError(problem)
     if isinstance(value, int | float):
@@ -334,13 +335,10 @@ def judge(
         )
 
     for name in rules.required_params:
-        if name in flagged:
-            continue
-        value = values.get(name)
-        if value:
+        if name in flagged or values.get(name):
             continue
         flagged.add(name)
-        flags.append(_missing(name, value, values))
+        flags.append(_missing(name, values.get(name), values))
 
     if rules.allowed_networks is not None:
         problem = _ip_problem(rules.allowed_networks, remote_ip)
@@ -353,7 +351,7 @@ def judge(
             flags.append(flag)
 
     for name in rules.amount_names:
-        value = values.get(name)
+        value = values.get(name, "")
         if value and name not in flagged and _AMOUNT.fullmatch(value) is None:
             flagged.add(name)
             flags.append(
@@ -366,7 +364,7 @@ def judge(
                 )
             )
     for name in rules.currency_names:
-        value = values.get(name)
+        value = values.get(name, "")
         if value and name not in flagged and not is_currency(value):
             flagged.add(name)
             flags.append(
