@@ -16,8 +16,9 @@ import asyncpg
 import structlog
 
 from monitor import ids
+from monitor.endpoint_settings import EndpointSettings, compile_endpoint_settings
 from monitor.errors import BadRequest, NotFound
-from monitor.rules import Rules, SettingsError, compile_settings
+from monitor.rules import Rules, SettingsError
 
 log = structlog.get_logger(__name__)
 
@@ -62,17 +63,21 @@ class Endpoint:
     settings: dict[str, Any]
     created_at: datetime
     updated_at: datetime
-    rules: Rules
+    compiled: EndpointSettings
+
+    @property
+    def rules(self) -> Rules:
+        return self.compiled.rules
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Endpoint:
         settings = row["settings"]
         try:
-            rules = compile_settings(settings)
+            compiled = compile_endpoint_settings(settings)
         except SettingsError as exc:
             # Stored settings written by an older release: judge nothing rather than fail capture.
             log.warning("endpoint.settings_invalid", endpoint_id=row["id"], error=str(exc))
-            rules = compile_settings({})
+            compiled = compile_endpoint_settings({})
         return cls(
             id=row["id"],
             token=row["token"],
@@ -84,7 +89,7 @@ class Endpoint:
             settings=settings,
             created_at=row["created_at"],
             updated_at=row["updated_at"],
-            rules=rules,
+            compiled=compiled,
         )
 
     def capture_url(self, base_url: str) -> str:
@@ -148,7 +153,7 @@ def validate_fields(
     _no_nul("description", description)
     settings = doc.get("settings", base.settings)
     try:
-        rules = compile_settings(settings)
+        compiled = compile_endpoint_settings(settings)
     except SettingsError as exc:
         raise BadRequest("invalid_settings", str(exc)) from None
     response = doc.get("response", {})
@@ -180,7 +185,7 @@ def validate_fields(
         raise BadRequest("invalid_field", "response.content_type: a media type such as text/plain")
     _no_nul("response.body", body)
     return EndpointFields(
-        name.strip(), description, status, body, content_type.strip(), dict(rules.document)
+        name.strip(), description, status, body, content_type.strip(), compiled.document
     )
 
 

@@ -46,12 +46,11 @@ async def tail(stores: Any, endpoint_id: int, *, lines: int, as_json: bool, foll
                 flush=True,
             )
 
-    newest: Any = None
-    if lines > 0:
-        items, _ = await stores.hits.list(endpoint_id, limit=min(lines, 500))
-        emit(items)
-        if items:
-            newest = items[0]["received_at"]
+    # The newest hit marks where following starts, even when none is printed (-n 0).
+    items, _ = await stores.hits.list(endpoint_id, limit=min(max(lines, 1), 500))
+    seen.update(h["id"] for h in items[lines:])
+    emit(items[:lines])
+    newest: Any = items[0]["received_at"] if items else None
     if not follow:
         return
     wake = asyncio.Event()
