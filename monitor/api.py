@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor import openapi
 from monitor.endpoints import validate_fields
 from monitor.errors import BadRequest, NotFound
 from monitor.hits import DEFAULT_PAGE, HitFilter
@@ -141,3 +142,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/endpoints/{endpoint_id}/rotate-token", rotate_token)
     app.router.add_get("/api/endpoints/{endpoint_id}/hits", list_hits)
     app.router.add_get("/api/hits/{hit_id}", get_hit)
+    app.router.add_get("/api/openapi.json", openapi.openapi_json)

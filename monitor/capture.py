@@ -21,6 +21,7 @@ from monitor.typedefs import CONFIG, ENDPOINT_CACHE, WRITER
 from monitor.writer import WriteFailed, WriterClosed, WriterOverloaded
 
 RETRY_AFTER_S = "2"
+HIT_ID_HEADER = "X-Postback-Monitor-Hit-Id"
 READ_CHUNK_BYTES = 64 * 1024
 
 
@@ -180,5 +181,6 @@ async def capture(request: web.Request) -> web.StreamResponse:
     return web.Response(
         status=endpoint.response_status,
         body=endpoint.response_body.encode("utf-8"),
-        headers={"Content-Type": endpoint.response_content_type},
+        # The hit id lets a sender (or a test) find exactly this hit later.
+        headers={"Content-Type": endpoint.response_content_type, HIT_ID_HEADER: str(hit.id)},
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import structlog
@@ -54,6 +54,7 @@ WHERE endpoint_id = $1 AND click_id = $2 AND event = $3
 NOTIFY_HITS = f"SELECT pg_notify('{HITS_CHANNEL}', $1)"
 
 Key = tuple[int, str, str]
+TransactionHook = Callable[[asyncpg.Connection, Sequence[Hit]], Awaitable[None]]
 
 
 class WriterClosed(Exception):
@@ -76,13 +77,16 @@ class HitWriter:
         batch_max_hits: int = 500,
         batch_max_wait_s: float = 0.002,
         queue_max_hits: int = 20000,
-        on_committed: Callable[[Sequence[Hit], float], None] | None = None,
     ) -> None:
         self.pool = pool
         self.batch_max_hits = batch_max_hits
         self.batch_max_wait_s = batch_max_wait_s
         self.queue_max_hits = queue_max_hits
-        self.on_committed = on_committed
+        # Called after each commit with (hits, seconds); must not block or raise.
+        self.committed_listeners: list[Callable[[Sequence[Hit], float], None]] = []
+        # Awaited inside each batch's transaction after the hits are inserted, so
+        # rows they write (an outbox, say) commit or roll back with the hits.
+        self.transaction_hooks: list[TransactionHook] = []
         self._queue: collections.deque[tuple[Hit, asyncio.Future[None]]] = collections.deque()
         self._wake = asyncio.Event()
         self._closing = False
@@ -151,8 +155,11 @@ class HitWriter:
         seconds = time.perf_counter() - started
         if error is None:
             self.last_error = None
-            if self.on_committed is not None:
-                self.on_committed(hits, seconds)
+            for listener in self.committed_listeners:
+                try:
+                    listener(hits, seconds)
+                except Exception:
+                    log.exception("writer.listener_failed")
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
@@ -171,6 +178,8 @@ class HitWriter:
             await conn.copy_records_to_table(
                 "hits", records=[copy_record(h) for h in hits], columns=COPY_COLUMNS
             )
+            for hook in self.transaction_hooks:
+                await hook(conn, hits)
             endpoint_ids = sorted({h.endpoint_id for h in hits})
             await conn.execute(NOTIFY_HITS, ",".join(map(str, endpoint_ids)))
 

@@ -19,7 +19,7 @@ async def test_thousand_hits_from_fifty_clients(
     endpoint = await make_endpoint()
     batches: list[int] = []
     writer = client.app[WRITER]
-    writer.on_committed = lambda hits, _s: batches.append(len(hits))
+    writer.committed_listeners.append(lambda hits, _s: batches.append(len(hits)))
     url = str(client.make_url(capture_path(endpoint)))
 
     async def sender(worker: int) -> list[int]:

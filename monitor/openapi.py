@@ -1,0 +1,281 @@
+"""The OpenAPI 3.1 document of the JSON API, served at /api/openapi.json.
+
+Written by hand, next to the handlers it describes; schemathesis checks in the
+test suite that the service answers as documented. A module that adds routes
+adds their paths here (``PATHS.update(...)``) in the same change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from monitor import __version__
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+FLAG = {
+    "type": "object",
+    "required": ["flag", "message"],
+    "properties": {
+        "flag": {"type": "string"},
+        "param": {"type": ["string", "null"]},
+        "value": {"type": ["string", "null"]},
+        "message": {"type": "string"},
+    },
+}
+PAIRS = {
+    "type": "array",
+    "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+}
+HIT_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string", "format": "uuid"},
+    "endpoint_id": {"type": "integer"},
+    "received_at": {"type": "string", "format": "date-time"},
+    "method": {"type": "string"},
+    "path": {"type": "string"},
+    "query_string": {"type": "string"},
+    "params": PAIRS,
+    "body_params": PAIRS,
+    "headers": PAIRS,
+    "content_type": {"type": "string"},
+    "body_size": {"type": "integer", "minimum": 0},
+    "remote_ip": {"type": ["string", "null"]},
+    "user_agent": {"type": ["string", "null"]},
+    "click_id": {"type": ["string", "null"]},
+    "event": {"type": ["string", "null"]},
+    "flags": {"type": "array", "items": {"$ref": "#/components/schemas/Flag"}},
+}
+HIT_SUMMARY = {
+    "type": "object",
+    "required": ["id", "endpoint_id", "received_at", "method", "params", "headers", "flags"],
+    "properties": HIT_PROPERTIES,
+}
+HIT = {
+    "type": "object",
+    "required": HIT_SUMMARY["required"],
+    "properties": {
+        **HIT_PROPERTIES,
+        "body_text": {"type": "string"},
+        "body_base64": {"type": "string", "contentEncoding": "base64"},
+    },
+}
+RESPONSE_SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "status": {"type": "integer", "minimum": 200, "maximum": 599},
+        "body": {"type": "string", "maxLength": 65536},
+        "content_type": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
+}
+ENDPOINT = {
+    "type": "object",
+    "required": ["id", "token", "name", "capture_url", "settings", "response", "created_at"],
+    "properties": {
+        "id": {"type": "integer"},
+        "token": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "capture_url": {"type": "string"},
+        "settings": {"type": "object"},
+        "response": RESPONSE_SETTINGS,
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+ENDPOINT_INPUT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "description": {"type": "string", "maxLength": 5000},
+        "settings": {"type": "object"},
+        "response": RESPONSE_SETTINGS,
+    },
+}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    words = {400: "Invalid input", 401: "Admin token missing or wrong", 404: "Not found"}
+    return {str(s): json_body(ref("Error"), words.get(s, "Error")) for s in statuses}
+
+
+ENDPOINT_ID = {
+    "name": "endpoint_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+HIT_ID = {
+    "name": "hit_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+PATHS: dict[str, Any] = {
+    "/api/endpoints": {
+        "get": {
+            "summary": "List endpoints",
+            "responses": {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "required": ["items"],
+                        "properties": {"items": {"type": "array", "items": ref("Endpoint")}},
+                    },
+                    "All endpoints",
+                ),
+                **errors(401),
+            },
+        },
+        "post": {
+            "summary": "Create an endpoint",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {**ENDPOINT_INPUT, "required": ["name"]}}
+                },
+            },
+            "responses": {"201": json_body(ref("Endpoint"), "Created"), **errors(400, 401)},
+        },
+    },
+    "/api/endpoints/{endpoint_id}": {
+        "parameters": [ENDPOINT_ID],
+        "get": {
+            "summary": "One endpoint",
+            "responses": {"200": json_body(ref("Endpoint"), "The endpoint"), **errors(401, 404)},
+        },
+        "patch": {
+            "summary": "Change an endpoint",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ENDPOINT_INPUT}},
+            },
+            "responses": {"200": json_body(ref("Endpoint"), "Changed"), **errors(400, 401, 404)},
+        },
+        "delete": {
+            "summary": "Delete an endpoint and all its hits",
+            "responses": {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "required": ["deleted", "id", "hits_deleted"],
+                        "properties": {
+                            "deleted": {"type": "boolean"},
+                            "id": {"type": "integer"},
+                            "hits_deleted": {"type": "integer"},
+                        },
+                    },
+                    "Deleted",
+                ),
+                **errors(401, 404),
+            },
+        },
+    },
+    "/api/endpoints/{endpoint_id}/rotate-token": {
+        "parameters": [ENDPOINT_ID],
+        "post": {
+            "summary": "Give the endpoint a new capture token",
+            "responses": {"200": json_body(ref("Endpoint"), "Rotated"), **errors(401, 404)},
+        },
+    },
+    "/api/endpoints/{endpoint_id}/hits": {
+        "parameters": [ENDPOINT_ID],
+        "get": {
+            "summary": "Hits of an endpoint, newest first",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                },
+                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "flag",
+                    "in": "query",
+                    "schema": {"type": "array", "items": {"type": "string"}},
+                    "style": "form",
+                    "explode": True,
+                },
+                {"name": "flagged", "in": "query", "schema": {"type": "boolean"}},
+                {"name": "click_id", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "since",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date-time"},
+                },
+                {
+                    "name": "until",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date-time"},
+                },
+            ],
+            "responses": {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "required": ["items", "next_cursor"],
+                        "properties": {
+                            "items": {"type": "array", "items": ref("HitSummary")},
+                            "next_cursor": {"type": ["string", "null"]},
+                        },
+                    },
+                    "A page of hits",
+                ),
+                **errors(400, 401, 404),
+            },
+        },
+    },
+    "/api/hits/{hit_id}": {
+        "parameters": [HIT_ID],
+        "get": {
+            "summary": "One whole hit",
+            "responses": {"200": json_body(ref("Hit"), "The hit"), **errors(401, 404)},
+        },
+    },
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": ERROR,
+    "Flag": FLAG,
+    "Hit": HIT,
+    "HitSummary": HIT_SUMMARY,
+    "Endpoint": ENDPOINT,
+}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Postback Monitor API", "version": __version__},
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document())
