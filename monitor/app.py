@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from monitor import api, capture, health
+from monitor import api, capture, health, metrics
 from monitor.auth import auth_middleware, load_or_create_admin_token
 from monitor.config import Config
 from monitor.db import connect, create_pool, database_url
@@ -23,6 +23,7 @@ from monitor.errors import error_middleware
 from monitor.hits import HitStore
 from monitor.migrate import migrate
 from monitor.partitions import ensure_partitions, maintain_forever
+from monitor.spool import Spool
 from monitor.typedefs import (
     ADMIN_TOKEN,
     CONFIG,
@@ -37,6 +38,8 @@ from monitor.writer import HitWriter
 
 log = structlog.get_logger(__name__)
 
+SPOOL_DIR = "spool"
+
 CLIENT_MAX_API_BYTES = 1024**2
 
 
@@ -47,6 +50,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app.cleanup_ctx.extend([database_ctx, admin_token_ctx, endpoints_ctx, writer_ctx])
+    metrics.setup(app)  # after the writer's context: it listens to commits
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     api.add_routes(app)
@@ -110,12 +114,20 @@ async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    spool = await asyncio.to_thread(Spool, config.data_dir / SPOOL_DIR, config.spool_max_bytes)
     writer = HitWriter(
         app[POOL],
         batch_max_hits=config.batch_max_hits,
         batch_max_wait_s=config.batch_max_wait_ms / 1000,
         queue_max_hits=config.queue_max_hits,
+        commit_timeout_s=config.commit_timeout_s,
+        spool=spool,
     )
+    if spool.has_pending():
+        # Hits acknowledged before a crash or an outage go in before any new one.
+        log.info("spool.draining", pending_hits=spool.pending_hits)
+        left = await writer.drain_spool()
+        log.info("spool.drained", pending_hits=left)
     writer.start()
     app[WRITER] = writer
     try:

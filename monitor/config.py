@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import platformdirs
 
 ENV_PREFIX = "POSTBACK_MONITOR_"
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 class ConfigError(ValueError):
@@ -42,7 +45,7 @@ class Config:
     )
     data_dir: Path = _setting(
         default_data_dir(),
-        "Directory for the embedded database and the generated admin token.",
+        "Directory for the embedded database, the generated admin token and the spool.",
     )
     admin_token: str | None = _setting(
         None,
@@ -67,6 +70,14 @@ class Config:
     queue_max_hits: int = _setting(
         20000, "Hits waiting for the writer beyond which capture answers 503 with Retry-After."
     )
+    commit_timeout_s: float = _setting(
+        10.0, "Longest a batch may take to commit before its hits go to the spool instead."
+    )
+    spool_max_bytes: int = _setting(
+        1024**3,
+        "Size cap of the local spool (DATA_DIR/spool) that holds acknowledged hits while "
+        "the database is unreachable; when full, capture answers 503.",
+    )
     max_body_bytes: int = _setting(
         1024 * 1024, "Body bytes stored per hit; longer bodies are kept truncated and flagged."
     )
@@ -77,13 +88,50 @@ class Config:
         "auto", "Log format: json, console, or auto (console on a terminal, JSON otherwise)."
     )
     log_level: str = _setting("info", "Log level: debug, info, warning or error.")
+    metrics_token: str | None = _setting(
+        None,
+        "Bearer token Prometheus must present to scrape /metrics. Unset: /metrics is public.",
+        secret=True,
+    )
+    forward_allow: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated CIDRs or host names that outbound requests (forwards, replays, "
+        "the tester) may reach although they are loopback, private or link-local.",
+    )
+    outbound_connect_timeout_s: float = _setting(
+        5.0, "Longest an outbound request may take to connect."
+    )
+    outbound_timeout_s: float = _setting(
+        15.0, "Longest an outbound request may take in all, response body included."
+    )
+    outbound_max_response_bytes: int = _setting(
+        64 * 1024, "Response body bytes an outbound request reads; the rest is dropped."
+    )
+    forward_concurrency: int = _setting(
+        4, "Forwards in flight at once per endpoint, in each server process."
+    )
+    forward_backoff_s: float = _setting(
+        1.0, "Delay before the first forward retry; it doubles each attempt, with jitter."
+    )
+    forward_backoff_max_s: float = _setting(3600.0, "Longest delay between forward retries.")
+    forward_poll_s: float = _setting(
+        1.0, "How often the forwarder looks for due forwards (its own are sent at once)."
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError(f"port: {self.port} is not a TCP port (1-65535)")
-        for name in ("batch_max_hits", "queue_max_hits", "max_body_bytes", "hard_max_body_bytes"):
+        for name in (
+            "batch_max_hits",
+            "queue_max_hits",
+            "max_body_bytes",
+            "hard_max_body_bytes",
+            "spool_max_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if not self.commit_timeout_s > 0:
+            raise ConfigError(f"commit_timeout_s: must be above 0, got {self.commit_timeout_s}")
         if self.batch_max_wait_ms < 0:
             raise ConfigError(
                 f"batch_max_wait_ms: must not be negative, got {self.batch_max_wait_ms}"
@@ -96,11 +144,36 @@ class Config:
             raise ConfigError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise ConfigError("admin_token: use at least 16 characters")
+        if self.metrics_token is not None and len(self.metrics_token) < 16:
+            raise ConfigError("metrics_token: use at least 16 characters")
         for cidr in self.trusted_proxies:
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
                 raise ConfigError(f"trusted_proxies: {cidr!r} is not an IP network") from None
+        self._check_outbound()
+
+    def _check_outbound(self) -> None:
+        for name in ("outbound_max_response_bytes", "forward_concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in (
+            "outbound_connect_timeout_s",
+            "outbound_timeout_s",
+            "forward_backoff_s",
+            "forward_backoff_max_s",
+            "forward_poll_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: must be above 0, got {getattr(self, name)}")
+        for item in self.forward_allow:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                if _HOST_NAME.fullmatch(item) is None:
+                    raise ConfigError(
+                        f"forward_allow: {item!r} is neither an IP network nor a host name"
+                    ) from None
 
     @property
     def base_url(self) -> str:

@@ -28,4 +28,10 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(f"writer: {writer.queue_depth} hits queued")
     if problems:
         return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+    if writer.spool is not None and writer.spool.has_pending():
+        # Capture still answers (into the spool), but the database is not keeping up.
+        return web.json_response(
+            {"status": "degraded", "problems": [f"spool: {writer.spool_pending} hits pending"]},
+            status=503,
+        )
     return web.json_response({"status": "ready", "queue_depth": writer.queue_depth})

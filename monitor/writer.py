@@ -18,6 +18,7 @@ import structlog
 
 from monitor.hit import Hit
 from monitor.rules import duplicate_flag
+from monitor.spool import Spool, SpoolFull
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +53,15 @@ UPDATE click_keys SET first_hit_id = $4, first_seen_at = $5
 WHERE endpoint_id = $1 AND click_id = $2 AND event = $3
 """
 NOTIFY_HITS = f"SELECT pg_notify('{HITS_CHANNEL}', $1)"
+CREATE_REPLAY_TABLE = "CREATE TEMP TABLE hits_replay (LIKE hits INCLUDING DEFAULTS) ON COMMIT DROP"
+INSERT_REPLAYED = f"""
+INSERT INTO hits ({", ".join(COPY_COLUMNS)})
+SELECT {", ".join(COPY_COLUMNS)} FROM hits_replay
+ON CONFLICT DO NOTHING
+"""
+# Errors in the data of a hit rather than in reaching the database: retrying
+# the same hit cannot help, so it is set aside (kept on disk) instead.
+DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError)
 
 Key = tuple[int, str, str]
 TransactionHook = Callable[[asyncpg.Connection, Sequence[Hit]], Awaitable[None]]
@@ -77,31 +87,47 @@ class HitWriter:
         batch_max_hits: int = 500,
         batch_max_wait_s: float = 0.002,
         queue_max_hits: int = 20000,
+        commit_timeout_s: float = 10.0,
+        spool: Spool | None = None,
+        drain_retry_s: float = 1.0,
     ) -> None:
         self.pool = pool
         self.batch_max_hits = batch_max_hits
         self.batch_max_wait_s = batch_max_wait_s
         self.queue_max_hits = queue_max_hits
+        self.commit_timeout_s = commit_timeout_s
+        self.spool = spool
+        self.drain_retry_s = drain_retry_s
         # Called after each commit with (hits, seconds); must not block or raise.
         self.committed_listeners: list[Callable[[Sequence[Hit], float], None]] = []
         # Awaited inside each batch's transaction after the hits are inserted, so
         # rows they write (an outbox, say) commit or roll back with the hits.
+        # Hooks must be idempotent: a spooled batch may be replayed more than once.
         self.transaction_hooks: list[TransactionHook] = []
         self._queue: collections.deque[tuple[Hit, asyncio.Future[None]]] = collections.deque()
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._next_drain_at = 0.0
+        self._spool_full_logged = False
         self.last_error: str | None = None
+        self.spool_full_total = 0
+        self.spooled_total = 0
 
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def spool_pending(self) -> int:
+        """Acknowledged hits waiting in this process's view of the spool."""
+        return 0 if self.spool is None else self.spool.pending_hits
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hit-writer")
 
     async def submit(self, hit: Hit) -> None:
-        """Queue a hit and return once it is committed; raises if it cannot be."""
+        """Queue a hit and return once it is committed or spooled; raises if neither."""
         if self._closing:
             raise WriterClosed
         if len(self._queue) >= self.queue_max_hits:
@@ -113,11 +139,22 @@ class HitWriter:
         await asyncio.shield(future)
 
     async def close(self) -> None:
-        """Take no more hits, commit everything queued, then stop."""
+        """Take no more hits, commit (or spool) everything queued, then stop."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self.spool is not None:
+            self.spool.close()
+
+    async def drain_spool(self) -> int:
+        """Replay the spool until it is empty or the database refuses; hits left."""
+        if self.spool is None:
+            return 0
+        self._next_drain_at = 0.0
+        while await self._drain_one():
+            pass
+        return self.spool.pending_hits
 
     async def _run(self) -> None:
         while True:
@@ -125,6 +162,14 @@ class HitWriter:
                 if self._closing:
                     return
                 self._wake.clear()
+                if self.spool is not None and self.spool.has_pending():
+                    # Idle with hits in the spool: replay them between arrivals.
+                    if not await self._drain_one():
+                        try:
+                            await asyncio.wait_for(self._wake.wait(), self.drain_retry_s)
+                        except TimeoutError:
+                            pass
+                    continue
                 await self._wake.wait()
                 continue
             if (
@@ -139,49 +184,147 @@ class HitWriter:
 
     async def _commit(self, batch: list[tuple[Hit, asyncio.Future[None]]]) -> None:
         hits = [hit for hit, _ in batch]
+        if self.spool is not None and self.spool.has_pending():
+            # Older hits wait in the spool: queue behind them so duplicates are
+            # settled in arrival order when the spool is replayed.
+            await self._to_spool(batch)
+            await self._drain_one()
+            return
         started = time.perf_counter()
-        error: BaseException | None = None
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
-            try:
-                await self._write(hits)
-                error = None
-                break
-            except RETRYABLE_ERRORS as exc:
-                error = exc
-                log.warning("writer.retry", attempt=attempt, error=str(exc))
-            except Exception as exc:
-                error = exc
-                break
-        seconds = time.perf_counter() - started
+        error = await self._try_write(hits, replay=False)
         if error is None:
             self.last_error = None
-            for listener in self.committed_listeners:
-                try:
-                    listener(hits, seconds)
-                except Exception:
-                    log.exception("writer.listener_failed")
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+            self._notify(hits, time.perf_counter() - started)
+            _resolve(batch, None)
             return
         self.last_error = f"{type(error).__name__}: {error}"
+        if self.spool is not None:
+            log.warning("writer.spooling", hits=len(hits), error=self.last_error)
+            self._next_drain_at = time.monotonic() + self.drain_retry_s
+            await self._to_spool(batch)
+            return
         log.error("writer.batch_failed", hits=len(hits), error=self.last_error)
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(WriteFailed(self.last_error))
+        _resolve(batch, WriteFailed(self.last_error))
 
-    async def _write(self, hits: list[Hit]) -> None:
+    async def _try_write(self, hits: list[Hit], *, replay: bool) -> BaseException | None:
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                async with asyncio.timeout(self.commit_timeout_s):
+                    await self._write(hits, replay=replay)
+                return None
+            except RETRYABLE_ERRORS as exc:
+                log.warning("writer.retry", attempt=attempt, error=str(exc))
+                error: BaseException = exc
+            except Exception as exc:
+                return exc
+        return error
+
+    async def _to_spool(self, batch: list[tuple[Hit, asyncio.Future[None]]]) -> None:
+        assert self.spool is not None
+        hits = [hit for hit, _ in batch]
+        try:
+            await asyncio.to_thread(self.spool.append, hits)
+        except SpoolFull as exc:
+            self.spool_full_total += len(hits)
+            if not self._spool_full_logged:
+                log.error("spool.full", error=str(exc), pending_hits=self.spool.pending_hits)
+                self._spool_full_logged = True
+            _resolve(batch, WriteFailed(str(exc)))
+            return
+        except OSError as exc:
+            log.error("spool.write_failed", error=str(exc))
+            _resolve(batch, WriteFailed(f"spool: {exc}"))
+            return
+        self._spool_full_logged = False
+        self.spooled_total += len(hits)
+        _resolve(batch, None)
+
+    async def _drain_one(self) -> bool:
+        """Replay the oldest spool segment; True when one was replayed."""
+        assert self.spool is not None
+        if time.monotonic() < self._next_drain_at:
+            return False
+        claimed = await asyncio.to_thread(self.spool.claim_oldest)
+        if claimed is None:
+            return False
+        path, handle, hits = claimed
+        started = time.perf_counter()
+        error = None
+        for chunk in _chunks(hits, self.batch_max_hits):
+            error = await self._try_write(chunk, replay=True)
+            if isinstance(error, DATA_ERRORS):
+                error = await self._write_one_by_one(chunk)
+            if error is not None:
+                break
+        if error is not None:
+            self._next_drain_at = time.monotonic() + self.drain_retry_s
+            log.warning(
+                "spool.replay_failed", segment=path.name, error=f"{type(error).__name__}: {error}"
+            )
+            await asyncio.to_thread(
+                self.spool.release, path, handle, replayed=False, hits=len(hits)
+            )
+            return False
+        await asyncio.to_thread(self.spool.release, path, handle, replayed=True, hits=len(hits))
+        self._notify(hits, time.perf_counter() - started)
+        log.info(
+            "spool.replayed", segment=path.name, hits=len(hits), pending=self.spool.pending_hits
+        )
+        return True
+
+    async def _write_one_by_one(self, hits: list[Hit]) -> BaseException | None:
+        """Replay hits singly after a data error; set aside only the ones that fail."""
+        assert self.spool is not None
+        for hit in hits:
+            error = await self._try_write([hit], replay=True)
+            if isinstance(error, DATA_ERRORS):
+                log.error("spool.hit_refused", hit_id=str(hit.id), error=str(error))
+                await asyncio.to_thread(self.spool.set_aside, hit)
+            elif error is not None:
+                return error
+        return None
+
+    def _notify(self, hits: Sequence[Hit], seconds: float) -> None:
+        for listener in self.committed_listeners:
+            try:
+                listener(hits, seconds)
+            except Exception:
+                log.exception("writer.listener_failed")
+
+    async def _write(self, hits: list[Hit], *, replay: bool = False) -> None:
         for hit in hits:  # a retried batch settles duplicates afresh
             hit.duplicate = None
         async with self.pool.acquire() as conn, conn.transaction():
             await settle_duplicates(conn, hits)
-            await conn.copy_records_to_table(
-                "hits", records=[copy_record(h) for h in hits], columns=COPY_COLUMNS
-            )
+            records = [copy_record(h) for h in hits]
+            if replay:
+                # A replayed hit may already be stored (a replay cut short after its
+                # commit): go through a scratch table and skip ids already there.
+                await conn.execute(CREATE_REPLAY_TABLE)
+                await conn.copy_records_to_table(
+                    "hits_replay", records=records, columns=COPY_COLUMNS
+                )
+                await conn.execute(INSERT_REPLAYED)
+            else:
+                await conn.copy_records_to_table("hits", records=records, columns=COPY_COLUMNS)
             for hook in self.transaction_hooks:
                 await hook(conn, hits)
             endpoint_ids = sorted({h.endpoint_id for h in hits})
             await conn.execute(NOTIFY_HITS, ",".join(map(str, endpoint_ids)))
+
+
+def _resolve(batch: list[tuple[Hit, asyncio.Future[None]]], error: BaseException | None) -> None:
+    for _, future in batch:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _chunks(hits: list[Hit], size: int) -> list[list[Hit]]:
+    return [hits[i : i + size] for i in range(0, len(hits), size)]
 
 
 def copy_record(hit: Hit) -> tuple[object, ...]:
@@ -240,6 +383,8 @@ async def settle_duplicates(conn: asyncpg.Connection, hits: Sequence[Hit]) -> No
             if expired:
                 await conn.execute(RESET_KEY, *key, hit.id, hit.received_at)
                 original_of[key] = hit.id
+            elif row["first_hit_id"] == hit.id:
+                original_of[key] = hit.id  # this very hit, stored by an earlier replay
             else:
                 original_of[key] = row["first_hit_id"]
                 hit.duplicate = duplicate_flag(hit.verdict, row["first_hit_id"])

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,29 @@ from monitor.db import connect
 from tests.pg import ScratchDatabase
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest numbers its temp dirs pytest-0, -1, ... and prunes old ones; runs that
+    # overlap on one machine would prune each other's (and their embedded Postgres).
+    if not config.option.basetemp:
+        config.option.basetemp = tempfile.mkdtemp(prefix="pbm-tests-")
+        config.stash[OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(OWN_BASETEMP, None)
+    if own and getattr(config, "_pbm_exitstatus", 1) == 0:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._pbm_exitstatus = exitstatus  # type: ignore[attr-defined]
+
+
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+OWN_BASETEMP = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")

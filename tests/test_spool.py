@@ -1,0 +1,117 @@
+"""The spool file format and the writer's replay: torn tails, idempotent replays."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from monitor import ids
+from monitor.db import create_pool
+from monitor.hit import Hit
+from monitor.rules import Verdict
+from monitor.spool import Spool, SpoolFull, read_segment
+from monitor.writer import HitWriter
+
+
+def make_hit(endpoint_id: int, click_id: str, body: bytes = b"\x00\xffraw") -> Hit:
+    now = datetime.now(UTC)
+    return Hit(
+        id=ids.uuid7(),
+        endpoint_id=endpoint_id,
+        received_at=now,
+        method="POST",
+        path="/p/x",
+        raw_query=f"click_id={click_id}&bad=%ff".encode(),
+        params=[("click_id", click_id), ("bad", "\ufffd")],
+        body_params=[],
+        headers=[("Host", "x"), ("X-Tag", "a"), ("X-Tag", "b")],
+        content_type="application/octet-stream",
+        body=body,
+        body_size=len(body),
+        remote_ip="203.0.113.7",
+        user_agent="test",
+        verdict=Verdict(
+            flags=[], click_id=click_id, click_id_param="click_id", dedupe_key=(click_id, "")
+        ),
+        flags=[],
+    )
+
+
+def test_round_trip_and_torn_tail(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10**6)
+    hits = [make_hit(1, f"c{i}") for i in range(3)]
+    spool.append(hits)
+    spool.close()
+    (segment,) = spool.segments()
+    with open(segment, "ab") as f:
+        f.write(b"\x00\x00\x01\x00garbage")  # a crash mid-append
+    back = read_segment(segment)
+    assert [h.id for h in back] == [h.id for h in hits]
+    assert back[0].body == hits[0].body
+    assert back[0].raw_query == hits[0].raw_query
+    assert back[0].headers == hits[0].headers
+    assert back[0].verdict.dedupe_key == ("c0", "")
+    assert Spool(tmp_path, max_bytes=10**6).pending_hits == 3
+
+
+def test_cap_refuses_without_writing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=600)
+    spool.append([make_hit(1, "a")])
+    try:
+        spool.append([make_hit(1, "b", body=b"x" * 1000)])
+    except SpoolFull:
+        pass
+    else:
+        raise AssertionError("expected SpoolFull")
+    spool.close()
+    assert [h.verdict.click_id for s in spool.segments() for h in read_segment(s)] == ["a"]
+
+
+def test_a_locked_segment_is_not_claimed(tmp_path: Path) -> None:
+    writer_side = Spool(tmp_path, max_bytes=10**6)
+    writer_side.append([make_hit(1, "a")])
+    other_process = Spool(tmp_path, max_bytes=10**6)
+    assert other_process.claim_oldest() is None  # still being appended to
+    writer_side.close()
+    claimed = other_process.claim_oldest()
+    assert claimed is not None
+    path, handle, hits = claimed
+    assert [h.verdict.click_id for h in hits] == ["a"]
+    other_process.release(path, handle, replayed=True, hits=len(hits))
+    assert other_process.segments() == []
+
+
+async def test_replay_twice_stores_once_and_settles_duplicates_in_order(
+    pg_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    endpoint_id = await db.fetchval(
+        "INSERT INTO endpoints (token, name) VALUES ($1, 'spool') RETURNING id", uuid.uuid4().hex
+    )
+    hits = [
+        make_hit(endpoint_id, "same"),
+        make_hit(endpoint_id, "same"),
+        make_hit(endpoint_id, "other"),
+    ]
+    pool = await create_pool(pg_url)
+    try:
+        for _ in range(2):  # the second replay is a crash between commit and delete
+            spool = Spool(tmp_path / "spool", max_bytes=10**6)
+            spool.append(hits)
+            spool.close()
+            writer = HitWriter(pool, spool=spool)
+            assert await writer.drain_spool() == 0
+            assert spool.segments() == []
+        rows = await db.fetch(
+            "SELECT id, click_id, flags FROM hits WHERE endpoint_id = $1 ORDER BY id", endpoint_id
+        )
+    finally:
+        await pool.close()
+    assert [r["id"] for r in rows] == sorted(h.id for h in hits)
+    flags: dict[Any, list[str]] = {r["id"]: [f["flag"] for f in r["flags"]] for r in rows}
+    assert flags[hits[0].id] == []
+    assert flags[hits[1].id] == ["duplicate_click_id"]
+    assert flags[hits[2].id] == []
