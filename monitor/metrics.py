@@ -1,0 +1,351 @@
+"""Prometheus metrics: every definition, how they are fed, and ``GET /metrics``.
+
+Three feeds, none of which touches capture or the writer: a writer committed-listener
+counts what was stored (hits, flags, duplicates, last hit time, batch size, commit
+time); a middleware on ``/p/`` times capture and counts unknown tokens and rejected
+requests; gauges of the writer's queue and spool are read each second and at scrape.
+
+Labels come from bounded sets only: the endpoint id, flag names from the rules,
+a method class, a status class, a forward outcome; never request data. With
+``PROMETHEUS_MULTIPROC_DIR`` set (``serve --workers N``) values live in files there
+and ``/metrics`` sums every worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hmac
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import prometheus_client
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client import values as prom_values
+
+from monitor.capture import HIT_ID_HEADER
+from monitor.errors import Handler
+from monitor.hit import Hit
+from monitor.typedefs import CONFIG, POOL, WRITER
+
+log = structlog.get_logger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4
+GAUGE_REFRESH_S = 1.0
+SEED_TIMEOUT_S = 10.0
+CAPTURE_PREFIX = "/p/"
+METHOD_CLASSES = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+ERROR_STATUS_CLASSES = ("4xx", "5xx")
+FORWARD_OUTCOMES = ("delivered", "failed", "retried", "gave_up")
+LATENCY_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+BATCH_BUCKETS_HITS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+# The last hit time per endpoint since a restart is seeded from the table, so
+# "silent for 30 minutes" still holds across deploys. One index probe per endpoint.
+LAST_HIT_PER_ENDPOINT = """
+SELECT e.id, (SELECT max(h.received_at) FROM hits h WHERE h.endpoint_id = e.id) AS last_hit
+FROM endpoints e
+"""
+
+# Each counter with a timestamp series is twice the series for no use here.
+prometheus_client.disable_created_metrics()
+
+
+class _Metrics:
+    """Every metric of the service, built against the value class in force."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.hits = Counter(
+            "postback_monitor_hits",
+            "Hits stored, by endpoint and method class (GET, POST, ... or other).",
+            ["endpoint", "method"],
+            registry=r,
+        )
+        self.flagged_hits = Counter(
+            "postback_monitor_flagged_hits",
+            "Hits stored with at least one flag, by endpoint.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.flags = Counter(
+            "postback_monitor_flags",
+            "Flags raised on stored hits, by endpoint and flag.",
+            ["endpoint", "flag"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "postback_monitor_duplicates",
+            "Hits stored as duplicates of an earlier click id and event, by endpoint.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.last_hit = Gauge(
+            "postback_monitor_last_hit_timestamp_seconds",
+            "When the newest stored hit of each endpoint was received (Unix time).",
+            ["endpoint"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.unknown_token = Counter(
+            "postback_monitor_unknown_token_requests",
+            "Requests to a capture URL whose token names no endpoint (answered 404).",
+            registry=r,
+        )
+        self.capture_errors = Counter(
+            "postback_monitor_capture_errors",
+            "Capture requests answered without storing a hit (other than unknown "
+            "tokens), by status class: 413 too large, 503 overloaded or database down.",
+            ["status_class"],
+            registry=r,
+        )
+        self.capture_seconds = Histogram(
+            "postback_monitor_capture_duration_seconds",
+            "Time from a capture request's arrival to its response being ready.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "postback_monitor_writer_batch_size_hits",
+            "Hits per group-commit transaction.",
+            buckets=BATCH_BUCKETS_HITS,
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "postback_monitor_writer_commit_duration_seconds",
+            "Time to commit one batch, retries included.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.queued = Gauge(
+            "postback_monitor_writer_queued_hits",
+            "Hits waiting for the writer.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.spool_pending = Gauge(
+            "postback_monitor_spool_pending_hits",
+            "Acknowledged hits kept in the local spool, waiting for the database.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.forwards = Counter(
+            "postback_monitor_forwards",
+            "Forwards of stored hits to their endpoint's target, by endpoint and outcome.",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
+        # Series that exist from the start, so rates and alerts see zero, not nothing.
+        for status_class in ERROR_STATUS_CLASSES:
+            self.capture_errors.labels(status_class)
+        self.last_hit_s: dict[str, float] = {}
+
+
+_metrics = _Metrics()
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def prepare_multiprocess(directory: Path | str) -> None:
+    """Switch this process (and the workers it forks) to multiprocess metrics in ``directory``.
+
+    Call in the parent before starting workers: it empties the directory, so
+    counts from an earlier run are not added to this one.
+    """
+    global _metrics
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(path)
+    # prometheus_client picks its value class at import; metrics built before this
+    # call would keep counting in process memory, invisible to the other workers.
+    prom_values.ValueClass = prom_values.get_value_class()
+    _metrics = _Metrics()
+
+
+def mark_process_dead(pid: int, directory: Path | str | None = None) -> None:
+    """Drop a dead worker's live gauges (queue depth, spool); its counters stay counted."""
+    directory = directory or multiprocess_dir()
+    if directory is not None:
+        prom_multiprocess.mark_process_dead(pid, str(directory))
+
+
+def method_class(method: str) -> str:
+    return method if method in METHOD_CLASSES else "other"
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def observe_commit(hits: Sequence[Hit], seconds: float) -> None:
+    """Writer committed-listener: count one committed batch."""
+    m = _metrics
+    m.batch_size.observe(len(hits))
+    m.commit_seconds.observe(seconds)
+    # Tallied first: one counter update per label set, not per hit.
+    by_method: collections.Counter[tuple[str, str]] = collections.Counter()
+    flagged: collections.Counter[str] = collections.Counter()
+    by_flag: collections.Counter[tuple[str, str]] = collections.Counter()
+    duplicates: collections.Counter[str] = collections.Counter()
+    newest: dict[str, float] = {}
+    for hit in hits:
+        endpoint = str(hit.endpoint_id)
+        by_method[endpoint, method_class(hit.method)] += 1
+        flags = hit.all_flags()
+        if flags:
+            flagged[endpoint] += 1
+        for flag in flags:
+            by_flag[endpoint, str(flag["flag"])] += 1
+        if hit.duplicate is not None:
+            duplicates[endpoint] += 1
+        received_s = hit.received_at.timestamp()
+        if received_s > newest.get(endpoint, 0.0):
+            newest[endpoint] = received_s
+    for (endpoint, method), n in by_method.items():
+        m.hits.labels(endpoint, method).inc(n)
+    for endpoint, n in flagged.items():
+        m.flagged_hits.labels(endpoint).inc(n)
+    for (endpoint, flag), n in by_flag.items():
+        m.flags.labels(endpoint, flag).inc(n)
+    for endpoint, n in duplicates.items():
+        m.duplicates.labels(endpoint).inc(n)
+    for endpoint, received_s in newest.items():
+        set_last_hit(endpoint, received_s)
+
+
+def set_last_hit(endpoint: str, received_s: float) -> None:
+    # Never backwards: a replayed spool commits hits older than ones already counted.
+    m = _metrics
+    if received_s > m.last_hit_s.get(endpoint, 0.0):
+        m.last_hit_s[endpoint] = received_s
+        m.last_hit.labels(endpoint).set(received_s)
+
+
+def record_forward(endpoint_id: int, outcome: str) -> None:
+    """Count one forward attempt's outcome (one of FORWARD_OUTCOMES) for an endpoint."""
+    if outcome not in FORWARD_OUTCOMES:
+        raise ValueError(f"unknown forward outcome {outcome!r}")
+    _metrics.forwards.labels(str(endpoint_id), outcome).inc()
+
+
+def record_capture(status: int, captured: bool, seconds: float) -> None:
+    m = _metrics
+    m.capture_seconds.observe(seconds)
+    if captured:
+        return
+    if status == 404:
+        m.unknown_token.inc()
+    elif status >= 400:
+        m.capture_errors.labels(status_class(status)).inc()
+
+
+@web.middleware
+async def capture_metrics_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    if not request.path.startswith(CAPTURE_PREFIX):
+        return await handler(request)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        record_capture(exc.status, False, time.perf_counter() - started)
+        raise
+    except Exception:
+        record_capture(500, False, time.perf_counter() - started)
+        raise
+    # Only a stored hit's response carries its id; anything else was not stored,
+    # even when an endpoint is configured to answer with an error status.
+    captured = HIT_ID_HEADER in response.headers
+    record_capture(response.status, captured, time.perf_counter() - started)
+    return response
+
+
+def refresh_gauges(app: web.Application) -> None:
+    writer = app.get(WRITER)
+    if writer is None:
+        return
+    _metrics.queued.set(writer.queue_depth)
+    _metrics.spool_pending.set(getattr(writer, "spool_pending", 0))
+
+
+def exposition() -> bytes:
+    directory = multiprocess_dir()
+    if directory is None:
+        return prometheus_client.generate_latest(_metrics.registry)
+    registry = CollectorRegistry()
+    prom_multiprocess.MultiProcessCollector(registry, path=directory)
+    return prometheus_client.generate_latest(registry)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    token = request.app[CONFIG].metrics_token
+    if token is not None:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode("utf-8", "surrogateescape"), token.encode()
+        ):
+            raise web.HTTPUnauthorized(
+                text="a valid metrics token is required (Authorization: Bearer ...)\n",
+                headers={"WWW-Authenticate": 'Bearer realm="postback-monitor metrics"'},
+            )
+    refresh_gauges(request.app)
+    if multiprocess_dir() is None:
+        body = exposition()
+    else:
+        body = await asyncio.to_thread(exposition)  # reads every worker's files
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def seed_last_hits(app: web.Application) -> None:
+    try:
+        async with asyncio.timeout(SEED_TIMEOUT_S):
+            rows = await app[POOL].fetch(LAST_HIT_PER_ENDPOINT)
+    except Exception as exc:
+        # Metrics must not stop the service: without a seed the gauges fill with the next hits.
+        log.warning("metrics.seed_failed", error=f"{type(exc).__name__}: {exc}")
+        return
+    for row in rows:
+        if row["last_hit"] is not None:
+            set_last_hit(str(row["id"]), row["last_hit"].timestamp())
+
+
+async def _refresh_forever(app: web.Application) -> None:
+    while True:
+        refresh_gauges(app)
+        await asyncio.sleep(GAUGE_REFRESH_S)
+
+
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Listen to the writer's commits, seed last-hit times, keep the gauges fresh."""
+    app[WRITER].committed_listeners.append(observe_commit)
+    await seed_last_hits(app)
+    refresher = asyncio.create_task(_refresh_forever(app), name="metrics-gauges")
+    try:
+        yield
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        # Left registered: hits the writer commits while draining still count.
+
+
+def setup(app: web.Application) -> None:
+    """Add metrics to an app: call after the writer's cleanup context is registered."""
+    app.middlewares.insert(0, capture_metrics_middleware)
+    app.cleanup_ctx.append(metrics_ctx)
+    app.router.add_get("/metrics", metrics_handler)

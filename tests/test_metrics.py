@@ -1,0 +1,247 @@
+"""Metrics: what /metrics counts, its token, its text format, and many workers summing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor import metrics
+from monitor.app import create_app
+from monitor.config import Config
+from tests.conftest import AUTH, capture_path
+from tests.server import ServerProcess
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def scrape(client: TestClient, **headers: str) -> Samples:
+    resp = await client.get("/metrics", headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return parse(await resp.text())
+
+
+async def send_mix(client: TestClient, endpoint: dict[str, Any], tag: str) -> None:
+    """Two clean GETs, a clean POST, a duplicate, a hit with two flags, an unknown token."""
+    path = capture_path(endpoint)
+    for query in (f"click_id={tag}a&payout=1.5", f"click_id={tag}b&payout=2"):
+        assert (await client.get(f"{path}?{query}")).status == 200
+    resp = await client.post(path, data={"click_id": f"{tag}c", "payout": "3"})
+    assert resp.status == 200
+    assert (await client.get(f"{path}?click_id={tag}a&payout=1.5")).status == 200
+    assert (await client.get(f"{path}?click_id={{clickid}}&payout=abc")).status == 200
+    assert (await client.get("/p/no-such-token")).status == 404
+
+
+async def test_stored_hits_are_counted(client: TestClient, make_endpoint: Any) -> None:
+    endpoint = await make_endpoint("counted")
+    ep = str(endpoint["id"])
+    before = await scrape(client)
+    await send_mix(client, endpoint, "count")
+    after = await scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("postback_monitor_hits_total", endpoint=ep, method="GET") == 4
+    assert delta("postback_monitor_hits_total", endpoint=ep, method="POST") == 1
+    assert delta("postback_monitor_flagged_hits_total", endpoint=ep) == 2
+    assert delta("postback_monitor_duplicates_total", endpoint=ep) == 1
+    assert delta("postback_monitor_flags_total", endpoint=ep, flag="duplicate_click_id") == 1
+    assert delta("postback_monitor_flags_total", endpoint=ep, flag="unreplaced_macro") == 1
+    assert delta("postback_monitor_flags_total", endpoint=ep, flag="invalid_amount") == 1
+    assert delta("postback_monitor_unknown_token_requests_total") == 1
+    assert delta("postback_monitor_capture_duration_seconds_count") == 6
+    assert delta("postback_monitor_writer_batch_size_hits_sum") == 5
+    assert delta("postback_monitor_writer_commit_duration_seconds_count") >= 1
+    last = value(after, "postback_monitor_last_hit_timestamp_seconds", endpoint=ep)
+    assert abs(last - time.time()) < 30
+    assert value(after, "postback_monitor_writer_queued_hits") == 0
+    assert ("postback_monitor_spool_pending_hits", frozenset()) in after
+    assert ("postback_monitor_capture_errors_total", frozenset({("status_class", "5xx")})) in after
+
+
+async def test_rejected_captures_are_counted_by_status_class(
+    aiohttp_client: Any, config: Config, db: Any
+) -> None:
+    client = await aiohttp_client(
+        create_app(config.replace(max_body_bytes=10, hard_max_body_bytes=10))
+    )
+    resp = await client.post("/api/endpoints", json={"name": "small"}, headers=AUTH)
+    endpoint = await resp.json()
+    before = await scrape(client)
+    assert (await client.post(capture_path(endpoint), data=b"x" * 100)).status == 413
+    after = await scrape(client)
+    key = ("postback_monitor_capture_errors_total", frozenset({("status_class", "4xx")}))
+    assert after[key] - before.get(key, 0.0) == 1
+
+
+def test_status_and_method_classes() -> None:
+    assert metrics.status_class(503) == "5xx"
+    assert metrics.method_class("GET") == "GET"
+    assert metrics.method_class("PROPFIND") == "other"
+    with pytest.raises(ValueError, match="outcome"):
+        metrics.record_forward(1, "exploded")
+
+
+async def test_last_hit_time_survives_a_restart(
+    aiohttp_client: Any, config: Config, db: Any
+) -> None:
+    await db.execute("INSERT INTO endpoints (token, name) VALUES ('tok-seed', 'seeded')")
+    endpoint_id = await db.fetchval("SELECT id FROM endpoints WHERE token = 'tok-seed'")
+    client = await aiohttp_client(create_app(config))
+    assert (await client.get("/p/tok-seed?click_id=seed1")).status == 200
+    stored = await db.fetchval("SELECT max(received_at) FROM hits")
+    metrics._metrics.last_hit_s.clear()  # as a fresh process would start
+    await metrics.seed_last_hits(client.app)
+    samples = await scrape(client)
+    name = "postback_monitor_last_hit_timestamp_seconds"
+    seeded = value(samples, name, endpoint=str(endpoint_id))
+    assert seeded == pytest.approx(stored.timestamp())
+
+
+async def test_metrics_token(aiohttp_client: Any, config: Config, db: Any) -> None:
+    token = "metrics-token-0123456789"
+    client = await aiohttp_client(create_app(config.replace(metrics_token=token)))
+    assert (await client.get("/metrics")).status == 401
+    assert (await client.get("/metrics", headers=AUTH)).status == 401
+    resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is missing: apt-get install prometheus (.ci/run does)")
+    return path
+
+
+async def test_promtool_finds_no_problems_in_a_real_scrape(
+    client: TestClient, make_endpoint: Any
+) -> None:
+    endpoint = await make_endpoint("linted")
+    await send_mix(client, endpoint, "lint")
+    metrics.record_forward(endpoint["id"], "delivered")
+    resp = await client.get("/metrics")
+    text = await resp.text()
+    assert "postback_monitor_forwards_total" in text
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [promtool(), "check", "metrics"],
+        input=text.encode(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == b"" and done.stderr.strip() == b"", done.stdout + done.stderr
+
+
+async def get_text(url: str, **headers: str) -> str:
+    def fetch() -> str:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as resp:
+            return resp.read().decode()
+
+    return await asyncio.to_thread(fetch)
+
+
+@pytest.mark.slow
+async def test_processes_sharing_a_multiprocess_dir_sum_their_counts(
+    tmp_path: Path, pg_url: str, db: Any
+) -> None:
+    shared = tmp_path / "prom"
+    shared.mkdir()
+    servers = [
+        ServerProcess(tmp_path / f"data{i}", database_url=pg_url) for i in range(2)
+    ]
+    for server in servers:
+        server.env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
+    try:
+        for server in servers:
+            server.start()
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{servers[0].url}/api/endpoints", json={"name": "mp"}, headers=AUTH
+            ) as resp:
+                endpoint = await resp.json()
+            sent = [7, 5]
+            for server, n in zip(servers, sent, strict=True):
+                for i in range(n):
+                    url = f"{server.url}/p/{endpoint['token']}?click_id={server.port}-{i}"
+                    async with session.get(url) as resp:
+                        assert resp.status == 200
+        ep = str(endpoint["id"])
+        for server in servers:  # either process answers with the sum of both
+            samples = parse(await get_text(server.url + "/metrics"))
+            assert value(samples, "postback_monitor_hits_total", endpoint=ep, method="GET") == 12
+            assert value(samples, "postback_monitor_writer_batch_size_hits_sum") == 12
+        gone = servers[1]
+        assert gone.proc is not None
+        pid = gone.proc.pid
+        assert gone.stop() == 0
+        metrics.mark_process_dead(pid, shared)
+        samples = parse(await get_text(servers[0].url + "/metrics"))
+        assert value(samples, "postback_monitor_hits_total", endpoint=ep, method="GET") == 12
+        assert not list(shared.glob(f"gauge_livesum_{pid}.db"))
+    finally:
+        for server in servers:
+            server.stop()
+
+
+FORKED_WORKERS = """
+import os, sys
+from monitor import metrics
+metrics.prepare_multiprocess(sys.argv[1])
+children = []
+for n in (3, 4):
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(n):
+            metrics.record_forward(9, "delivered")
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+    metrics.mark_process_dead(pid)
+sys.stdout.write(metrics.exposition().decode())
+"""
+
+
+def test_prepare_multiprocess_before_forking_workers(tmp_path: Path) -> None:
+    shared = tmp_path / "prom"
+    shared.mkdir()
+    (shared / "counter_123.db").write_bytes(b"stale from an earlier run")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKERS, str(shared)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    samples = parse(done.stdout)
+    assert value(samples, "postback_monitor_forwards_total", endpoint="9", outcome="delivered") == 7
