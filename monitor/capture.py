@@ -16,8 +16,9 @@ from monitor import ids
 from monitor.config import Config
 from monitor.hit import Hit
 from monitor.params import clean, parse_body, parse_query, text
+from monitor.ratelimit import RateLimiter
 from monitor.rules import judge
-from monitor.typedefs import CONFIG, ENDPOINT_CACHE, WRITER
+from monitor.typedefs import CONFIG, ENDPOINT_CACHE, RATE_LIMITER, WRITER
 from monitor.writer import WriteFailed, WriterClosed, WriterOverloaded
 
 RETRY_AFTER_S = "2"
@@ -121,6 +122,15 @@ async def capture(request: web.Request) -> web.StreamResponse:
     endpoint = await app[ENDPOINT_CACHE].lookup(request.match_info["token"])
     if endpoint is None:
         raise web.HTTPNotFound(text="unknown capture token\n")
+    rate = endpoint.compiled.rate_limit_per_s
+    if rate is not None:
+        wait_s = app[RATE_LIMITER].allow(endpoint.id, rate)
+        if wait_s > 0:
+            return web.Response(
+                status=429,
+                text="rate limit exceeded for this endpoint, retry later\n",
+                headers={"Retry-After": RateLimiter.retry_after(wait_s)},
+            )
     try:
         body, body_size = await read_body(
             request, config.max_body_bytes, config.hard_max_body_bytes

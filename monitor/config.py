@@ -78,6 +78,12 @@ class Config:
         "Size cap of the local spool (DATA_DIR/spool) that holds acknowledged hits while "
         "the database is unreachable; when full, capture answers 503.",
     )
+    max_url_bytes: int = _setting(
+        32 * 1024, "Longest request line (method, URL, version) accepted; longer gets 414/400."
+    )
+    max_header_bytes: int = _setting(
+        16 * 1024, "Longest single header line accepted; longer gets 431/400."
+    )
     max_body_bytes: int = _setting(
         1024 * 1024, "Body bytes stored per hit; longer bodies are kept truncated and flagged."
     )
@@ -127,6 +133,8 @@ class Config:
             "max_body_bytes",
             "hard_max_body_bytes",
             "spool_max_bytes",
+            "max_url_bytes",
+            "max_header_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")

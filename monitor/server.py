@@ -49,6 +49,9 @@ def serve(config: Config) -> int:
             print=None,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            # The HTTP parser answers 400 itself (never a 500) when these are exceeded.
+            max_line_size=config.max_url_bytes,
+            max_field_size=config.max_header_bytes,
             loop=loop,
         )
     finally:
