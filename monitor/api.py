@@ -13,6 +13,7 @@ from monitor import openapi
 from monitor.endpoints import validate_fields
 from monitor.errors import BadRequest, NotFound
 from monitor.hits import DEFAULT_PAGE, HitFilter
+from monitor.presets import preset_list
 from monitor.typedefs import CONFIG, ENDPOINT_CACHE, ENDPOINTS, HITS
 
 MAX_JSON_BODY_BYTES = 256 * 1024
@@ -133,6 +134,17 @@ async def get_hit(request: web.Request) -> web.Response:
     return web.json_response(await request.app[HITS].get(hit_id))
 
 
+async def endpoint_stats(request: web.Request) -> web.Response:
+    ident = endpoint_id(request)
+    await request.app[ENDPOINTS].get(ident)
+    window = request.query.get("window", "24h")
+    return web.json_response(await request.app[HITS].stats(ident, window))
+
+
+async def list_presets(request: web.Request) -> web.Response:
+    return web.json_response({"items": preset_list()})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/endpoints", list_endpoints)
     app.router.add_post("/api/endpoints", create_endpoint)
@@ -141,5 +153,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/api/endpoints/{endpoint_id}", delete_endpoint)
     app.router.add_post("/api/endpoints/{endpoint_id}/rotate-token", rotate_token)
     app.router.add_get("/api/endpoints/{endpoint_id}/hits", list_hits)
+    app.router.add_get("/api/endpoints/{endpoint_id}/stats", endpoint_stats)
     app.router.add_get("/api/hits/{hit_id}", get_hit)
+    app.router.add_get("/api/presets", list_presets)
     app.router.add_get("/api/openapi.json", openapi.openapi_json)

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from monitor import ids
+from monitor import ids, presets
 from monitor.endpoint_settings import EndpointSettings, compile_endpoint_settings
 from monitor.errors import BadRequest, NotFound
 from monitor.rules import Rules, SettingsError
@@ -95,6 +95,12 @@ class Endpoint:
     def capture_url(self, base_url: str) -> str:
         return f"{base_url}/p/{self.token}"
 
+    def postback_url(self, base_url: str) -> str | None:
+        """The capture URL with the preset's postback template, ready to paste; None
+        without a preset."""
+        preset = self.compiled.document.get("preset")  # validated: a known key
+        return None if preset is None else presets.postback_url(preset, self.capture_url(base_url))
+
     def to_json(self, base_url: str) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -102,6 +108,7 @@ class Endpoint:
             "name": self.name,
             "description": self.description,
             "capture_url": self.capture_url(base_url),
+            "postback_url": self.postback_url(base_url),
             "settings": self.settings,
             "response": {
                 "status": self.response_status,

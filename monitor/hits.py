@@ -123,3 +123,46 @@ class HitStore:
         if row is None:
             raise NotFound("hit_not_found", f"no hit with id {hit_id}")
         return row_to_json(row)
+
+    async def stats(self, endpoint_id: int, window: str) -> dict[str, Any]:
+        """Counts over the last ``window`` (a key of STATS_WINDOWS) and the newest hit."""
+        span = STATS_WINDOWS.get(window)
+        if span is None:
+            raise BadRequest("invalid_query", f"window: one of {', '.join(STATS_WINDOWS)}")
+        row = await self.pool.fetchrow(STATS, endpoint_id, span)
+        by_flag: dict[str, int] = dict(sorted(row["by_flag"].items()))
+        total = row["total"]
+        duplicates = by_flag.get("duplicate_click_id", 0)
+        last = row["last_hit_at"]
+        return {
+            "window": window,
+            "total": total,
+            "flagged": row["flagged"],
+            "by_flag": by_flag,
+            "duplicate_rate": round(duplicates / total, 6) if total else 0.0,
+            "last_hit_at": None if last is None else last.isoformat(),
+        }
+
+
+# GET /api/endpoints/{id}/stats. Hits are counted once per flag name they carry.
+# The window scan walks hits_endpoint_newest (endpoint_id, received_at DESC, id DESC)
+# in the partitions the window touches; last_hit_at is the newest hit of all time
+# (one index probe), so an endpoint that went quiet shows when it stopped.
+STATS_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+STATS = """
+WITH w AS MATERIALIZED (
+    SELECT flagged, flags FROM hits
+    WHERE endpoint_id = $1 AND received_at >= now() - $2::interval
+)
+SELECT
+    (SELECT count(*) FROM w) AS total,
+    (SELECT count(*) FROM w WHERE flagged) AS flagged,
+    (SELECT coalesce(jsonb_object_agg(flag, n), '{}'::jsonb) FROM (
+        SELECT f.flag, count(*) AS n
+        FROM w, LATERAL (SELECT DISTINCT e->>'flag' AS flag FROM jsonb_array_elements(w.flags) e) f
+        WHERE w.flagged
+        GROUP BY f.flag
+    ) per_flag) AS by_flag,
+    (SELECT received_at FROM hits WHERE endpoint_id = $1
+     ORDER BY received_at DESC, id DESC LIMIT 1) AS last_hit_at
+"""

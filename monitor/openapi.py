@@ -88,6 +88,8 @@ ENDPOINT = {
         "name": {"type": "string"},
         "description": {"type": "string"},
         "capture_url": {"type": "string"},
+        # The capture URL plus the preset's postback template; null without a preset.
+        "postback_url": {"type": ["string", "null"]},
         "settings": {"type": "object"},
         "response": RESPONSE_SETTINGS,
         "created_at": {"type": "string", "format": "date-time"},
@@ -255,12 +257,82 @@ PATHS: dict[str, Any] = {
     },
 }
 
+STATS = {
+    "type": "object",
+    "required": ["window", "total", "flagged", "by_flag", "duplicate_rate", "last_hit_at"],
+    "properties": {
+        "window": {"type": "string", "enum": ["1h", "24h", "7d"]},
+        "total": {"type": "integer", "minimum": 0},
+        "flagged": {"type": "integer", "minimum": 0},
+        "by_flag": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "duplicate_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        "last_hit_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+PRESET = {
+    "type": "object",
+    "required": ["key", "name", "direction", "click_id_param", "template", "method", "macros"],
+    "properties": {
+        "key": {"type": "string"},
+        "name": {"type": "string"},
+        "direction": {"type": "string", "enum": ["sender", "receiver"]},
+        "click_id_param": {"type": "string"},
+        "event_param": {"type": ["string", "null"]},
+        "amount_param": {"type": ["string", "null"]},
+        "currency_param": {"type": ["string", "null"]},
+        "required_params": {"type": "array", "items": {"type": "string"}},
+        "template": {"type": "string"},
+        "method": {"type": "string"},
+        "notes": {"type": "string"},
+        "macros": {"type": "array", "items": {"type": "string"}},
+    },
+}
+PATHS.update(
+    {
+        "/api/endpoints/{endpoint_id}/stats": {
+            "parameters": [ENDPOINT_ID],
+            "get": {
+                "summary": "Counts of hits, flagged hits and each flag over a window",
+                "parameters": [
+                    {
+                        "name": "window",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["1h", "24h", "7d"], "default": "24h"},
+                    }
+                ],
+                "responses": {
+                    "200": json_body(ref("Stats"), "The endpoint's numbers"),
+                    **errors(400, 401, 404),
+                },
+            },
+        },
+        "/api/presets": {
+            "get": {
+                "summary": "Platform presets: param names and postback URL templates",
+                "responses": {
+                    "200": json_body(
+                        {
+                            "type": "object",
+                            "required": ["items"],
+                            "properties": {"items": {"type": "array", "items": ref("Preset")}},
+                        },
+                        "All presets",
+                    ),
+                    **errors(401),
+                },
+            },
+        },
+    }
+)
+
 SCHEMAS: dict[str, Any] = {
     "Error": ERROR,
     "Flag": FLAG,
     "Hit": HIT,
     "HitSummary": HIT_SUMMARY,
     "Endpoint": ENDPOINT,
+    "Stats": STATS,
+    "Preset": PRESET,
 }
 
 

@@ -195,6 +195,7 @@ async def test_window_with_real_time(client: TestClient, make_endpoint: Any) -> 
 
 def make_hit(endpoint_id: int, settings: dict[str, Any], query: str, when: datetime) -> Hit:
     params = parse_query(query.encode())
+    verdict = judge(compile_settings(settings), params, remote_ip=None, headers=[])
     millis = int(when.timestamp() * 1000)
     return Hit(
         id=ids.uuid7(millis),
@@ -211,7 +212,8 @@ def make_hit(endpoint_id: int, settings: dict[str, Any], query: str, when: datet
         body_size=0,
         remote_ip=None,
         user_agent=None,
-        verdict=judge(compile_settings(settings), params, remote_ip=None, headers=[]),
+        verdict=verdict,
+        flags=list(verdict.flags),
     )
 
 
