@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--description", default="")
     create.add_argument("--settings", default=None, help="settings document as JSON")
+    create.add_argument(
+        "--preset",
+        default=None,
+        metavar="KEY",
+        help="platform preset (voluum, binom, everflow, ..., generic); prints its postback URL",
+    )
     create.add_argument("--json", action="store_true", help="print the endpoint as JSON")
     create.set_defaults(run=cmd_endpoint_create)
     listing = endpoint_cmds.add_parser("list", help="list endpoints")
@@ -183,6 +189,9 @@ async def _with_stores(config: Config, work: Callable[[Any], Coroutine[Any, Any,
 def _print_endpoint(endpoint: Any, config: Config) -> None:
     print(f"endpoint {endpoint.id}: {endpoint.name}")
     print(f"  capture URL: {endpoint.capture_url(config.base_url)}")
+    postback_url = endpoint.postback_url(config.base_url)
+    if postback_url is not None:
+        print(f"  postback URL ({endpoint.settings['preset']}): {postback_url}")
     if endpoint.description:
         print(f"  description: {endpoint.description}")
     if endpoint.settings:
@@ -195,6 +204,14 @@ async def cmd_endpoint_create(config: Config, args: argparse.Namespace) -> int:
 
     doc: dict[str, Any] = {"name": args.name, "description": args.description}
     settings = _settings_arg(args.settings)
+    if args.preset is not None:
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            from monitor.errors import BadRequest
+
+            raise BadRequest("invalid_settings", "--settings: must be a JSON object")
+        settings = {**settings, "preset": args.preset}
     if settings is not None:
         doc["settings"] = settings
     fields = validate_fields(doc, require_name=True)

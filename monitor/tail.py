@@ -20,8 +20,16 @@ POLL_S = 3.0
 RED, YELLOW, DIM, RESET = "\033[31m", "\033[33m", "\033[2m", "\033[0m"
 
 
+# Sender data must not drive the terminal: control characters (ESC, CR, ...) are shown escaped.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def safe(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
 def format_hit(hit: dict[str, Any], *, colour: bool) -> str:
-    params = " ".join(f"{k}={v}" for k, v in (hit["params"] + hit["body_params"])[:8])
+    params = safe(" ".join(f"{k}={v}" for k, v in (hit["params"] + hit["body_params"])[:8]))
     flags = [f["flag"] for f in hit["flags"]]
     line = f"{hit['received_at']}  {hit['method']:<6} {hit['remote_ip'] or '-':<15} {params}"
     if flags:
@@ -29,6 +37,10 @@ def format_hit(hit: dict[str, Any], *, colour: bool) -> str:
         line += f"{RED}{badge}{RESET}" if colour else badge
     if colour:
         line = f"{DIM}{line[:32]}{RESET}{line[32:]}"
+    # What is wrong, in words: one indented line per flag under the hit.
+    for flag in hit["flags"]:
+        detail = f"    ! {flag['flag']}: {safe(flag.get('message', ''))}"
+        line += "\n" + (f"{RED}{detail}{RESET}" if colour else detail)
     return line
 
 
