@@ -26,6 +26,27 @@ ONE_HIT = f"""
 SELECT {LIST_COLUMNS}, body FROM hits
 WHERE id = $1 AND received_at >= $2 AND received_at < $3"""
 ONE_HIT_ANY_TIME = f"SELECT {LIST_COLUMNS}, body FROM hits WHERE id = $1"
+# Per endpoint: counts over the last hour and day, and the newest hit of all time.
+# Each lateral subquery walks the (endpoint_id, received_at) index of one endpoint.
+SUMMARIES = """
+SELECT e.id AS endpoint_id,
+    coalesce(d.hits_1h, 0) AS hits_1h, coalesce(d.flagged_1h, 0) AS flagged_1h,
+    coalesce(d.hits_24h, 0) AS hits_24h, coalesce(d.flagged_24h, 0) AS flagged_24h,
+    coalesce(d.duplicates_24h, 0) AS duplicates_24h, l.received_at AS last_hit_at
+FROM unnest($1::bigint[]) AS e(id)
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE received_at >= now() - interval '1 hour') AS hits_1h,
+        count(*) FILTER (WHERE flagged AND received_at >= now() - interval '1 hour')
+            AS flagged_1h,
+        count(*) AS hits_24h,
+        count(*) FILTER (WHERE flagged) AS flagged_24h,
+        count(*) FILTER (WHERE flags @> '[{"flag": "duplicate_click_id"}]') AS duplicates_24h
+    FROM hits WHERE endpoint_id = e.id AND received_at >= now() - interval '1 day'
+) d ON true
+LEFT JOIN LATERAL (
+    SELECT received_at FROM hits WHERE endpoint_id = e.id
+    ORDER BY received_at DESC, id DESC LIMIT 1
+) l ON true"""
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -40,6 +61,11 @@ class HitFilter:
     click_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    method: str | None = None
+    # Case-insensitive substring of the click id, event or any param name or value.
+    search: str | None = None
+    # Only hits newer than this (received_at, id): what a live view has not shown yet.
+    after: tuple[datetime, uuid.UUID] | None = None
 
 
 def encode_cursor(received_at: datetime, hit_id: uuid.UUID) -> str:
@@ -54,6 +80,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(when), uuid.UUID(hit_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequest("invalid_cursor", "cursor: not a cursor this service returned") from None
+
+
+def like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def list_query(
@@ -82,6 +112,16 @@ def list_query(
         clauses.append(f"received_at >= {arg(flt.since)}")
     if flt.until is not None:
         clauses.append(f"received_at < {arg(flt.until)}")
+    if flt.method is not None:
+        clauses.append(f"method = {arg(flt.method.upper())}")
+    if flt.search:
+        pattern = arg("%" + like_escape(flt.search) + "%")
+        clauses.append(
+            f"(click_id ILIKE {pattern} OR event ILIKE {pattern} "
+            f"OR params::text ILIKE {pattern} OR body_params::text ILIKE {pattern})"
+        )
+    if flt.after is not None:
+        clauses.append(f"(received_at, id) > ({arg(flt.after[0])}, {arg(flt.after[1])})")
     sql = (
         f"SELECT {LIST_COLUMNS} FROM hits WHERE {' AND '.join(clauses)} "
         f"ORDER BY received_at DESC, id DESC LIMIT {arg(limit + 1)}"
@@ -123,6 +163,12 @@ class HitStore:
         if row is None:
             raise NotFound("hit_not_found", f"no hit with id {hit_id}")
         return row_to_json(row)
+
+    async def summaries(self, endpoint_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Per endpoint: hits and flagged hits in the last hour and day, duplicates in
+        the last day, and when the newest hit arrived (None if never)."""
+        rows = await self.pool.fetch(SUMMARIES, endpoint_ids)
+        return {r["endpoint_id"]: {k: v for k, v in r.items() if k != "endpoint_id"} for r in rows}
 
     async def stats(self, endpoint_id: int, window: str) -> dict[str, Any]:
         """Counts over the last ``window`` (a key of STATS_WINDOWS) and the newest hit."""

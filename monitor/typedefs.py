@@ -8,9 +8,11 @@ import asyncpg
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from monitor.auth import Session
     from monitor.config import Config
     from monitor.endpoints import EndpointCache, EndpointStore
     from monitor.hits import HitStore
+    from monitor.live import LiveHub
     from monitor.writer import HitWriter
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
@@ -21,3 +23,5 @@ ENDPOINTS: web.AppKey[EndpointStore] = web.AppKey("endpoints")
 ENDPOINT_CACHE: web.AppKey[EndpointCache] = web.AppKey("endpoint_cache")
 HITS: web.AppKey[HitStore] = web.AppKey("hits")
 WRITER: web.AppKey[HitWriter] = web.AppKey("writer")
+LIVE: web.AppKey[LiveHub] = web.AppKey("live")
+SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
