@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -184,3 +185,17 @@ async def test_pasted_postback_url_is_flagged_until_its_macros_are_filled(
     clean = await send("&".join(filled))
     assert clean["flags"] == []
     assert clean["click_id"] == f"v-{preset.click_id_param}"
+
+
+def test_readme_documents_every_preset_and_flag() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for preset in PRESETS.values():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{preset.key}` |"))
+        assert f"`{preset.click_id_param}`" in row
+        assert (f"`{preset.template}`" if preset.template else "none") in row
+    flags = (
+        "missing_param", "unreplaced_macro", "invalid_amount", "invalid_currency",
+        "duplicate_click_id", "ip_not_allowed", "secret_mismatch", "body_truncated",
+    )  # fmt: skip
+    for flag in flags:
+        assert f"| `{flag}` |" in readme, flag
