@@ -14,15 +14,17 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from monitor import api, capture, health, metrics, views
+from monitor import api, capture, forward_api, health, metrics, views
 from monitor.auth import auth_middleware, load_or_create_admin_token
 from monitor.config import Config
 from monitor.db import connect, create_pool, database_url
 from monitor.endpoints import EndpointCache, EndpointStore
 from monitor.errors import error_middleware
+from monitor.forwarder import forwarder_ctx
 from monitor.hits import HitStore
 from monitor.migrate import migrate
 from monitor.partitions import ensure_partitions, maintain_forever
+from monitor.ratelimit import RateLimiter
 from monitor.spool import Spool
 from monitor.typedefs import (
     ADMIN_TOKEN,
@@ -30,8 +32,10 @@ from monitor.typedefs import (
     DATABASE_URL,
     ENDPOINT_CACHE,
     ENDPOINTS,
+    FORWARDER,
     HITS,
     POOL,
+    RATE_LIMITER,
     WRITER,
 )
 from monitor.writer import HitWriter
@@ -49,11 +53,15 @@ def create_app(config: Config) -> web.Application:
         client_max_size=CLIENT_MAX_API_BYTES,
     )
     app[CONFIG] = config
-    app.cleanup_ctx.extend([database_ctx, admin_token_ctx, endpoints_ctx, writer_ctx])
+    app[RATE_LIMITER] = RateLimiter()
+    app.cleanup_ctx.extend(
+        [database_ctx, admin_token_ctx, endpoints_ctx, forwarder_ctx, writer_ctx]
+    )
     metrics.setup(app)  # after the writer's context: it listens to commits
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     api.add_routes(app)
+    forward_api.add_routes(app)
     app.router.add_route("*", "/p/{token}", capture.capture)
     app.router.add_route("*", "/p/{token}/{tail:.*}", capture.capture)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
@@ -124,6 +132,8 @@ async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
         commit_timeout_s=config.commit_timeout_s,
         spool=spool,
     )
+    # Before the spool drains: spooled hits of forwarding endpoints need outbox rows too.
+    app[FORWARDER].attach(writer)
     if spool.has_pending():
         # Hits acknowledged before a crash or an outage go in before any new one.
         log.info("spool.draining", pending_hits=spool.pending_hits)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.forwarding import FORWARD_KEYS, ForwardSettings, compile_forward
 from monitor.rules import SETTINGS_KEYS as RULE_KEYS
 from monitor.rules import Rules, SettingsError, compile_settings
 
@@ -31,13 +32,15 @@ class EndpointSettings:
     rate_limit_per_s: float | None = None
     # Hits older than this are deleted; None = the server-wide retention.
     retention_days: int | None = None
+    # Where hits are relayed (monitor.forwarding); None = not forwarded.
+    forward: ForwardSettings | None = None
 
 
 def compile_endpoint_settings(document: Any) -> EndpointSettings:
     """Validate a whole settings document; SettingsError names the bad setting."""
     if not isinstance(document, Mapping):
         raise SettingsError("settings: must be a JSON object")
-    known = (*RULE_KEYS, *OPERATIONAL_KEYS)
+    known = (*RULE_KEYS, *OPERATIONAL_KEYS, *FORWARD_KEYS)
     for key in document:
         if key not in known:
             raise SettingsError(f"{key}: unknown setting (known: {', '.join(known)})")
@@ -70,9 +73,13 @@ def compile_endpoint_settings(document: Any) -> EndpointSettings:
             )
         normalized["retention_days"] = retention
 
+    forward, forward_document = compile_forward(document)
+    normalized.update(forward_document)
+
     return EndpointSettings(
         document=normalized,
         rules=rules,
         rate_limit_per_s=rate,
         retention_days=retention,
+        forward=forward,
     )

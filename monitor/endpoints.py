@@ -305,6 +305,21 @@ class EndpointCache:
                 self.put(endpoint)
         return endpoint
 
+    def by_id(self, endpoint_id: int) -> Endpoint | None:
+        token = self._token_of.get(endpoint_id)
+        return None if token is None else self._by_token.get(token)
+
+    async def lookup_id(self, endpoint_id: int) -> Endpoint | None:
+        """By id, from the cache or else the database (None if it does not exist)."""
+        endpoint = self.by_id(endpoint_id)
+        if endpoint is None:
+            try:
+                endpoint = await self.store.get(endpoint_id)
+            except NotFound:
+                return None
+            self.put(endpoint)
+        return endpoint
+
     def put(self, endpoint: Endpoint) -> None:
         old_token = self._token_of.get(endpoint.id)
         if old_token is not None and old_token != endpoint.token:

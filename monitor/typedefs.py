@@ -11,8 +11,11 @@ if TYPE_CHECKING:
     from monitor.auth import Session
     from monitor.config import Config
     from monitor.endpoints import EndpointCache, EndpointStore
+    from monitor.forwarder import Forwarder
     from monitor.hits import HitStore
     from monitor.live import LiveHub
+    from monitor.outbound import OutboundClient
+    from monitor.ratelimit import RateLimiter
     from monitor.writer import HitWriter
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
@@ -23,5 +26,8 @@ ENDPOINTS: web.AppKey[EndpointStore] = web.AppKey("endpoints")
 ENDPOINT_CACHE: web.AppKey[EndpointCache] = web.AppKey("endpoint_cache")
 HITS: web.AppKey[HitStore] = web.AppKey("hits")
 WRITER: web.AppKey[HitWriter] = web.AppKey("writer")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
+OUTBOUND: web.AppKey[OutboundClient] = web.AppKey("outbound")
 LIVE: web.AppKey[LiveHub] = web.AppKey("live")
 SESSION: web.RequestKey[Session | None] = web.RequestKey("session")

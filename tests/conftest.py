@@ -62,7 +62,9 @@ def pg_url(test_db: ScratchDatabase) -> str:
 async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the test database, emptied before the test."""
     conn = await connect(pg_url)
-    await conn.execute("TRUNCATE endpoints, hits, click_keys RESTART IDENTITY")
+    await conn.execute(
+        "TRUNCATE endpoints, hits, click_keys, forward_outbox, forward_attempts RESTART IDENTITY"
+    )
     try:
         yield conn
     finally:

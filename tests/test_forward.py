@@ -1,0 +1,405 @@
+"""Forwarding: the outbox, retries, give-up, concurrency, replay, restarts, two processes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from monitor.config import Config
+from monitor.forwarding import backoff_s, compile_forward, render_template
+from monitor.rules import SettingsError
+from tests.conftest import ADMIN_TOKEN, AUTH, capture_path
+from tests.server import ServerProcess
+from tests.tracker import Tracker, eventually
+
+HIT_ID = "X-Postback-Monitor-Hit-Id"
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    return config.replace(
+        forward_allow=("127.0.0.1",),
+        forward_backoff_s=0.05,
+        forward_backoff_max_s=0.2,
+        forward_poll_s=0.1,
+        outbound_timeout_s=5.0,
+    )
+
+
+@pytest.fixture
+async def tracker() -> AsyncIterator[Tracker]:
+    t = await Tracker().start()
+    try:
+        yield t
+    finally:
+        await t.close()
+
+
+async def forwards(client: TestClient, hit_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/api/hits/{hit_id}/forwards", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def capture(client: TestClient, endpoint: dict[str, Any], query: str = "") -> str:
+    resp = await client.get(capture_path(endpoint) + query)
+    assert resp.status == 200
+    return resp.headers[HIT_ID]
+
+
+# ------------------------------------------------------------------ pure parts
+
+
+def test_settings_are_validated_and_normalized() -> None:
+    settings, doc = compile_forward({"forward_url": " https://t.example/pb?cid={click_id} "})
+    assert settings is not None and settings.mode == "template"
+    assert doc == {
+        "forward_url": "https://t.example/pb?cid={click_id}",
+        "forward_mode": "template",
+        "forward_flagged": True,
+        "forward_max_attempts": 10,
+    }
+    assert compile_forward({}) == (None, {})
+    for bad, named in [
+        ({"forward_mode": "template"}, "forward_mode"),
+        ({"forward_url": "ftp://x/"}, "forward_url"),
+        ({"forward_url": "https://{host}/pb"}, "host"),
+        ({"forward_url": "https://t.example/pb?x={a"}, "forward_url"),
+        ({"forward_url": "https://t.example/a b"}, "forward_url"),
+        ({"forward_url": "https://t.example/?c={cid}", "forward_mode": "passthrough"}, "template"),
+        ({"forward_url": "https://t.example/", "forward_mode": "copy"}, "forward_mode"),
+        ({"forward_url": "https://t.example/", "forward_flagged": "no"}, "forward_flagged"),
+        ({"forward_url": "https://t.example/", "forward_max_attempts": 0}, "forward_max_attempts"),
+    ]:
+        with pytest.raises(SettingsError, match=named):
+            compile_forward(bad)
+
+
+def test_template_encodes_values_and_flags_unknown_names() -> None:
+    url, flags = render_template(
+        "https://t.example/pb?cid={click_id}&p={payout}&x={nope}&y={nope}",
+        [("click_id", "a b&c=d/é"), ("payout", "1.50"), ("click_id", "second")],
+    )
+    assert url == "https://t.example/pb?cid=a%20b%26c%3Dd%2F%C3%A9&p=1.50&x=&y="
+    assert [(f["flag"], f["param"]) for f in flags] == [("unknown_template_param", "nope")]
+
+
+def test_backoff_doubles_with_jitter_and_a_cap() -> None:
+    assert [backoff_s(n, 1.0, 100.0, rand=lambda: 1.0) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert [backoff_s(n, 1.0, 100.0, rand=lambda: 0.0) for n in (1, 2, 3)] == [0.5, 1, 2]
+    assert backoff_s(50, 1.0, 100.0, rand=lambda: 1.0) == 100.0
+
+
+async def test_endpoint_api_rejects_bad_forward_settings(make_endpoint: Any, client: Any) -> None:
+    resp = await client.post(
+        "/api/endpoints",
+        json={"name": "x", "settings": {"forward_url": "http://t.example/{a"}},
+        headers=AUTH,
+    )
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "invalid_settings"
+
+
+# ------------------------------------------------------------------ in process
+
+
+async def test_happy_path_delivers_exactly_once(
+    client: TestClient, make_endpoint: Any, tracker: Tracker
+) -> None:
+    template = tracker.url("/pb") + "?cid={click_id}&p={payout}&x={missing}"
+    endpoint = await make_endpoint(settings={"forward_url": template})
+    hit_id = await capture(client, endpoint, "?click_id=a%20b&payout=1.5")
+    await eventually(lambda: len(tracker.requests) == 1)
+    await asyncio.sleep(0.5)
+    assert len(tracker.requests) == 1
+    got = tracker.requests[0]
+    assert (got.method, got.path) == ("GET", "/pb")
+    assert got.query == [("cid", "a b"), ("p", "1.5"), ("x", "")]
+    assert got.header(HIT_ID) == hit_id
+    doc = await forwards(client, hit_id)
+    assert doc["forward"]["state"] == "delivered" and doc["forward"]["attempts"] == 1
+    [attempt] = doc["items"]
+    assert attempt["kind"] == "forward" and attempt["status"] == 200 and attempt["ok"]
+    assert attempt["response_head"] == "tracker says 200"
+    assert attempt["latency_ms"] > 0 and attempt["error"] is None
+    assert [f["param"] for f in attempt["flags"]] == ["missing"]
+
+
+async def test_retries_until_success(
+    client: TestClient, make_endpoint: Any, tracker: Tracker
+) -> None:
+    tracker.statuses = [500, 500]
+    endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb?c={click_id}")})
+    hit_id = await capture(client, endpoint, "?click_id=r1")
+
+    async def delivered() -> bool:
+        return (await forwards(client, hit_id))["forward"]["state"] == "delivered"
+
+    for _ in range(100):
+        if await delivered():
+            break
+        await asyncio.sleep(0.05)
+    doc = await forwards(client, hit_id)
+    assert [a["status"] for a in doc["items"]] == [500, 500, 200]
+    assert [a["attempt"] for a in doc["items"]] == [1, 2, 3]
+    assert len(tracker.requests) == 3
+    assert {r.header(HIT_ID) for r in tracker.requests} == {hit_id}
+
+
+async def test_gives_up_after_max_attempts(
+    client: TestClient, make_endpoint: Any, tracker: Tracker
+) -> None:
+    tracker.default = 503
+    endpoint = await make_endpoint(
+        settings={"forward_url": tracker.url("/pb"), "forward_max_attempts": 3}
+    )
+    hit_id = await capture(client, endpoint, "?click_id=g1")
+    await eventually(lambda: len(tracker.requests) >= 3)
+    await asyncio.sleep(0.6)  # well past the longest backoff: nothing more is sent
+    assert len(tracker.requests) == 3
+    doc = await forwards(client, hit_id)
+    assert doc["forward"]["state"] == "failed" and doc["forward"]["next_attempt_at"] is None
+    assert [a["status"] for a in doc["items"]] == [503, 503, 503]
+
+
+async def test_refused_target_fails_at_once(client: TestClient, make_endpoint: Any) -> None:
+    endpoint = await make_endpoint(settings={"forward_url": "http://10.0.0.1/pb"})
+    hit_id = await capture(client, endpoint, "?click_id=s1")
+    for _ in range(100):
+        doc = await forwards(client, hit_id)
+        if doc["forward"]["state"] != "pending":
+            break
+        await asyncio.sleep(0.05)
+    assert doc["forward"]["state"] == "failed"
+    [attempt] = doc["items"]
+    assert attempt["status"] is None
+    assert attempt["error"].startswith("refused: 10.0.0.1 is a private address")
+
+
+async def test_flagged_hits_are_skipped_when_asked(
+    client: TestClient, make_endpoint: Any, tracker: Tracker
+) -> None:
+    endpoint = await make_endpoint(
+        settings={"forward_url": tracker.url("/pb?c={click_id}"), "forward_flagged": False}
+    )
+    first = await capture(client, endpoint, "?click_id=d1&event=sale")
+    duplicate = await capture(client, endpoint, "?click_id=d1&event=sale")
+    macro = await capture(client, endpoint, "?click_id={clickid}")
+    await eventually(lambda: len(tracker.requests) == 1)
+    await asyncio.sleep(0.4)
+    assert [r.header(HIT_ID) for r in tracker.requests] == [first]
+    for skipped in (duplicate, macro):
+        assert (await forwards(client, skipped)) == {
+            "hit_id": skipped,
+            "forward": None,
+            "items": [],
+        }
+
+
+async def test_passthrough_relays_method_path_query_body_and_headers(
+    client: TestClient, make_endpoint: Any, tracker: Tracker
+) -> None:
+    endpoint = await make_endpoint(
+        settings={"forward_url": tracker.url("/base/?k=1"), "forward_mode": "passthrough"}
+    )
+    resp = await client.post(
+        capture_path(endpoint) + "/conv/v2?click_id=p1&x=%7Bz%7D",
+        data=b"payout=2.5&currency=EUR",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "net/1"},
+    )
+    assert resp.status == 200
+    await eventually(lambda: len(tracker.requests) == 1)
+    got = tracker.requests[0]
+    assert (got.method, got.path) == ("POST", "/base/conv/v2")
+    assert got.query == [("k", "1"), ("click_id", "p1"), ("x", "{z}")]
+    assert got.body == b"payout=2.5&currency=EUR"
+    assert got.header("content-type") == "application/x-www-form-urlencoded"
+    assert got.header("user-agent") == "net/1"
+    assert got.header("x-forwarded-for") == "127.0.0.1"
+    assert endpoint["token"] not in got.path
+
+
+async def test_per_endpoint_concurrency_limit(
+    client: TestClient, make_endpoint: Any, tracker: Tracker, config: Config
+) -> None:
+    assert config.forward_concurrency == 4
+    tracker.delay_s = 0.3
+    endpoint = await make_endpoint(settings={"forward_url": tracker.url("/slow")})
+    await asyncio.gather(*(capture(client, endpoint, f"?click_id=c{i}") for i in range(12)))
+    await eventually(lambda: len(tracker.requests) == 12 and tracker.in_flight == 0)
+    assert tracker.max_in_flight == 4
+
+
+async def test_replay_to_the_target_and_to_a_url_given_now(
+    client: TestClient, make_endpoint: Any, tracker: Tracker
+) -> None:
+    endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb?c={click_id}")})
+    hit_id = await capture(client, endpoint, "?click_id=rp1&payout=3")
+    await eventually(lambda: len(tracker.requests) == 1)
+
+    resp = await client.post(f"/api/hits/{hit_id}/replay", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    replay = await resp.json()
+    assert (replay["kind"], replay["attempt"], replay["status"]) == ("replay", 1, 200)
+    resp = await client.post(
+        f"/api/hits/{hit_id}/replay",
+        json={"url": tracker.url("/other?amount={payout}")},
+        headers=AUTH,
+    )
+    other = await resp.json()
+    assert (other["attempt"], other["url"]) == (2, tracker.url("/other?amount=3"))
+    assert [(r.path, r.query) for r in tracker.requests] == [
+        ("/pb", [("c", "rp1")]),
+        ("/pb", [("c", "rp1")]),
+        ("/other", [("amount", "3")]),
+    ]
+    doc = await forwards(client, hit_id)
+    assert [a["kind"] for a in doc["items"]] == ["forward", "replay", "replay"]
+    assert doc["forward"]["attempts"] == 1  # replays leave the outbox alone
+
+    # A hit of an endpoint without a target needs a URL; replays pass the guard too.
+    plain = await make_endpoint(name="plain")
+    plain_hit = await capture(client, plain, "?click_id=z")
+    resp = await client.post(f"/api/hits/{plain_hit}/replay", headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "no_forward_target"
+    resp = await client.post(
+        f"/api/hits/{plain_hit}/replay",
+        json={"url": "http://169.254.169.254/latest/meta-data/"},
+        headers=AUTH,
+    )
+    refused = await resp.json()
+    assert refused["status"] is None and refused["error"].startswith("refused:")
+    resp = await client.post(f"/api/hits/{uuid.uuid4()}/replay", headers=AUTH)
+    assert resp.status == 404
+    resp = await client.get(f"/api/hits/{uuid.uuid4()}/forwards", headers=AUTH)
+    assert resp.status == 404
+
+
+async def test_outbox_insert_is_idempotent(
+    client: TestClient, make_endpoint: Any, tracker: Tracker, db: asyncpg.Connection
+) -> None:
+    """A replayed batch (spool) runs the hook again: still one outbox row per hit."""
+    from monitor.forwarder import INSERT_OUTBOX
+
+    endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb")})
+    hit_id = uuid.UUID(await capture(client, endpoint, "?click_id=i1"))
+    row = await db.fetchrow("SELECT * FROM forward_outbox WHERE hit_id = $1", hit_id)
+    await db.execute(INSERT_OUTBOX, [endpoint["id"]], [hit_id], [row["hit_received_at"]])
+    assert await db.fetchval("SELECT count(*) FROM forward_outbox") == 1
+
+
+# ------------------------------------------------------------------ real processes
+
+
+def serve_args(poll_s: str = "0.1", backoff_s: str = "0.3") -> list[str]:
+    return [
+        "--forward-allow", "127.0.0.1", "--forward-poll-s", poll_s,
+        "--forward-backoff-s", backoff_s, "--forward-backoff-max-s", backoff_s,
+    ]  # fmt: skip
+
+
+async def api(base: str, method: str, path: str, **kwargs: Any) -> Any:
+    async with aiohttp.ClientSession() as s:
+        async with s.request(
+            method, base + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, **kwargs
+        ) as resp:
+            assert resp.status < 300, await resp.text()
+            return await resp.json()
+
+
+@pytest.mark.slow
+async def test_pending_forwards_resume_after_restart(
+    pg_url: str, tmp_path: Path, db: asyncpg.Connection, tracker: Tracker
+) -> None:
+    tracker.default = 500
+    server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=serve_args())
+    await asyncio.to_thread(server.start)
+    try:
+        endpoint = await api(
+            server.url, "POST", "/api/endpoints",
+            json={"name": "r", "settings": {"forward_url": tracker.url("/pb?c={click_id}")}},
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as s:
+            for i in range(5):
+                async with s.get(f"{server.url}/p/{endpoint['token']}?click_id=k{i}") as resp:
+                    assert resp.status == 200
+        await eventually(lambda: len(tracker.requests) >= 5)
+    finally:
+        assert await asyncio.to_thread(server.stop) == 0
+    failed_before = len(tracker.requests)
+    assert await db.fetchval("SELECT count(*) FROM forward_outbox WHERE state = 'pending'") == 5
+
+    tracker.default = 200
+    server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=serve_args())
+    await asyncio.to_thread(server.start)
+    try:
+        await eventually(lambda: sum(r.query[0][1].startswith("k") for r in tracker.requests) >= 5)
+
+        async def all_delivered() -> bool:
+            return (
+                await db.fetchval("SELECT count(*) FROM forward_outbox WHERE state = 'delivered'")
+                == 5
+            )
+
+        for _ in range(100):
+            if await all_delivered():
+                break
+            await asyncio.sleep(0.1)
+        assert await all_delivered()
+    finally:
+        assert await asyncio.to_thread(server.stop) == 0
+    # Each hit reached the tracker with a 200 exactly once after the restart.
+    after = tracker.requests[failed_before:]
+    assert sorted(r.query[0][1] for r in after) == [f"k{i}" for i in range(5)]
+
+
+@pytest.mark.slow
+async def test_two_processes_never_send_twice(
+    pg_url: str, tmp_path: Path, db: asyncpg.Connection, tracker: Tracker
+) -> None:
+    servers = [
+        ServerProcess(tmp_path / f"data{i}", database_url=pg_url, extra=serve_args(poll_s="0.05"))
+        for i in range(2)
+    ]
+    await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
+    try:
+        endpoint = await api(
+            servers[0].url, "POST", "/api/endpoints",
+            json={"name": "two", "settings": {"forward_url": tracker.url("/pb?c={click_id}")}},
+        )  # fmt: skip
+        # Let both caches learn the endpoint (NOTIFY), then fire at both processes.
+        await asyncio.sleep(0.3)
+        hit_ids: list[str] = []
+
+        async def fire(i: int) -> None:
+            url = f"{servers[i % 2].url}/p/{endpoint['token']}?click_id=t{i}"
+            async with aiohttp.ClientSession() as s, s.get(url) as resp:
+                assert resp.status == 200
+                hit_ids.append(resp.headers[HIT_ID])
+
+        await asyncio.gather(*(fire(i) for i in range(200)))
+        await eventually(lambda: len(tracker.requests) >= 200, timeout_s=60)
+        await asyncio.sleep(0.5)
+        assert Counter(r.header(HIT_ID) for r in tracker.requests) == Counter(hit_ids)
+        # Queue them all again as rows neither process wrote: both pollers race for them.
+        await db.execute(
+            "UPDATE forward_outbox SET state = 'pending', attempts = 0, next_attempt_at = now()"
+        )
+        await eventually(lambda: len(tracker.requests) >= 400, timeout_s=60)
+        await asyncio.sleep(1.0)
+    finally:
+        for server in servers:
+            assert await asyncio.to_thread(server.stop) == 0
+    counts = Counter(r.header(HIT_ID) for r in tracker.requests)
+    assert set(counts) == set(hit_ids)
+    # Each hit twice: once after capture, once from the re-queued row; never more.
+    assert set(counts.values()) == {2}
