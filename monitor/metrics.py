@@ -43,7 +43,9 @@ SEED_TIMEOUT_S = 10.0
 CAPTURE_PREFIX = "/p/"
 METHOD_CLASSES = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 ERROR_STATUS_CLASSES = ("4xx", "5xx")
-FORWARD_OUTCOMES = ("delivered", "failed", "retried", "gave_up")
+# Per forward attempt: delivered; retrying (failed, another attempt is due); failed
+# (failed with no attempt left: the forward is given up); cancelled.
+FORWARD_OUTCOMES = ("delivered", "retrying", "failed", "cancelled")
 LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip

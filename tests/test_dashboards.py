@@ -1,0 +1,319 @@
+"""dashboards/: the generated dashboard is current, the rules pass promtool, and every
+query of the dashboard and the rules returns data from a real Prometheus scraping the
+service."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient
+
+from monitor import metrics
+from tests.conftest import capture_path
+from tests.server import free_port
+from tests.test_metrics import send_mix
+
+DASHBOARDS = Path(__file__).parent.parent / "dashboards"
+DASHBOARD_JSON = DASHBOARDS / "postback-monitor.json"
+ALERTS = DASHBOARDS / "alerts.yml"
+JOB = "postback-monitor"
+# What Grafana would put in place of the dashboard's variables.
+VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+    "${endpoint}": ".*",
+    "$endpoint": ".*",
+}
+LABEL_VALUES = re.compile(r"^label_values\((?P<metric>[^,]+),\s*(?P<label>\w+)\)$")
+COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)(?!\s*bool\b)")
+METRIC_NAME = re.compile(r"\bpostback_monitor_[a-z_]+")
+
+
+def load_build() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dashboards_build", DASHBOARDS / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD_JSON.read_text())
+
+
+def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in items:
+        yield panel
+        yield from panels(panel.get("panels", []))  # collapsed rows hold their panels
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    return [
+        (f"panel {panel['title']!r} {target.get('refId', '')}", target["expr"])
+        for panel in panels(dashboard()["panels"])
+        for target in panel.get("targets", [])
+    ]
+
+
+def variable_queries() -> list[tuple[str, str]]:
+    return [
+        (f"variable {v['name']}", v["query"])
+        for v in dashboard()["templating"]["list"]
+        if v["type"] == "query"
+    ]
+
+
+def rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load(ALERTS.read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def substitute(expr: str) -> str:
+    for name, value in VARIABLES.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr, f"unknown variable in {expr}"
+    return expr
+
+
+def with_bool(expr: str) -> str:
+    """The alert's expression with every comparison made a `bool` one.
+
+    A filtering comparison returns nothing while the alert is not firing; the `bool`
+    form returns 0 or 1 for every series the expression sees, so an empty answer can
+    only mean a wrong name or label.
+    """
+    masked = re.sub(r'"[^"]*"', lambda m: " " * len(m[0]), expr)
+    masked = re.sub(r"\{[^}]*\}", lambda m: " " * len(m[0]), masked)
+    out, last = [], 0
+    for m in COMPARISON.finditer(masked):
+        out += [expr[last : m.end()], " bool"]
+        last = m.end()
+    assert out, f"an alert without a comparison: {expr}"
+    return "".join(out) + expr[last:]
+
+
+def test_with_bool() -> None:
+    assert with_bool('a{x!="1", y=~"a|b"} > 0.5 and on (e) b >= 2') == (
+        'a{x!="1", y=~"a|b"} > bool 0.5 and on (e) b >= bool 2'
+    )
+
+
+def test_dashboard_json_is_generated_by_build_py() -> None:
+    assert load_build().render() == DASHBOARD_JSON.read_text(), (
+        "dashboards/postback-monitor.json is stale: run python dashboards/build.py"
+    )
+
+
+def test_dashboard_has_datasource_and_endpoint_variables() -> None:
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert variables["endpoint"]["includeAll"] and variables["endpoint"]["allValue"] == ".*"
+    for panel in panels(dashboard()["panels"]):
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+    for name, expr in dashboard_queries():
+        if "endpoint" in expr:
+            assert 'endpoint=~"$endpoint"' in expr, name
+
+
+def test_every_metric_name_used_is_defined() -> None:
+    defined: set[str] = set()
+    for family in metrics._metrics.registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+        for suffix in suffixes.get(family.type, [""]):
+            defined.add(family.name + suffix)
+    exprs = [e for _, e in dashboard_queries() + variable_queries()]
+    exprs += [rule["expr"] for rule in rules()]
+    used = {name for expr in exprs for name in METRIC_NAME.findall(expr)}
+    assert used - defined == set()
+    # And every metric is on the dashboard or in a rule.
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in used}
+    assert {f.name for f in metrics._metrics.registry.collect()} <= families
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is missing: apt-get install prometheus (.ci/run does)")
+    return subprocess.run(
+        [path, *args], cwd=DASHBOARDS, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_promtool_check_rules() -> None:
+    done = promtool("check", "rules", ALERTS.name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_promtool_test_rules() -> None:
+    done = promtool("test", "rules", "alerts_test.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_alert_has_a_test_firing_and_not_firing() -> None:
+    doc = yaml.safe_load((DASHBOARDS / "alerts_test.yml").read_text())
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for test in doc["tests"]:
+        for case in test.get("alert_rule_test", []):
+            (firing if case["exp_alerts"] else quiet).add(case["alertname"])
+    alerts = {rule["alert"] for rule in rules() if "alert" in rule}
+    assert alerts == firing == quiet
+    for rule in rules():
+        if "alert" in rule:
+            assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+class Prometheus:
+    """A private Prometheus on loopback, scraping one target every second."""
+
+    def __init__(self, workdir: Path, target: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(ALERTS)],
+            "scrape_configs": [
+                {"job_name": JOB, "static_configs": [{"targets": [target]}]},
+            ],
+        }
+        self.config_path = workdir / "prometheus.yml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / "prometheus.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            pytest.fail("prometheus is missing: apt-get install prometheus (.ci/run does)")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={self.config_path}",
+                    f"--storage.tsdb.path={self.workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+async def prometheus(client: TestClient, tmp_path: Path) -> AsyncIterator[Prometheus]:
+    server = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{client.server.port}")
+    server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.proc is not None and server.proc.poll() is None, server.log()
+                try:
+                    async with session.get(server.url + "/-/ready") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert time.monotonic() < deadline, "Prometheus not ready:\n" + server.log()
+                await asyncio.sleep(0.2)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def instant(session: aiohttp.ClientSession, url: str, expr: str) -> list[dict[str, Any]]:
+    async with session.get(url + "/api/v1/query", params={"query": expr}) as resp:
+        body = await resp.json()
+    assert body["status"] == "success", f"{expr}: {body}"
+    result = body["data"]["result"]
+    assert isinstance(result, list)
+    return result
+
+
+@pytest.mark.slow
+async def test_every_query_returns_data_from_a_real_prometheus(
+    client: TestClient, make_endpoint: Any, prometheus: Prometheus
+) -> None:
+    endpoints = [await make_endpoint("clean"), await make_endpoint("flawed")]
+    # Spread over several scrapes, so rates and quantiles have something to work on.
+    for round_ in range(4):
+        await send_mix(client, endpoints[1], f"r{round_}-")
+        resp = await client.get(f"{capture_path(endpoints[0])}?click_id=ok{round_}&payout=1")
+        assert resp.status == 200
+        # Forwarding counts what its attempts do; here they are stood in for.
+        for outcome in ("delivered", "retrying", "failed"):
+            metrics.record_forward(endpoints[0]["id"], outcome)
+        await asyncio.sleep(1.2)
+
+    queries = [(name, substitute(expr)) for name, expr in dashboard_queries()]
+    for rule in rules():
+        expr = rule["expr"] if "record" in rule else with_bool(rule["expr"])
+        queries.append((rule.get("record") or f"alert {rule['alert']}", expr))
+    assert len(queries) > 25
+
+    async with aiohttp.ClientSession() as session:
+        # Wait until the last round is scraped and the rules evaluated it.
+        deadline = time.monotonic() + 60
+        want = 'sum(postback_monitor_hits_total{job="postback-monitor"})'
+        while True:
+            result = await instant(session, prometheus.url, want)
+            if result and float(result[0]["value"][1]) >= 4 * 5 + 4:
+                break
+            assert time.monotonic() < deadline, f"no scrape yet:\n{prometheus.log()}"
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2.5)  # a couple more evaluations of the recording rules
+
+        empty = [
+            (name, expr)
+            for name, expr in queries
+            if not await instant(session, prometheus.url, expr)
+        ]
+        assert empty == [], "queries without data:\n" + "\n".join(f"{n}: {e}" for n, e in empty)
+
+        for name, query in variable_queries():
+            m = LABEL_VALUES.match(query)
+            assert m, f"{name}: {query}"
+            result = await instant(session, prometheus.url, m["metric"])
+            values = {series["metric"].get(m["label"]) for series in result}
+            assert {str(e["id"]) for e in endpoints} <= values, name
+
+        # Spot checks that the numbers mean what the panels say.
+        rows = await instant(
+            session,
+            prometheus.url,
+            substitute(
+                'sum by (endpoint) (postback_monitor_flagged_hits_total{endpoint=~"$endpoint"})'
+            ),
+        )
+        flagged = {r["metric"]["endpoint"]: float(r["value"][1]) for r in rows}
+        assert flagged == {str(endpoints[1]["id"]): 8.0}
