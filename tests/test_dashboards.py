@@ -317,3 +317,47 @@ async def test_every_query_returns_data_from_a_real_prometheus(
         )
         flagged = {r["metric"]["endpoint"]: float(r["value"][1]) for r in rows}
         assert flagged == {str(endpoints[1]["id"]): 8.0}
+
+
+def test_promtool_check_config_of_the_compose_prometheus() -> None:
+    done = promtool("check", "config", "prometheus.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    scrape = yaml.safe_load((DASHBOARDS / "prometheus.yml").read_text())["scrape_configs"]
+    assert [job["job_name"] for job in scrape] == [JOB]  # PostbackMonitorDown expects it
+
+
+def test_compose_mounts_what_provisioning_expects() -> None:
+    compose = yaml.safe_load((DASHBOARDS / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "postback-monitor", "prometheus", "grafana"}
+    mounts: dict[str, dict[str, str]] = {}
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            mounts.setdefault(name, {})[target] = source
+            if source.startswith("."):
+                assert (DASHBOARDS / source).exists(), f"{name}: {source} is missing"
+            else:
+                assert source in compose["volumes"], f"{name}: volume {source} undeclared"
+    assert (DASHBOARDS / services["postback-monitor"]["build"] / "Dockerfile").exists()
+    assert services["postback-monitor"]["environment"]["DATABASE_URL"].startswith(
+        "postgresql://postgres@postgres:5432/"
+    )
+    prometheus = mounts["prometheus"]
+    assert prometheus["/etc/prometheus/prometheus.yml"] == "./prometheus.yml"
+    assert prometheus["/etc/prometheus/alerts.yml"] == "./alerts.yml"
+    targets = yaml.safe_load((DASHBOARDS / "prometheus.yml").read_text())["scrape_configs"][0]
+    assert targets["static_configs"][0]["targets"] == ["postback-monitor:8080"]
+
+    grafana = mounts["grafana"]
+    assert grafana["/etc/grafana/provisioning"] == "./provisioning"
+    provider = yaml.safe_load(
+        (DASHBOARDS / "provisioning/dashboards/postback-monitor.yaml").read_text()
+    )["providers"][0]
+    dashboard_dir = provider["options"]["path"]
+    assert grafana[f"{dashboard_dir}/postback-monitor.json"] == "./postback-monitor.json"
+    source = yaml.safe_load(
+        (DASHBOARDS / "provisioning/datasources/prometheus.yaml").read_text()
+    )["datasources"][0]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
