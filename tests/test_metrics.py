@@ -174,9 +174,7 @@ async def test_processes_sharing_a_multiprocess_dir_sum_their_counts(
 ) -> None:
     shared = tmp_path / "prom"
     shared.mkdir()
-    servers = [
-        ServerProcess(tmp_path / f"data{i}", database_url=pg_url) for i in range(2)
-    ]
+    servers = [ServerProcess(tmp_path / f"data{i}", database_url=pg_url) for i in range(2)]
     for server in servers:
         server.env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
     try:
@@ -245,3 +243,53 @@ def test_prepare_multiprocess_before_forking_workers(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     samples = parse(done.stdout)
     assert value(samples, "postback_monitor_forwards_total", endpoint="9", outcome="delivered") == 7
+
+
+def serve_has_workers() -> bool:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return "--workers" in done.stdout
+
+
+@pytest.mark.slow
+async def test_workers_2_counts_on_metrics_equal_hits_sent(
+    tmp_path: Path, pg_url: str, db: Any
+) -> None:
+    if not serve_has_workers():
+        pytest.skip("serve --workers is not there yet")
+    server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=["--workers", "2"])
+    server.start()
+    sent = 60
+    try:
+        # A new connection per request, so SO_REUSEPORT spreads them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.post(
+                f"{server.url}/api/endpoints", json={"name": "workers"}, headers=AUTH
+            ) as resp:
+                endpoint = await resp.json()
+
+            async def hit(i: int) -> None:
+                url = f"{server.url}/p/{endpoint['token']}?click_id=w{i}&payout=1"
+                async with session.get(url) as resp:
+                    assert resp.status == 200
+
+            await asyncio.gather(*(hit(i) for i in range(sent)))
+            await hit(0)  # one duplicate
+            ep = str(endpoint["id"])
+            # Whichever worker answers the scrape, it reports every worker's hits.
+            for _ in range(10):
+                async with session.get(f"{server.url}/metrics") as resp:
+                    samples = parse(await resp.text())
+                hits = value(samples, "postback_monitor_hits_total", endpoint=ep, method="GET")
+                assert hits == sent + 1
+                assert value(samples, "postback_monitor_duplicates_total", endpoint=ep) == 1
+                assert value(samples, "postback_monitor_writer_batch_size_hits_sum") == sent + 1
+                assert value(samples, "postback_monitor_capture_duration_seconds_count") == sent + 1
+                assert value(samples, "postback_monitor_writer_queued_hits") == 0
+    finally:
+        assert server.stop() == 0
