@@ -109,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     show_hit.set_defaults(run=cmd_hits_show)
     for sub in (tail, show_hit):
         add_settings(sub)
+
+    probe = commands.add_parser(
+        "test", help="check a postback URL, fire it and follow its redirects (the tester)"
+    )
+    probe.add_argument("url")
+    probe.add_argument("--method", default="GET", help="HTTP method (default GET)")
+    probe.add_argument("--data", default="", help="request body, e.g. click_id=abc&payout=1")
+    probe.add_argument("--content-type", default="", help="body type (default: form)")
+    probe.add_argument("--preset", default=None, help="judge the URL with this preset's rules")
+    probe.add_argument("--dry-run", action="store_true", help="check the URL, do not fire it")
+    probe.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_settings(probe)
+    probe.set_defaults(run=cmd_test)
     return parser
 
 
@@ -305,3 +318,38 @@ async def cmd_hits_tail(config: Config, args: argparse.Namespace) -> int:
         return 0
 
     return await _with_stores(config, work)
+
+
+async def cmd_test(config: Config, args: argparse.Namespace) -> int:
+    """Exit 0 when the URL has no problems and its final answer is below 400."""
+    from monitor import tester
+    from monitor.errors import BadRequest
+    from monitor.outbound import Guard, OutboundClient
+    from monitor.rules import SettingsError
+
+    doc: dict[str, Any] = {
+        "url": args.url,
+        "method": args.method,
+        "body": args.data,
+        "content_type": args.content_type,
+        "dry_run": args.dry_run,
+    }
+    if args.preset is not None:
+        doc["settings"] = {"preset": args.preset}
+    try:
+        probe = tester.parse_request(doc)
+        client = OutboundClient(
+            Guard(config.forward_allow),
+            connect_timeout_s=config.outbound_connect_timeout_s,
+            total_timeout_s=config.outbound_timeout_s,
+            max_response_bytes=config.outbound_max_response_bytes,
+        )
+        async with client:
+            report = await tester.run(client, probe)
+    except (ValueError, SettingsError) as exc:
+        raise BadRequest("invalid_field", str(exc)) from None
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(tester.format_report(report))
+    return 0 if tester.passed(report) else 1
