@@ -19,14 +19,19 @@ from monitor.typedefs import CONFIG, ENDPOINT_CACHE, ENDPOINTS, HITS
 MAX_JSON_BODY_BYTES = 256 * 1024
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request, *, required: bool = True) -> Any:
+    """The request's JSON body; an empty body is {} when the body is optional."""
     if request.content_length is not None and request.content_length > MAX_JSON_BODY_BYTES:
         raise BadRequest("body_too_large", f"request body: at most {MAX_JSON_BODY_BYTES} bytes")
     raw = await request.content.read(MAX_JSON_BODY_BYTES + 1)
     if len(raw) > MAX_JSON_BODY_BYTES:
         raise BadRequest("body_too_large", f"request body: at most {MAX_JSON_BODY_BYTES} bytes")
+    if not raw.strip():
+        if required:
+            raise BadRequest("invalid_body", "request body: a JSON object is required")
+        return {}
     try:
-        return json.loads(raw) if raw.strip() else {}
+        return json.loads(raw)
     except (ValueError, RecursionError):
         raise BadRequest("invalid_json", "request body: not valid JSON") from None
 

@@ -191,6 +191,7 @@ def validate_fields(
     ):
         raise BadRequest("invalid_field", "response.content_type: a media type such as text/plain")
     _no_nul("response.body", body)
+    _no_nul("response.content_type", content_type)
     return EndpointFields(
         name.strip(), description, status, body, content_type.strip(), compiled.document
     )
@@ -199,6 +200,10 @@ def validate_fields(
 def _no_nul(name: str, value: str) -> None:
     if "\x00" in value:
         raise BadRequest("invalid_field", f"{name}: must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("invalid_field", f"{name}: must be valid Unicode text") from None
 
 
 class EndpointStore:

@@ -79,6 +79,47 @@ RESPONSE_SETTINGS = {
         "content_type": {"type": "string", "minLength": 1, "maxLength": 200},
     },
 }
+NAME_STRING = {"type": "string", "minLength": 1, "maxLength": 256}
+# The shape of an endpoint's settings document. Values are also checked for meaning
+# (CIDRs, windows, preset keys, URL templates): a well-shaped but meaningless value
+# gets a 400 that names it. docs/rules.md documents each key.
+SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "preset": {"type": ["string", "null"]},
+        "required_params": {"type": ["array", "null"], "items": NAME_STRING, "maxItems": 100},
+        "click_id_param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+        "event_param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+        "amount_param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+        "currency_param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+        "dedupe": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "scope": {"enum": ["click_id_event", "click_id", "off"]},
+                "window": {"type": ["number", "string", "null"]},
+            },
+        },
+        "allowed_ips": {"type": ["array", "null"], "items": {"type": "string"}, "maxItems": 1000},
+        "secret": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "required": ["value"],
+            "properties": {
+                "value": {"type": "string", "minLength": 1, "maxLength": 1024},
+                "param": NAME_STRING,
+                "header": NAME_STRING,
+            },
+        },
+        "rate_limit_per_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1e6},
+        "retention_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650},
+        "forward_url": {"type": ["string", "null"]},
+        "forward_mode": {"enum": ["template", "passthrough", None]},
+        "forward_flagged": {"type": ["boolean", "null"]},
+        "forward_max_attempts": {"type": ["integer", "null"], "minimum": 1},
+    },
+}
 ENDPOINT = {
     "type": "object",
     "required": ["id", "token", "name", "capture_url", "settings", "response", "created_at"],
@@ -90,7 +131,7 @@ ENDPOINT = {
         "capture_url": {"type": "string"},
         # The capture URL plus the preset's postback template; null without a preset.
         "postback_url": {"type": ["string", "null"]},
-        "settings": {"type": "object"},
+        "settings": SETTINGS,
         "response": RESPONSE_SETTINGS,
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
@@ -102,7 +143,7 @@ ENDPOINT_INPUT = {
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 200},
         "description": {"type": "string", "maxLength": 5000},
-        "settings": {"type": "object"},
+        "settings": SETTINGS,
         "response": RESPONSE_SETTINGS,
     },
 }
@@ -331,6 +372,7 @@ SCHEMAS: dict[str, Any] = {
     "Hit": HIT,
     "HitSummary": HIT_SUMMARY,
     "Endpoint": ENDPOINT,
+    "Settings": SETTINGS,
     "Stats": STATS,
     "Preset": PRESET,
 }
