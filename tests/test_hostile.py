@@ -11,7 +11,6 @@ import asyncio
 import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
