@@ -59,7 +59,7 @@ FROM endpoints e
 """
 
 # Each counter with a timestamp series is twice the series for no use here.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class _Metrics:
@@ -174,7 +174,7 @@ def prepare_multiprocess(directory: Path | str) -> None:
     os.environ[MULTIPROC_ENV] = str(path)
     # prometheus_client picks its value class at import; metrics built before this
     # call would keep counting in process memory, invisible to the other workers.
-    prom_values.ValueClass = prom_values.get_value_class()
+    prom_values.ValueClass = prom_values.get_value_class()  # type: ignore[no-untyped-call]
     _metrics = _Metrics()
 
 
@@ -182,7 +182,7 @@ def mark_process_dead(pid: int, directory: Path | str | None = None) -> None:
     """Drop a dead worker's live gauges (queue depth, spool); its counters stay counted."""
     directory = directory or multiprocess_dir()
     if directory is not None:
-        prom_multiprocess.mark_process_dead(pid, str(directory))
+        prom_multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
 
 
 def method_class(method: str) -> str:
@@ -221,8 +221,8 @@ def observe_commit(hits: Sequence[Hit], seconds: float) -> None:
         m.hits.labels(endpoint, method).inc(n)
     for endpoint, n in flagged.items():
         m.flagged_hits.labels(endpoint).inc(n)
-    for (endpoint, flag), n in by_flag.items():
-        m.flags.labels(endpoint, flag).inc(n)
+    for (endpoint, flag_name), n in by_flag.items():
+        m.flags.labels(endpoint, flag_name).inc(n)
     for endpoint, n in duplicates.items():
         m.duplicates.labels(endpoint).inc(n)
     for endpoint, received_s in newest.items():
@@ -256,9 +256,7 @@ def record_capture(status: int, captured: bool, seconds: float) -> None:
 
 
 @web.middleware
-async def capture_metrics_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
+async def capture_metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith(CAPTURE_PREFIX):
         return await handler(request)
     started = time.perf_counter()
@@ -290,7 +288,7 @@ def exposition() -> bytes:
     if directory is None:
         return prometheus_client.generate_latest(_metrics.registry)
     registry = CollectorRegistry()
-    prom_multiprocess.MultiProcessCollector(registry, path=directory)
+    prom_multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     return prometheus_client.generate_latest(registry)
 
 
