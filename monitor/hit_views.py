@@ -83,10 +83,19 @@ def row(hit: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
-def summary_view(summary: dict[str, Any]) -> dict[str, Any]:
-    hits_24h = summary.get("hits_24h", 0)
-    rate = summary.get("duplicates_24h", 0) / hits_24h if hits_24h else 0.0
-    return {**summary, "duplicate_rate": f"{rate:.1%}"}
+async def summary(request: web.Request, endpoint_id: int) -> dict[str, Any]:
+    """The summary strip, from the same query as GET /api/endpoints/{id}/stats."""
+    hour = await request.app[HITS].stats(endpoint_id, "1h")
+    day = await request.app[HITS].stats(endpoint_id, "24h")
+    return {
+        "hits_1h": hour["total"],
+        "flagged_1h": hour["flagged"],
+        "hits_24h": day["total"],
+        "flagged_24h": day["flagged"],
+        "duplicate_rate": f"{day['duplicate_rate']:.1%}",
+        "by_flag": sorted(day["by_flag"].items(), key=lambda kv: -kv[1])[:3],
+        "last_hit_at": day["last_hit_at"],
+    }
 
 
 async def endpoint_page(request: web.Request) -> web.Response:
@@ -101,12 +110,11 @@ async def endpoint_page(request: web.Request) -> web.Response:
         rows = [row(h, endpoint) for h in hits]
     except DomainError as exc:
         error = exc.message
-    summaries = await request.app[HITS].summaries([endpoint.id])
     context = {
         "endpoint": endpoint,
         "setup": pages.setup_lines(request, endpoint),
         "created": request.query.get("created") == "1",
-        "summary": summary_view(summaries.get(endpoint.id, {})),
+        "summary": await summary(request, endpoint.id),
         "rows": rows,
         "error": error,
         "filters": kept,
@@ -130,10 +138,9 @@ async def new_rows(request: web.Request) -> web.Response:
     if after:
         flt = dataclasses.replace(flt, after=decode_cursor(after))
     hits, _ = await request.app[HITS].list(endpoint.id, flt, limit=PAGE_SIZE)
-    summaries = await request.app[HITS].summaries([endpoint.id])
     context = {
         "rows": [row(h, endpoint) for h in hits],
-        "summary": summary_view(summaries.get(endpoint.id, {})),
+        "summary": await summary(request, endpoint.id),
     }
     return pages.render(request, "_rows.html", context)
 

@@ -26,21 +26,14 @@ ONE_HIT = f"""
 SELECT {LIST_COLUMNS}, body FROM hits
 WHERE id = $1 AND received_at >= $2 AND received_at < $3"""
 ONE_HIT_ANY_TIME = f"SELECT {LIST_COLUMNS}, body FROM hits WHERE id = $1"
-# Per endpoint: counts over the last hour and day, and the newest hit of all time.
-# Each lateral subquery walks the (endpoint_id, received_at) index of one endpoint.
+# The endpoints page: per endpoint, hits and flagged hits in the last day and the
+# newest hit of all time. Each lateral subquery walks one endpoint's index range.
 SUMMARIES = """
-SELECT e.id AS endpoint_id,
-    coalesce(d.hits_1h, 0) AS hits_1h, coalesce(d.flagged_1h, 0) AS flagged_1h,
-    coalesce(d.hits_24h, 0) AS hits_24h, coalesce(d.flagged_24h, 0) AS flagged_24h,
-    coalesce(d.duplicates_24h, 0) AS duplicates_24h, l.received_at AS last_hit_at
+SELECT e.id AS endpoint_id, coalesce(d.hits_24h, 0) AS hits_24h,
+    coalesce(d.flagged_24h, 0) AS flagged_24h, l.received_at AS last_hit_at
 FROM unnest($1::bigint[]) AS e(id)
 LEFT JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE received_at >= now() - interval '1 hour') AS hits_1h,
-        count(*) FILTER (WHERE flagged AND received_at >= now() - interval '1 hour')
-            AS flagged_1h,
-        count(*) AS hits_24h,
-        count(*) FILTER (WHERE flagged) AS flagged_24h,
-        count(*) FILTER (WHERE flags @> '[{"flag": "duplicate_click_id"}]') AS duplicates_24h
+    SELECT count(*) AS hits_24h, count(*) FILTER (WHERE flagged) AS flagged_24h
     FROM hits WHERE endpoint_id = e.id AND received_at >= now() - interval '1 day'
 ) d ON true
 LEFT JOIN LATERAL (
@@ -165,8 +158,8 @@ class HitStore:
         return row_to_json(row)
 
     async def summaries(self, endpoint_ids: list[int]) -> dict[int, dict[str, Any]]:
-        """Per endpoint: hits and flagged hits in the last hour and day, duplicates in
-        the last day, and when the newest hit arrived (None if never)."""
+        """Per endpoint: hits and flagged hits in the last day, and when the newest hit
+        arrived (None if never). One query for the whole endpoints page."""
         rows = await self.pool.fetch(SUMMARIES, endpoint_ids)
         return {r["endpoint_id"]: {k: v for k, v in r.items() if k != "endpoint_id"} for r in rows}
 

@@ -64,9 +64,10 @@ async def read_form(request: web.Request) -> dict[str, str]:
 
 def setup_lines(request: web.Request, endpoint: Endpoint) -> dict[str, str]:
     preset = get_preset(str(endpoint.settings.get("preset") or ""))
-    lines = present.setup_lines(endpoint.capture_url(request.app[CONFIG].base_url), preset)
+    base = request.app[CONFIG].base_url
     return {
-        **lines,
+        **present.setup_lines(endpoint.capture_url(base), preset),
+        "postback_url": endpoint.postback_url(base) or "",
         "preset": preset.name if preset else "",
         "notes": preset.notes if preset else "",
     }

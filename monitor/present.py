@@ -12,7 +12,7 @@ import shlex
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.presets import Preset, postback_url
+from monitor.presets import Preset
 from monitor.rules import Rules
 
 HEX_PREVIEW_BYTES = 4096
@@ -184,10 +184,8 @@ def sample_query(preset: Preset | None) -> str:
 
 
 def setup_lines(capture_url: str, preset: Preset | None) -> dict[str, str]:
-    """What a user pastes: the capture URL, the preset's postback URL, and a test curl."""
-    query = sample_query(preset)
+    """What a user pastes first: the capture URL and a curl line sending a test hit."""
     return {
         "capture_url": capture_url,
-        "postback_url": postback_url(preset, capture_url) if preset else capture_url,
-        "curl": "curl " + shlex.quote(f"{capture_url}?{query}"),
+        "curl": "curl " + shlex.quote(f"{capture_url}?{sample_query(preset)}"),
     }

@@ -30,6 +30,10 @@ def test_wheel_installs_and_migrates(tmp_path: Path, test_db: ScratchDatabase) -
     (wheel,) = wheels.glob("postback_monitor-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "monitor/sql/001_init.sql" in names
+    # The web views' templates and static files live inside the package.
+    assert "monitor/templates/endpoint.html" in names
+    assert "monitor/static/app.js" in names
+    assert "monitor/static/style.css" in names
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
