@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor import export, tester
+from monitor import export, openapi, tester
 from monitor.api import read_json
 from monitor.errors import BadRequest, NotFound
 from monitor.forwarding import FORWARD_MODES, build_request, build_request_to, check_url
@@ -33,7 +33,7 @@ async def list_forwards(request: web.Request) -> web.Response:
 
 async def replay(request: web.Request) -> web.Response:
     ident = hit_id(request)
-    doc = await read_json(request)
+    doc = await read_json(request, required=False)
     if not isinstance(doc, dict) or set(doc) - {"url", "mode"}:
         raise BadRequest("invalid_body", "a JSON object with optional url and mode")
     forwarder = request.app[FORWARDER]
@@ -79,3 +79,173 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/hits/{hit_id}/replay", replay)
     app.router.add_post("/api/tester", run_tester)
     export.add_routes(app)
+
+
+ATTEMPT = {
+    "type": "object",
+    "required": ["id", "kind", "attempt", "started_at", "method", "url", "status", "ok"],
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {"type": "string", "enum": ["forward", "replay"]},
+        "attempt": {"type": "integer", "minimum": 1},
+        "started_at": {"type": "string", "format": "date-time"},
+        "method": {"type": "string"},
+        "url": {"type": "string"},
+        "status": {"type": ["integer", "null"]},
+        "ok": {"type": "boolean"},
+        "latency_ms": {"type": ["number", "null"]},
+        "response_head": {"type": ["string", "null"]},
+        "error": {"type": ["string", "null"]},
+        "flags": {"type": "array", "items": openapi.ref("Flag")},
+    },
+}
+FORWARDS = {
+    "type": "object",
+    "required": ["hit_id", "forward", "items"],
+    "properties": {
+        "hit_id": {"type": "string", "format": "uuid"},
+        "forward": {
+            "type": ["object", "null"],
+            "required": ["state", "attempts"],
+            "properties": {
+                "state": {"enum": ["pending", "delivered", "failed", "cancelled"]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "items": {"type": "array", "items": openapi.ref("ForwardAttempt")},
+    },
+}
+HOP = {
+    "type": "object",
+    "required": ["url", "method"],
+    "properties": {
+        "url": {"type": "string"},
+        "method": {"type": "string"},
+        "status": {"type": "integer"},
+        "headers": openapi.PAIRS,
+        "elapsed_ms": {"type": "number"},
+        "location": {"type": "string"},
+        "error": {"type": "string"},
+    },
+}
+TESTER_INPUT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["url"],
+    "properties": {
+        "url": {"type": "string", "minLength": 1, "maxLength": tester.MAX_URL_CHARS},
+        "method": {"type": "string", "enum": list(tester.METHODS)},
+        "body": {"type": "string"},
+        "content_type": {"type": "string"},
+        "settings": openapi.ref("Settings")
+        if "Settings" in openapi.SCHEMAS
+        else {"type": "object"},
+        "dry_run": {"type": "boolean"},
+    },
+}
+TESTER_REPORT = {
+    "type": "object",
+    "required": ["url", "method", "flags", "fired", "hops", "final", "error"],
+    "properties": {
+        "url": {"type": "string"},
+        "method": {"type": "string"},
+        "flags": {"type": "array", "items": openapi.ref("Flag")},
+        "fired": {"type": "boolean"},
+        "hops": {"type": "array", "items": HOP},
+        "final": {
+            "type": ["object", "null"],
+            "required": ["status", "body_truncated"],
+            "properties": {
+                "status": {"type": "integer"},
+                "body_truncated": {"type": "boolean"},
+                "body_text": {"type": "string"},
+                "body_base64": {"type": "string"},
+            },
+        },
+        "error": {"type": ["string", "null"]},
+    },
+}
+FILTERS = [
+    p
+    for p in openapi.PATHS["/api/endpoints/{endpoint_id}/hits"]["get"]["parameters"]
+    if p["name"] not in ("limit", "cursor")
+]
+openapi.SCHEMAS["ForwardAttempt"] = ATTEMPT
+openapi.PATHS.update(
+    {
+        "/api/hits/{hit_id}/forwards": {
+            "parameters": [openapi.HIT_ID],
+            "get": {
+                "summary": "The hit's forward state and every attempt (forwards and replays)",
+                "responses": {
+                    "200": openapi.json_body(FORWARDS, "Attempts, oldest first"),
+                    **openapi.errors(401, 404),
+                },
+            },
+        },
+        "/api/hits/{hit_id}/replay": {
+            "parameters": [openapi.HIT_ID],
+            "post": {
+                "summary": "Send the hit again now, to its forward target or to a URL given now",
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "url": {"type": "string"},
+                                    "mode": {"type": "string", "enum": list(FORWARD_MODES)},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": openapi.json_body(openapi.ref("ForwardAttempt"), "The logged attempt"),
+                    **openapi.errors(400, 401, 404),
+                },
+            },
+        },
+        "/api/endpoints/{endpoint_id}/export": {
+            "parameters": [openapi.ENDPOINT_ID],
+            "get": {
+                "summary": "All hits matching the list's filters, streamed as NDJSON or CSV",
+                "parameters": [
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["ndjson", "csv"]},
+                    },
+                    *FILTERS,
+                ],
+                "responses": {
+                    "200": {
+                        "description": "One hit per line (list items: no body), newest first",
+                        "content": {
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **openapi.errors(400, 401, 404),
+                },
+            },
+        },
+        "/api/tester": {
+            "post": {
+                "summary": "Check a postback URL, fire it and follow its redirects hop by hop",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": TESTER_INPUT}},
+                },
+                "responses": {
+                    "200": openapi.json_body(TESTER_REPORT, "The URL's flags and each hop"),
+                    **openapi.errors(400, 401),
+                },
+            },
+        },
+    }
+)

@@ -143,6 +143,9 @@ async def send(client: OutboundClient, req: ForwardRequest) -> AttemptResult:
         result.error = "timed out"
     except aiohttp.ClientError as exc:
         result.error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    except (ValueError, UnicodeError) as exc:
+        result.refused = True  # a URL that cannot be sent will not improve with retries
+        result.error = f"invalid request: {exc}"[:MAX_ERROR_CHARS]
     else:
         result.status = resp.status
         result.response_head = resp.body.decode("utf-8", "replace").replace("\x00", "\ufffd")

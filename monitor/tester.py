@@ -105,6 +105,9 @@ async def run(client: OutboundClient, req: Probe, max_hops: int = MAX_HOPS) -> d
         except aiohttp.ClientError as exc:
             hop["error"] = report["error"] = f"{type(exc).__name__}: {exc}"
             return report
+        except (ValueError, UnicodeError) as exc:
+            hop["error"] = report["error"] = f"invalid request: {exc}"
+            return report
         hop.update(status=resp.status, headers=[list(h) for h in resp.headers],
                    elapsed_ms=resp.elapsed_ms)  # fmt: skip
         location = next((v for k, v in resp.headers if k.lower() == "location"), None)
@@ -141,8 +144,13 @@ def parse_request(doc: Any) -> Probe:
     if not isinstance(url, str) or not url.strip() or len(url) > MAX_URL_CHARS:
         raise ValueError(f"url: an http or https URL of at most {MAX_URL_CHARS} characters")
     url = url.strip()
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise ValueError("url: an http or https URL")
+    try:
+        parsed = URL(url)
+        urlsplit(url)
+    except (ValueError, TypeError, UnicodeError):
+        raise ValueError("url: not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        raise ValueError("url: an http or https URL with a host")
     method = doc.get("method", "GET")
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise ValueError(f"method: one of {', '.join(METHODS)}")
