@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the service")
     add_settings(serve)
+    # Set by `serve --workers N` on the processes it starts; not for people.
+    serve.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=None)
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
@@ -136,9 +138,13 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure(config.log_format, config.log_level)
     if args.run is None:
+        if config.workers > 1 and not args.worker_process:
+            from monitor.supervisor import supervise
+
+            return supervise(config)
         from monitor.server import serve
 
-        return serve(config)
+        return serve(config, worker=args.worker_process)
     from monitor.errors import DomainError
 
     try:

@@ -55,6 +55,11 @@ class Config:
     )
     host: str = _setting("127.0.0.1", "Address to listen on.")
     port: int = _setting(8080, "TCP port to listen on.")
+    workers: int = _setting(
+        1,
+        "Processes serving on the port (SO_REUSEPORT), each with its own writer; a parent "
+        "restarts any that dies.",
+    )
     public_url: str | None = _setting(
         None, "Base URL used to print capture URLs (default: http://HOST:PORT)."
     )
@@ -125,6 +130,8 @@ class Config:
     )
 
     def __post_init__(self) -> None:
+        if not 1 <= self.workers <= 256:
+            raise ConfigError(f"workers: from 1 to 256, got {self.workers}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port: {self.port} is not a TCP port (1-65535)")
         for name in (
@@ -224,6 +231,19 @@ def coerce(f: dataclasses.Field[Any], raw: str) -> Any:
     if "Path" in kind:
         return Path(raw).expanduser()
     return raw
+
+
+def to_environ(config: Config) -> dict[str, str]:
+    """The settings as environment variables, for worker processes to load back."""
+    environ = {}
+    for f in settings():
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        environ[env_names(f)[0]] = str(value)
+    return environ
 
 
 def load(

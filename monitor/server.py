@@ -28,11 +28,14 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, *, worker: bool = False) -> int:
+    """Run one server process; ``worker`` when started by ``serve --workers N``."""
     app = create_app(config)
 
     async def announce(_app: web.Application) -> None:
-        log.info("serve.started", url=config.base_url, host=config.host, port=config.port)
+        log.info(
+            "serve.started", url=config.base_url, host=config.host, port=config.port, worker=worker
+        )
 
     async def farewell(_app: web.Application) -> None:
         log.info("serve.stopping")
@@ -52,6 +55,8 @@ def serve(config: Config) -> int:
             # The HTTP parser answers 400 itself (never a 500) when these are exceeded.
             max_line_size=config.max_url_bytes,
             max_field_size=config.max_header_bytes,
+            # Workers share the port; the kernel spreads connections over them.
+            reuse_port=worker or None,
             loop=loop,
         )
     finally:

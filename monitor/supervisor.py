@@ -1,0 +1,113 @@
+"""``serve --workers N``: N worker processes on one port, kept running by a parent.
+
+The parent resolves what must be shared once (the embedded database, the admin
+token, the metrics directory), then starts each worker as ``serve
+--worker-process`` with the settings in its environment. Workers bind the same
+port with SO_REUSEPORT, so the kernel spreads connections over them, and each
+has its own writer (Postgres settles duplicates between them). A worker that
+dies is started again; SIGTERM/SIGINT are passed on and the parent waits for
+the workers to drain before it stops the embedded database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import structlog
+
+from monitor import metrics
+from monitor.auth import load_or_create_admin_token
+from monitor.config import Config, to_environ
+from monitor.db import EMBEDDED_DIR
+from monitor.embedded import EmbeddedPostgres
+
+log = structlog.get_logger(__name__)
+
+POLL_S = 0.2
+STOP_TIMEOUT_S = 60.0
+CRASH_LOOP_S = 5.0  # a worker dying sooner than this after its start waits before restarting
+
+
+def worker_command() -> list[str]:
+    return [sys.executable, "-m", "monitor", "serve", "--worker-process"]
+
+
+def supervise(config: Config) -> int:
+    embedded = None
+    if config.database_url is None:
+        embedded = EmbeddedPostgres(config.data_dir / EMBEDDED_DIR)
+        config = config.replace(database_url=embedded.start())
+    if config.admin_token is None:
+        token, created = load_or_create_admin_token(config.data_dir)
+        if created:
+            print(
+                f"Postback Monitor admin token (kept in {config.data_dir}/admin_token):\n"
+                f"  {token}\nWeb address: {config.base_url}/",
+                flush=True,
+            )
+        config = config.replace(admin_token=token)
+    own_metrics_dir = metrics.multiprocess_dir() is None
+    metrics_dir = metrics.multiprocess_dir() or tempfile.mkdtemp(prefix="postback-monitor-metrics-")
+    metrics.prepare_multiprocess(metrics_dir)
+    env = {**os.environ, **to_environ(config), metrics.MULTIPROC_ENV: metrics_dir}
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    workers: dict[int, subprocess.Popen[bytes]] = {}
+    started_at: dict[int, float] = {}
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def start(slot: int) -> None:
+        workers[slot] = subprocess.Popen(worker_command(), env=env)
+        started_at[slot] = time.monotonic()
+        log.info("worker.started", slot=slot, pid=workers[slot].pid)
+
+    try:
+        for slot in range(config.workers):
+            start(slot)
+        log.info("serve.started", url=config.base_url, workers=config.workers)
+        while not stopping:
+            time.sleep(POLL_S)
+            for slot, proc in list(workers.items()):
+                code = proc.poll()
+                if code is None or stopping:
+                    continue
+                log.error("worker.died", slot=slot, pid=proc.pid, code=code)
+                metrics.mark_process_dead(proc.pid, metrics_dir)
+                if time.monotonic() - started_at[slot] < CRASH_LOOP_S:
+                    time.sleep(1.0)
+                if not stopping:
+                    start(slot)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for proc in workers.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker.killed", pid=proc.pid)
+                proc.kill()
+                proc.wait()
+        failed = [p.pid for p in workers.values() if p.returncode not in (0, -signal.SIGTERM)]
+        log.info("serve.stopped", workers=config.workers, failed=failed)
+        return 0 if not failed else 1
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.kill()
+        if embedded is not None:
+            embedded.stop()
+        if own_metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,101 @@
+"""`serve --workers N`: several processes on one port, restarted when they die."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from monitor import config as config_mod
+from monitor.config import Config
+from tests.conftest import AUTH
+from tests.server import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def test_settings_travel_to_workers_through_the_environment() -> None:
+    original = Config(
+        port=9123,
+        workers=3,
+        trusted_proxies=("10.0.0.0/8", "127.0.0.1"),
+        admin_token="x" * 20,
+        batch_max_wait_ms=0.5,
+    )
+    assert config_mod.load({}, config_mod.to_environ(original)) == original
+
+
+def worker_pids(parent: int) -> set[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True
+    )
+    return {int(p) for p in out.stdout.split()}
+
+
+async def test_two_workers_share_the_port_and_a_dead_one_comes_back(
+    tmp_path: Path, pg_url: str, db: Any
+) -> None:
+    server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=["--workers", "2"]).start()
+    try:
+        assert server.proc is not None
+        deadline = time.monotonic() + 30
+        while len(worker_pids(server.proc.pid)) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        pids = worker_pids(server.proc.pid)
+        assert len(pids) == 2
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.post(
+                f"{server.url}/api/endpoints", json={"name": "w"}, headers=AUTH
+            ) as resp:
+                endpoint = await resp.json()
+            url = f"{server.url}/p/{endpoint['token']}"
+            statuses = await asyncio.gather(
+                *(session.get(url, params={"n": str(i)}) for i in range(100))
+            )
+            assert all(r.status == 200 for r in statuses)
+
+            victim = sorted(pids)[0]
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                now = worker_pids(server.proc.pid)
+                if len(now) == 2 and victim not in now:
+                    break
+                await asyncio.sleep(0.2)
+            assert len(worker_pids(server.proc.pid)) == 2
+            assert victim not in worker_pids(server.proc.pid)
+            await asyncio.sleep(1.0)
+            async with session.get(url, params={"n": "after"}) as resp:
+                assert resp.status == 200
+        assert "worker.died" in server.log()
+    finally:
+        assert server.stop() == 0, server.log()[-2000:]
+    assert (
+        await db.fetchval("SELECT count(*) FROM hits WHERE endpoint_id = $1", endpoint["id"]) == 101
+    )
+    assert worker_pids(server.proc.pid) == set()
+
+
+async def test_workers_with_embedded_postgres(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = ServerProcess(
+        data_dir, database_url=None, admin_token=None, extra=["--workers", "2"]
+    ).start()
+    try:
+        token = (data_dir / "admin_token").read_text().strip()
+        assert server.log().count(token) == 1  # printed once, by the parent
+        async with aiohttp.ClientSession() as session:
+            async with session.get(
+                f"{server.url}/api/endpoints", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
+                assert resp.status == 200
+    finally:
+        assert server.stop() == 0
