@@ -7,6 +7,7 @@ that reveals nothing about the internals.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -52,7 +53,20 @@ def error_response(request: web.Request, status: int, code: str, message: str) -
         return web.json_response(
             {"error": {"code": code, "message": message}}, status=status, headers=headers
         )
+    if not request.path.startswith("/p/") and "text/html" in request.headers.get("Accept", ""):
+        return web.Response(status=status, text=error_page(status, message), headers=headers,
+                            content_type="text/html")  # fmt: skip
     return web.Response(status=status, text=f"{message}\n", headers=headers)
+
+
+def error_page(status: int, message: str) -> str:
+    """A browser's error page: the message escaped, a way back, nothing internal."""
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{status}</title>'
+        '<link rel="stylesheet" href="/static/style.css"></head><body><main class="card narrow">'
+        f"<h1>{status}</h1><p>{html.escape(message)}</p>"
+        '<p><a href="/endpoints">Back to endpoints</a></p></main></body></html>'
+    )
 
 
 def safe_path(request: web.Request) -> str:

@@ -101,7 +101,9 @@ async def summary(request: web.Request, endpoint_id: int) -> dict[str, Any]:
 async def endpoint_page(request: web.Request) -> web.Response:
     endpoint = await request.app[ENDPOINTS].get(endpoint_id(request))
     cursor = request.query.get("cursor") or None
-    error, rows, next_cursor, kept = "", [], None, {}
+    error, next_cursor = "", None
+    rows: list[dict[str, Any]] = []
+    kept: dict[str, str] = {}
     try:
         flt, kept = page_filter(request.query)
         hits, next_cursor = await request.app[HITS].list(

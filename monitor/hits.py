@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -157,10 +158,10 @@ class HitStore:
             raise NotFound("hit_not_found", f"no hit with id {hit_id}")
         return row_to_json(row)
 
-    async def summaries(self, endpoint_ids: list[int]) -> dict[int, dict[str, Any]]:
+    async def summaries(self, endpoint_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Per endpoint: hits and flagged hits in the last day, and when the newest hit
         arrived (None if never). One query for the whole endpoints page."""
-        rows = await self.pool.fetch(SUMMARIES, endpoint_ids)
+        rows = await self.pool.fetch(SUMMARIES, list(endpoint_ids))
         return {r["endpoint_id"]: {k: v for k, v in r.items() if k != "endpoint_id"} for r in rows}
 
     async def stats(self, endpoint_id: int, window: str) -> dict[str, Any]:

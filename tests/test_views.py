@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import html
+import http.client
+import json
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +19,7 @@ from yarl import URL
 from monitor import present
 from monitor.auth import new_session_cookie, read_session_cookie
 from tests.conftest import ADMIN_TOKEN, AUTH, capture_path
+from tests.server import ServerProcess
 
 XSS = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
@@ -398,3 +403,57 @@ async def test_live_stream_announces_new_hits(client: TestClient, make_endpoint:
 async def test_missing_things_are_404(client: TestClient, path: str) -> None:
     await sign_in(client)
     assert (await client.get(path)).status == 404
+
+
+async def test_browsers_get_an_html_error_page(client: TestClient) -> None:
+    await sign_in(client)
+    resp = await client.get("/hits/<script>", headers={"Accept": "text/html"})
+    assert resp.status == 404
+    assert resp.content_type == "text/html"
+    text = await resp.text()
+    assert "&lt;script&gt;" in text and "<script>" not in text
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.slow
+def test_live_streams_across_processes_and_shutdown(tmp_path: Path, pg_url: str) -> None:
+    """A hit captured by one server process reaches viewers on another (LISTEN/NOTIFY),
+    and open streams do not hold up a graceful stop."""
+    capturing = ServerProcess(tmp_path / "a", database_url=pg_url).start()
+    viewing = ServerProcess(tmp_path / "b", database_url=pg_url).start()
+    conns: list[http.client.HTTPConnection] = []
+
+    def connect(server: ServerProcess) -> http.client.HTTPConnection:
+        conns.append(http.client.HTTPConnection("127.0.0.1", server.port, timeout=20))
+        return conns[-1]
+
+    try:
+        create = connect(capturing)
+        create.request("POST", "/api/endpoints", body=b'{"name": "live"}', headers=AUTH)
+        endpoint = json.loads(create.getresponse().read())
+        streams = []
+        for _ in range(3):
+            conn = connect(viewing)
+            conn.request("GET", f"/endpoints/{endpoint['id']}/live", headers=AUTH)
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.readline().startswith(b"retry:")
+            streams.append(resp)
+        fire = connect(capturing)
+        fire.request("GET", capture_path(endpoint) + "?click_id=x")
+        assert fire.getresponse().status == 200
+        for resp in streams:
+            while (line := resp.readline()) != b"event: hits\n":
+                assert line, "stream ended before the hit was announced"
+
+        started = time.monotonic()
+        assert viewing.stop() == 0
+        # SHUTDOWN_TIMEOUT_S is 30: streams must be ended, not waited out.
+        assert time.monotonic() - started < 10
+        for resp in streams:
+            resp.read()  # the server ended the stream
+    finally:
+        for conn in conns:
+            conn.close()
+        viewing.kill()
+        capturing.stop()
