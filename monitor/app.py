@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from monitor import api, capture, forward_api, health, metrics, views
+from monitor import api, capture, forward_api, health, metrics, tester_views, views
 from monitor.auth import auth_middleware, load_or_create_admin_token
 from monitor.config import Config
 from monitor.db import connect, create_pool, database_url
@@ -65,6 +65,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_route("*", "/p/{token}", capture.capture)
     app.router.add_route("*", "/p/{token}/{tail:.*}", capture.capture)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
+    tester_views.add_routes(app)  # after views.setup: uses its templates
     return app
 
 

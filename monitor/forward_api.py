@@ -14,7 +14,7 @@ from aiohttp import web
 from monitor import export, openapi, tester
 from monitor.api import read_json
 from monitor.errors import BadRequest, NotFound
-from monitor.forwarding import FORWARD_MODES, build_request, build_request_to, check_url
+from monitor.forwarding import FORWARD_MODES, ForwardRequest, build_request_to, check_url
 from monitor.rules import SettingsError
 from monitor.typedefs import ENDPOINT_CACHE, FORWARDER, OUTBOUND
 
@@ -32,12 +32,19 @@ async def list_forwards(request: web.Request) -> web.Response:
 
 
 async def replay(request: web.Request) -> web.Response:
-    ident = hit_id(request)
     doc = await read_json(request, required=False)
+    hit, req = await replay_request(request, hit_id(request), doc)
+    return web.json_response(await request.app[FORWARDER].replay(hit, req))
+
+
+async def replay_request(
+    request: web.Request, ident: uuid.UUID, doc: Any
+) -> tuple[Any, ForwardRequest]:
+    """The stored hit and the request that replays it: to ``doc["url"]`` when given,
+    else to its endpoint's forward target. BadRequest/NotFound name what is wrong."""
     if not isinstance(doc, dict) or set(doc) - {"url", "mode"}:
         raise BadRequest("invalid_body", "a JSON object with optional url and mode")
-    forwarder = request.app[FORWARDER]
-    hit = await forwarder.load_hit(ident)
+    hit = await request.app[FORWARDER].load_hit(ident)
     endpoint = await request.app[ENDPOINT_CACHE].lookup_id(hit["endpoint_id"])
     forward = None if endpoint is None else endpoint.compiled.forward
     mode = doc.get("mode", forward.mode if forward is not None else "template")
@@ -48,18 +55,12 @@ async def replay(request: web.Request) -> web.Response:
             url = check_url(doc["url"], mode, name="url")
         except SettingsError as exc:
             raise BadRequest("invalid_field", str(exc)) from None
-        req = build_request_to(url, mode, hit)
-    elif forward is not None:
-        req = (
-            build_request_to(forward.url, mode, hit)
-            if "mode" in doc
-            else build_request(forward, hit)
-        )
-    else:
+        return hit, build_request_to(url, mode, hit)
+    if forward is None:
         raise BadRequest(
             "no_forward_target", "the hit's endpoint does not forward; give a url to replay to"
         )
-    return web.json_response(await forwarder.replay(hit, req))
+    return hit, build_request_to(forward.url, mode, hit)
 
 
 async def run_tester(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from monitor.config import Config
 from monitor.outbound import Guard, OutboundClient
 from monitor.tester import Probe, lint, run
-from tests.conftest import AUTH
+from tests.conftest import ADMIN_TOKEN, AUTH
 from tests.tracker import Tracker
 
 
@@ -208,3 +209,53 @@ async def test_cli_test_command(tracker: Tracker, tmp_path: Any) -> None:
     done = await asyncio.to_thread(cli, "https://t.example/?cid=REPLACE", "--dry-run",
                                    "--preset", "voluum")  # fmt: skip
     assert done.returncode == 1 and "unreplaced_macro" in done.stdout
+
+
+async def sign_in(client: TestClient) -> str:
+    """Sign the client's cookie jar in; returns the session's CSRF token."""
+    page = await (await client.get("/login")).text()
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page)
+    assert nonce
+    resp = await client.post(
+        "/login",
+        data={"token": ADMIN_TOKEN, "nonce": nonce.group(1), "next": "/tester"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303, await resp.text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', await (await client.get("/tester")).text())
+    assert csrf
+    return csrf.group(1)
+
+
+async def test_web_tester_and_replay_pages(
+    client: TestClient, tracker: Tracker, make_endpoint: Any
+) -> None:
+    assert (await client.get("/tester", allow_redirects=False)).status in (302, 303)
+    csrf = await sign_in(client)
+    url = f"http://localhost:{tracker.port}/a?click_id=<b>abc</b>"
+    resp = await client.post("/tester", data={"csrf": csrf, "url": url, "method": "GET"})
+    page = await resp.text()
+    assert resp.status == 200
+    assert page.count("<tr") >= 5 and "tracker says 200" in page
+    assert "<b>abc</b>" not in page and "&lt;b&gt;abc&lt;/b&gt;" in page  # escaped
+    resp = await client.post("/tester", data={"url": url})  # no CSRF token
+    assert resp.status == 403
+
+    endpoint = await make_endpoint(
+        settings={"forward_url": f"http://localhost:{tracker.port}/pb?c={{click_id}}"}
+    )
+    hit = (await client.get(f"/p/{endpoint['token']}?click_id=w1")).headers[
+        "X-Postback-Monitor-Hit-Id"
+    ]
+    assert f"/hits/{hit}/forwards" in await (await client.get(f"/hits/{hit}")).text()
+    resp = await client.post(f"/hits/{hit}/replay", data={"csrf": csrf}, allow_redirects=False)
+    assert resp.status == 303
+    resp = await client.post(
+        f"/hits/{hit}/replay",
+        data={"csrf": csrf, "url": f"http://localhost:{tracker.port}/other?c={{click_id}}"},
+    )
+    page = await resp.text()
+    assert "Replayed" in page and "replay #2" in page and "/other?c=w1" in page
+    assert sum(r.path == "/other" for r in tracker.requests) == 1
+    resp = await client.post(f"/hits/{hit}/replay", data={"csrf": csrf, "url": "ftp://x/"})
+    assert resp.status == 400 and "url: an http or https URL" in await resp.text()
