@@ -292,10 +292,11 @@ class Forwarder:
         full = [e for e, n in self._in_flight.items() if n >= self.concurrency]
         partial = [(e, self.concurrency - n) for e, n in self._in_flight.items() if 0 < n]
         partial = [(e, free) for e, free in partial if free > 0]
-        return await self.pool.fetch(
+        rows: list[asyncpg.Record] = await self.pool.fetch(
             CLAIM, full, [e for e, _ in partial], [f for _, f in partial],
             self.concurrency, self.lease_s, CLAIM_MAX_ENDPOINTS,
         )  # fmt: skip
+        return rows
 
     async def _deliver(self, row: asyncpg.Record) -> None:
         endpoint_id, hit_id, attempt = row["endpoint_id"], row["hit_id"], row["attempts"]

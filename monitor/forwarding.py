@@ -114,7 +114,7 @@ def check_url(url: Any, mode: str, name: str = "forward_url") -> str:
     if "{" in parts.netloc:
         # Senders choose param values: they must never choose where a forward goes.
         raise SettingsError(f"{name}: placeholders may not be used in the host")
-    return url
+    return str(url)
 
 
 def first_values(params: Sequence[Sequence[str]]) -> dict[str, str]:
@@ -196,5 +196,5 @@ def backoff_s(
     attempt: int, base_s: float, max_s: float, rand: Callable[[], float] = random.random
 ) -> float:
     """Delay after failed attempt ``attempt`` (1-based): doubling, capped, half jittered."""
-    delay = min(max_s, base_s * 2 ** min(attempt - 1, 40))
+    delay = min(max_s, base_s * float(2 ** min(attempt - 1, 40)))
     return delay / 2 + rand() * delay / 2
