@@ -110,7 +110,7 @@ def build() -> dict[str, object]:
             .label("Endpoint")
             .description("Endpoint ids (the endpoint label of every metric).")
             .datasource(DATASOURCE)
-            .query("label_values(postback_monitor_last_hit_timestamp_seconds, endpoint)")
+            .query("label_values(postback_monitor_endpoint_exists, endpoint)")
             .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(model.VariableSort.NUMERICAL_ASC)
             .multi(True)
@@ -188,8 +188,8 @@ def build() -> dict[str, object]:
             table.Panel()
             .title("Time since last hit")
             .description(
-                "Seconds since each endpoint's newest stored hit; red from 30 minutes, "
-                "the silence alert's default expected interval."
+                "Seconds since each endpoint's newest stored hit (endpoints that exist); red "
+                "from 30 minutes, the silence alert's default expected interval."
             )
             .datasource(DATASOURCE)
             .unit("s")
@@ -220,6 +220,8 @@ def build() -> dict[str, object]:
                 query(
                     "time() - max by (endpoint) "
                     f"(postback_monitor_last_hit_timestamp_seconds{{{EP}}})"
+                    " and on (endpoint) "
+                    f"min by (endpoint) (postback_monitor_endpoint_exists{{{EP}}}) == 1"
                 )
                 .instant()
                 .format(PromQueryFormat.TABLE)

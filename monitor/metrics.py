@@ -39,7 +39,8 @@ log = structlog.get_logger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4
 GAUGE_REFRESH_S = 1.0
-SEED_TIMEOUT_S = 10.0
+ENDPOINTS_REFRESH_S = 30.0
+QUERY_TIMEOUT_S = 10.0
 CAPTURE_PREFIX = "/p/"
 METHOD_CLASSES = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 ERROR_STATUS_CLASSES = ("4xx", "5xx")
@@ -57,6 +58,7 @@ LAST_HIT_PER_ENDPOINT = """
 SELECT e.id, (SELECT max(h.received_at) FROM hits h WHERE h.endpoint_id = e.id) AS last_hit
 FROM endpoints e
 """
+ENDPOINT_IDS = "SELECT id FROM endpoints"
 
 # Each counter with a timestamp series is twice the series for no use here.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -141,6 +143,14 @@ class _Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.endpoint_exists = Gauge(
+            "postback_monitor_endpoint_exists",
+            "1 for each endpoint, 0 once it is deleted: alerts and panels join on it, "
+            "so a deleted endpoint's last hit time does not read as silence.",
+            ["endpoint"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.forwards = Counter(
             "postback_monitor_forwards",
             "Forwards of stored hits to their endpoint's target, by endpoint and outcome.",
@@ -151,6 +161,7 @@ class _Metrics:
         for status_class in ERROR_STATUS_CLASSES:
             self.capture_errors.labels(status_class)
         self.last_hit_s: dict[str, float] = {}
+        self.endpoints: set[str] = set()
 
 
 _metrics = _Metrics()
@@ -227,6 +238,9 @@ def observe_commit(hits: Sequence[Hit], seconds: float) -> None:
         m.duplicates.labels(endpoint).inc(n)
     for endpoint, received_s in newest.items():
         set_last_hit(endpoint, received_s)
+        if endpoint not in m.endpoints:  # created since the last refresh
+            m.endpoints.add(endpoint)
+            m.endpoint_exists.labels(endpoint).set(1)
 
 
 def set_last_hit(endpoint: str, received_s: float) -> None:
@@ -311,29 +325,43 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-async def seed_last_hits(app: web.Application) -> None:
+async def refresh_endpoints(app: web.Application, *, seed_last_hits: bool = False) -> None:
+    """Mark which endpoints exist; at start, also take each one's last hit time."""
     try:
-        async with asyncio.timeout(SEED_TIMEOUT_S):
-            rows = await app[POOL].fetch(LAST_HIT_PER_ENDPOINT)
+        async with asyncio.timeout(QUERY_TIMEOUT_S):
+            rows = await app[POOL].fetch(LAST_HIT_PER_ENDPOINT if seed_last_hits else ENDPOINT_IDS)
     except Exception as exc:
-        # Metrics must not stop the service: without a seed the gauges fill with the next hits.
-        log.warning("metrics.seed_failed", error=f"{type(exc).__name__}: {exc}")
+        # Metrics must not stop the service; the next refresh tries again.
+        log.warning("metrics.refresh_failed", error=f"{type(exc).__name__}: {exc}")
         return
-    for row in rows:
-        if row["last_hit"] is not None:
-            set_last_hit(str(row["id"]), row["last_hit"].timestamp())
+    m = _metrics
+    existing = {str(row["id"]) for row in rows}
+    for endpoint in existing:
+        m.endpoint_exists.labels(endpoint).set(1)
+    # Set to 0, not removed: in multiprocess mode a removed series lives on in its file.
+    for endpoint in m.endpoints - existing:
+        m.endpoint_exists.labels(endpoint).set(0)
+    m.endpoints = existing
+    if seed_last_hits:
+        for row in rows:
+            if row["last_hit"] is not None:
+                set_last_hit(str(row["id"]), row["last_hit"].timestamp())
 
 
 async def _refresh_forever(app: web.Application) -> None:
+    next_endpoints = time.monotonic() + ENDPOINTS_REFRESH_S
     while True:
         refresh_gauges(app)
+        if time.monotonic() >= next_endpoints:
+            await refresh_endpoints(app)
+            next_endpoints = time.monotonic() + ENDPOINTS_REFRESH_S
         await asyncio.sleep(GAUGE_REFRESH_S)
 
 
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Listen to the writer's commits, seed last-hit times, keep the gauges fresh."""
     app[WRITER].committed_listeners.append(observe_commit)
-    await seed_last_hits(app)
+    await refresh_endpoints(app, seed_last_hits=True)
     refresher = asyncio.create_task(_refresh_forever(app), name="metrics-gauges")
     try:
         yield

@@ -117,11 +117,26 @@ async def test_last_hit_time_survives_a_restart(
     assert (await client.get("/p/tok-seed?click_id=seed1")).status == 200
     stored = await db.fetchval("SELECT max(received_at) FROM hits")
     metrics._metrics.last_hit_s.clear()  # as a fresh process would start
-    await metrics.seed_last_hits(client.app)
+    await metrics.refresh_endpoints(client.app, seed_last_hits=True)
     samples = await scrape(client)
     name = "postback_monitor_last_hit_timestamp_seconds"
     seeded = value(samples, name, endpoint=str(endpoint_id))
     assert seeded == pytest.approx(stored.timestamp())
+
+
+async def test_deleted_endpoints_are_marked(client: TestClient, make_endpoint: Any) -> None:
+    kept, deleted = await make_endpoint("kept"), await make_endpoint("deleted")
+    await metrics.refresh_endpoints(client.app)
+    samples = await scrape(client)
+    for endpoint in (kept, deleted):
+        assert value(samples, "postback_monitor_endpoint_exists", endpoint=str(endpoint["id"])) == 1
+    resp = await client.delete(f"/api/endpoints/{deleted['id']}", headers=AUTH)
+    assert resp.status == 200
+    await metrics.refresh_endpoints(client.app)
+    samples = await scrape(client)
+    assert value(samples, "postback_monitor_endpoint_exists", endpoint=str(kept["id"])) == 1
+    key = ("postback_monitor_endpoint_exists", frozenset({("endpoint", str(deleted["id"]))}))
+    assert samples[key] == 0
 
 
 async def test_metrics_token(aiohttp_client: Any, config: Config, db: Any) -> None:
