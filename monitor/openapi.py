@@ -70,13 +70,15 @@ HIT = {
         "body_base64": {"type": "string", "contentEncoding": "base64"},
     },
 }
+# PostgreSQL text cannot hold NUL, so the API refuses it in stored strings.
+NO_NUL = "^[^\\u0000]*$"
 RESPONSE_SETTINGS = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
         "status": {"type": "integer", "minimum": 200, "maximum": 599},
-        "body": {"type": "string", "maxLength": 65536},
-        "content_type": {"type": "string", "minLength": 1, "maxLength": 200},
+        "body": {"type": "string", "maxLength": 65536, "pattern": NO_NUL},
+        "content_type": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL},
     },
 }
 NAME_STRING = {"type": "string", "minLength": 1, "maxLength": 256}
@@ -141,8 +143,8 @@ ENDPOINT_INPUT = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 200},
-        "description": {"type": "string", "maxLength": 5000},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL},
+        "description": {"type": "string", "maxLength": 5000, "pattern": NO_NUL},
         "settings": SETTINGS,
         "response": RESPONSE_SETTINGS,
     },
