@@ -157,7 +157,7 @@ class Monitor:
     def __init__(self, database_url: str, workdir: Path, workers: int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(workdir / f"monitor-{self.port}.log", "wb")  # noqa: SIM115
+        self.log = open(workdir / f"monitor-{self.port}.log", "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("POSTBACK_MONITOR_")}
         env["DATABASE_URL"] = database_url
         self.proc = subprocess.Popen(
@@ -261,7 +261,8 @@ def start_database(workdir: Path) -> tuple[str, Any, Path | None]:
 
 def table(runs: list[Run], ceiling: Run) -> str:
     lines = [
-        f"{'run':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU s/1k':>9} {'DB CPU s/1k':>11} {'x ceiling':>9}",
+        f"{'run':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU s/1k':>9} "
+        f"{'DB CPU s/1k':>11} {'x ceiling':>9}",
     ]
     for r in runs:
         db = "-" if r.db_cpu_s_per_1000 is None else f"{r.db_cpu_s_per_1000:.3f}"
@@ -327,7 +328,7 @@ def main() -> int:
                 "stored": stored,
                 "every_2xx_stored": stored >= acknowledged,
                 "stored_beyond_2xx": stored - acknowledged,
-                "note": "wrk drops responses still in flight when it stops; those hits are stored too",
+                "note": "wrk drops the responses in flight when it stops; those hits are stored",
             }
             half_rate = one.requests_per_s / 2
             delay_ms = args.connections / half_rate * 1000
