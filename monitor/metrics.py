@@ -164,11 +164,18 @@ class _Metrics:
         self.endpoints: set[str] = set()
 
 
-_metrics = _Metrics()
-
-
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
+
+
+def _make_metrics() -> _Metrics:
+    directory = multiprocess_dir()
+    if directory is not None:  # metrics open their files there as they are built
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    return _Metrics()
+
+
+_metrics = _make_metrics()
 
 
 def prepare_multiprocess(directory: Path | str) -> None:

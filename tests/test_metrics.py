@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import metrics
@@ -277,6 +278,8 @@ async def test_workers_2_counts_on_metrics_equal_hits_sent(
     if not serve_has_workers():
         pytest.skip("serve --workers is not there yet")
     server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=["--workers", "2"])
+    shared = tmp_path / "prom"
+    server.env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
     server.start()
     sent = 60
     try:
@@ -306,5 +309,15 @@ async def test_workers_2_counts_on_metrics_equal_hits_sent(
                 assert value(samples, "postback_monitor_writer_batch_size_hits_sum") == sent + 1
                 assert value(samples, "postback_monitor_capture_duration_seconds_count") == sent + 1
                 assert value(samples, "postback_monitor_writer_queued_hits") == 0
+        # Both workers took hits (else the sums above would prove nothing).
+        served = [
+            sample.value
+            for path in shared.glob("histogram_*.db")
+            for family in MultiProcessCollector.merge([str(path)])
+            for sample in family.samples
+            if sample.name == "postback_monitor_capture_duration_seconds_count"
+        ]
+        assert len([n for n in served if n > 0]) == 2, served
+        assert sum(served) == sent + 1
     finally:
         assert server.stop() == 0
