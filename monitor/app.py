@@ -79,7 +79,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
             await conn.close()
         app[DATABASE_URL] = url
         app[POOL] = await create_pool(url)
-        maintenance = asyncio.create_task(maintain_forever(app[POOL]), name="partitions")
+        maintenance = asyncio.create_task(
+            maintain_forever(app[POOL], app[CONFIG].retention_days), name="partitions"
+        )
         try:
             yield
         finally:

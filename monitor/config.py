@@ -95,6 +95,11 @@ class Config:
     hard_max_body_bytes: int = _setting(
         64 * 1024 * 1024, "Body size above which capture stops reading and answers 413."
     )
+    retention_days: int | None = _setting(
+        None,
+        "Days hits are kept (an endpoint's retention_days setting overrides it). Unset: "
+        "forever. Old daily partitions are dropped whole.",
+    )
     log_format: str = _setting(
         "auto", "Log format: json, console, or auto (console on a terminal, JSON otherwise)."
     )
@@ -153,6 +158,8 @@ class Config:
             )
         if self.hard_max_body_bytes < self.max_body_bytes:
             raise ConfigError("hard_max_body_bytes: must be at least max_body_bytes")
+        if self.retention_days is not None and not 1 <= self.retention_days <= 3650:
+            raise ConfigError(f"retention_days: from 1 to 3650, got {self.retention_days}")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"log_format: {self.log_format!r} is not json, console or auto")
         if self.log_level not in ("debug", "info", "warning", "error"):

@@ -61,11 +61,17 @@ async def ensure_partitions(
     return created
 
 
-async def maintain_forever(pool: asyncpg.Pool, interval_s: float = CHECK_INTERVAL_S) -> None:
+async def maintain_forever(
+    pool: asyncpg.Pool, retention_days: int | None = None, interval_s: float = CHECK_INTERVAL_S
+) -> None:
+    """Hourly: create the coming partitions, then enforce retention."""
+    from monitor.retention import enforce
+
     while True:
         await asyncio.sleep(interval_s)
         try:
             async with pool.acquire() as conn:
                 await ensure_partitions(conn)
+                await enforce(conn, retention_days)
         except Exception as exc:
             log.warning("partitions.failed", error=str(exc))
