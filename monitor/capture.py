@@ -53,8 +53,9 @@ async def read_body(
 def client_ip(request: web.Request, config: Config) -> str | None:
     """The peer address, or the forwarded client when the peer is a trusted proxy."""
     peer = request.remote
-    if not config.trusted_proxies or peer is None:
-        return _valid_ip(peer)
+    if not config.trusted_proxies:
+        # The socket's own peer address: already an IP, nothing to check.
+        return peer or None
     networks = _trusted_networks(config.trusted_proxies)
     if not _in_networks(peer, networks):
         return _valid_ip(peer)

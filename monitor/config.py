@@ -70,7 +70,9 @@ class Config:
     )
     batch_max_hits: int = _setting(500, "Most hits written in one group-commit transaction.")
     batch_max_wait_ms: float = _setting(
-        2.0, "Longest a hit waits for its batch to fill before the batch is committed."
+        0.0,
+        "Extra time a hit waits for its batch to fill. 0: commit as soon as the requests "
+        "already received are queued; batches still grow under load while a commit runs.",
     )
     queue_max_hits: int = _setting(
         20000, "Hits waiting for the writer beyond which capture answers 503 with Retry-After."

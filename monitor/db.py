@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import orjson
 
 from monitor.config import Config
 from monitor.embedded import EmbeddedPostgres
@@ -38,11 +38,12 @@ JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then JSON
 
 
 def _encode_jsonb(value: Any) -> bytes:
-    return JSONB_VERSION + json.dumps(value, separators=(",", ":")).encode()
+    # orjson: params, headers and flags of every hit are encoded on the hot path.
+    return JSONB_VERSION + orjson.dumps(value)
 
 
 def _decode_jsonb(data: bytes) -> Any:
-    return json.loads(data[1:])
+    return orjson.loads(data[1:])
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

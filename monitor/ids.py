@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import time
 import uuid
 from datetime import UTC, datetime
 
+_random = random.Random(int.from_bytes(os.urandom(16), "big"))
 CAPTURE_TOKEN_BYTES = 18  # 144 random bits, 24 URL-safe characters
 
 
 def uuid7(unix_ms: int | None = None) -> uuid.UUID:
     """A UUIDv7 (RFC 9562): 48-bit millisecond timestamp, then 74 random bits."""
     ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
-    rand = int.from_bytes(os.urandom(10), "big")
+    # Hit ids need uniqueness, not secrecy (capture tokens are the secrets), so a
+    # fast PRNG seeded from the OS per process is enough: 74 random bits per ms.
+    rand = _random.getrandbits(80)
     value = (ms & 0xFFFF_FFFF_FFFF) << 80
     value |= 0x7 << 76  # version
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a: 12 bits

@@ -85,7 +85,7 @@ class HitWriter:
         pool: asyncpg.Pool,
         *,
         batch_max_hits: int = 500,
-        batch_max_wait_s: float = 0.002,
+        batch_max_wait_s: float = 0.0,
         queue_max_hits: int = 20000,
         commit_timeout_s: float = 10.0,
         spool: Spool | None = None,
@@ -172,11 +172,10 @@ class HitWriter:
                     continue
                 await self._wake.wait()
                 continue
-            if (
-                len(self._queue) < self.batch_max_hits
-                and self.batch_max_wait_s > 0
-                and not self._closing
-            ):
+            if len(self._queue) < self.batch_max_hits and not self._closing:
+                # Let the requests already read from their sockets join this batch;
+                # sleep(0) is one turn of the loop. Under load the batch grows by
+                # itself while the previous one commits (self-clocking group commit).
                 await asyncio.sleep(self.batch_max_wait_s)
             count = min(len(self._queue), self.batch_max_hits)
             batch = [self._queue.popleft() for _ in range(count)]
