@@ -18,7 +18,9 @@ def test_token_bucket_refills_at_the_rate() -> None:
     assert RateLimiter.retry_after(0.2) == "1"
 
 
-async def test_limited_endpoint_answers_429(client: TestClient, make_endpoint: Any, db: Any) -> None:
+async def test_limited_endpoint_answers_429(
+    client: TestClient, make_endpoint: Any, db: Any
+) -> None:
     limited = await make_endpoint("limited", settings={"rate_limit_per_s": 1})
     free = await make_endpoint("free")
     statuses = [(await client.get(capture_path(limited) + f"?n={i}")).status for i in range(3)]

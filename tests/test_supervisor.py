@@ -39,15 +39,22 @@ def worker_pids(parent: int) -> set[int]:
     return {int(p) for p in out.stdout.split()}
 
 
+async def wait_for_workers(parent: int, done: Any, timeout_s: float = 30.0) -> None:
+    """Poll the parent's children until `done(pids)` (ps has no event to wait on)."""
+    deadline = time.monotonic() + timeout_s
+    for _ in range(int(timeout_s / 0.2)):
+        if done(worker_pids(parent)) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.2)
+
+
 async def test_two_workers_share_the_port_and_a_dead_one_comes_back(
     tmp_path: Path, pg_url: str, db: Any
 ) -> None:
     server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=["--workers", "2"]).start()
     try:
         assert server.proc is not None
-        deadline = time.monotonic() + 30
-        while len(worker_pids(server.proc.pid)) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+        await wait_for_workers(server.proc.pid, lambda pids: len(pids) == 2)
         pids = worker_pids(server.proc.pid)
         assert len(pids) == 2
         connector = aiohttp.TCPConnector(force_close=True)
@@ -64,12 +71,7 @@ async def test_two_workers_share_the_port_and_a_dead_one_comes_back(
 
             victim = sorted(pids)[0]
             os.kill(victim, signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                now = worker_pids(server.proc.pid)
-                if len(now) == 2 and victim not in now:
-                    break
-                await asyncio.sleep(0.2)
+            await wait_for_workers(server.proc.pid, lambda now: len(now) == 2 and victim not in now)
             assert len(worker_pids(server.proc.pid)) == 2
             assert victim not in worker_pids(server.proc.pid)
             await asyncio.sleep(1.0)
