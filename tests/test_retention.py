@@ -27,7 +27,8 @@ async def endpoint(db: asyncpg.Connection, settings: dict[str, object]) -> int:
 async def hit(db: asyncpg.Connection, endpoint_id: int, days_ago: float) -> None:
     await db.execute(
         "INSERT INTO hits (id, endpoint_id, received_at, method, path, raw_query, params,"
-        " headers, body, body_size) VALUES ($1, $2, $3, 'GET', '/p/x', ''::bytea, '[]', '[]', ''::bytea, 0)",
+        " headers, body, body_size)"
+        " VALUES ($1, $2, $3, 'GET', '/p/x', ''::bytea, '[]', '[]', ''::bytea, 0)",
         uuid.uuid4(),
         endpoint_id,
         NOW - timedelta(days=days_ago),
