@@ -208,7 +208,10 @@ class Spool:
                 f.close()
                 continue
             return path, f, read_segment(path)
-        self._others_pending = False
+        # Nothing left that this process could replay: whatever it appended has been
+        # replayed (possibly by another worker), so its own count starts again at 0.
+        self.pending_hits = self.pending_bytes = 0
+        self._others_pending = bool(self.segments())
         return None
 
     def release(self, path: Path, handle: IO[bytes], *, replayed: bool, hits: int) -> None:

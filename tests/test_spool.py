@@ -115,3 +115,16 @@ async def test_replay_twice_stores_once_and_settles_duplicates_in_order(
     assert flags[hits[0].id] == []
     assert flags[hits[1].id] == ["duplicate_click_id"]
     assert flags[hits[2].id] == []
+
+
+def test_a_segment_replayed_by_another_worker_clears_the_owners_count(tmp_path: Path) -> None:
+    owner = Spool(tmp_path, max_bytes=10**6)
+    owner.append([make_hit(1, "a"), make_hit(1, "b")])
+    owner.close()
+    other_worker = Spool(tmp_path, max_bytes=10**6)
+    path, handle, hits = other_worker.claim_oldest()  # type: ignore[misc]
+    other_worker.release(path, handle, replayed=True, hits=len(hits))
+    assert owner.pending_hits == 2  # stale until the owner looks
+    assert owner.claim_oldest() is None
+    assert owner.pending_hits == 0
+    assert not owner.has_pending()
