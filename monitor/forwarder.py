@@ -25,6 +25,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from monitor import metrics
 from monitor.endpoints import EndpointCache
 from monitor.errors import NotFound
 from monitor.forwarding import ForwardRequest, backoff_s, build_request
@@ -308,6 +309,7 @@ class Forwarder:
             if forward is None or hit is None:
                 # The endpoint stopped forwarding, was deleted, or the hit has expired.
                 await self.pool.execute(SET_STATE, endpoint_id, hit_id, "cancelled")
+                metrics.record_forward(endpoint_id, "cancelled")
                 return
             req = build_request(forward, hit)
             sent = True
@@ -340,6 +342,10 @@ class Forwarder:
             else:
                 delay_s = backoff_s(attempt, self.backoff_base_s, self.backoff_max_s)
                 await conn.execute(SET_RETRY, endpoint_id, hit_id, delay_s)
+        metrics.record_forward(
+            endpoint_id,
+            "delivered" if result.ok else "retrying" if delay_s is not None else "failed",
+        )
         if result.ok:
             log.debug("forward.delivered", endpoint_id=endpoint_id, attempt=attempt)
         elif delay_s is None:

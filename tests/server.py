@@ -78,6 +78,27 @@ class ServerProcess:
         self.kill()
         raise RuntimeError(f"server not ready in {timeout_s}s:\n{self.log()}")
 
+    def wait_listening_workers(self, count: int, timeout_s: float = 60.0) -> None:
+        """Wait until `count` worker processes listen on the port (serve --workers)."""
+        import psutil
+
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            listening = 0
+            for child in psutil.Process(self.proc.pid).children():
+                try:
+                    conns = child.net_connections(kind="tcp")
+                except psutil.NoSuchProcess:
+                    continue
+                listening += any(
+                    c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in conns
+                )
+            if listening >= count:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{count} workers not listening after {timeout_s}s:\n{self.log()}")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -403,3 +403,32 @@ async def test_two_processes_never_send_twice(
     assert set(counts) == set(hit_ids)
     # Each hit twice: once after capture, once from the re-queued row; never more.
     assert set(counts.values()) == {2}
+
+
+async def test_forward_outcomes_are_counted_in_metrics(
+    client: TestClient, make_endpoint: Any, tracker: Tracker
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def outcomes(endpoint_id: int) -> dict[str, float]:
+        text = await (await client.get("/metrics")).text()
+        return {
+            s.labels["outcome"]: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "postback_monitor_forwards_total"
+            and s.labels["endpoint"] == str(endpoint_id)
+        }
+
+    tracker.statuses = [500, 500]
+    endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb?c={click_id}")})
+    # Counters live for the whole test process and endpoint ids restart per test.
+    before = await outcomes(endpoint["id"])
+    hit_id = await capture(client, endpoint, "?click_id=m1")
+    for _ in range(100):
+        if (await forwards(client, hit_id))["forward"]["state"] == "delivered":
+            break
+        await asyncio.sleep(0.05)
+    after = await outcomes(endpoint["id"])
+    counted = {k: after.get(k, 0) - before.get(k, 0) for k in ("retrying", "delivered", "failed")}
+    assert counted == {"retrying": 2, "delivered": 1, "failed": 0}

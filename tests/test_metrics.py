@@ -261,26 +261,15 @@ def test_prepare_multiprocess_before_forking_workers(tmp_path: Path) -> None:
     assert value(samples, "postback_monitor_forwards_total", endpoint="9", outcome="delivered") == 7
 
 
-def serve_has_workers() -> bool:
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor", "serve", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return "--workers" in done.stdout
-
-
 @pytest.mark.slow
 async def test_workers_2_counts_on_metrics_equal_hits_sent(
     tmp_path: Path, pg_url: str, db: Any
 ) -> None:
-    if not serve_has_workers():
-        pytest.skip("serve --workers is not there yet")
     server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=["--workers", "2"])
     shared = tmp_path / "prom"
     server.env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
     server.start()
+    server.wait_listening_workers(2)
     sent = 60
     try:
         # A new connection per request, so SO_REUSEPORT spreads them over both workers.

@@ -54,7 +54,7 @@ async def test_two_workers_share_the_port_and_a_dead_one_comes_back(
     server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=["--workers", "2"]).start()
     try:
         assert server.proc is not None
-        await wait_for_workers(server.proc.pid, lambda pids: len(pids) == 2)
+        await asyncio.to_thread(server.wait_listening_workers, 2)
         pids = worker_pids(server.proc.pid)
         assert len(pids) == 2
         connector = aiohttp.TCPConnector(force_close=True)
