@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,7 +16,8 @@ from aiohttp.test_utils import TestClient
 from monitor.config import Config
 from monitor.outbound import Guard, OutboundClient
 from monitor.tester import Probe, lint, run
-from tests.conftest import ADMIN_TOKEN, AUTH
+from tests.conftest import AUTH
+from tests.signin import sign_in
 from tests.tracker import Tracker
 
 
@@ -211,27 +211,11 @@ async def test_cli_test_command(tracker: Tracker, tmp_path: Any) -> None:
     assert done.returncode == 1 and "unreplaced_macro" in done.stdout
 
 
-async def sign_in(client: TestClient) -> str:
-    """Sign the client's cookie jar in; returns the session's CSRF token."""
-    page = await (await client.get("/login")).text()
-    nonce = re.search(r'name="nonce" value="([^"]+)"', page)
-    assert nonce
-    resp = await client.post(
-        "/login",
-        data={"token": ADMIN_TOKEN, "nonce": nonce.group(1), "next": "/tester"},
-        allow_redirects=False,
-    )
-    assert resp.status == 303, await resp.text()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', await (await client.get("/tester")).text())
-    assert csrf
-    return csrf.group(1)
-
-
 async def test_web_tester_and_replay_pages(
     client: TestClient, tracker: Tracker, make_endpoint: Any
 ) -> None:
     assert (await client.get("/tester", allow_redirects=False)).status in (302, 303)
-    csrf = await sign_in(client)
+    csrf = await sign_in(client, "/tester")
     url = f"http://localhost:{tracker.port}/a?click_id=<b>abc</b>"
     resp = await client.post("/tester", data={"csrf": csrf, "url": url, "method": "GET"})
     page = await resp.text()

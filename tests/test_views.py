@@ -20,29 +20,9 @@ from monitor import present
 from monitor.auth import new_session_cookie, read_session_cookie
 from tests.conftest import ADMIN_TOKEN, AUTH, capture_path
 from tests.server import ServerProcess
+from tests.signin import csrf_of, sign_in
 
 XSS = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
-
-
-def csrf_of(page: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
-
-
-async def sign_in(client: TestClient) -> str:
-    """Sign the client's cookie jar in; returns the session's CSRF token."""
-    page = await (await client.get("/login")).text()
-    nonce = re.search(r'name="nonce" value="([^"]+)"', page)
-    assert nonce
-    resp = await client.post(
-        "/login",
-        data={"token": ADMIN_TOKEN, "nonce": nonce.group(1), "next": "/endpoints"},
-        allow_redirects=False,
-    )
-    assert resp.status == 303, await resp.text()
-    assert resp.headers["Location"] == "/endpoints"
-    return csrf_of(await (await client.get("/endpoints")).text())
 
 
 async def fire(client: TestClient, endpoint: dict[str, Any], query: str = "", **kw: Any) -> str:
