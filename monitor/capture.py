@@ -34,6 +34,8 @@ async def read_body(
     request: web.Request, keep_bytes: int, hard_max_bytes: int
 ) -> tuple[bytes, int]:
     """The first ``keep_bytes`` of the body and its real size, read as a stream."""
+    if not request.body_exists:  # most postbacks are GETs: no stream to drain
+        return b"", 0
     if request.content_length is not None and request.content_length > hard_max_bytes:
         raise BodyTooLarge
     kept = bytearray()

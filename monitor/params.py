@@ -23,7 +23,8 @@ MAX_BODY_PARAMS = 1000
 
 def text(raw: bytes) -> str:
     """Bytes as display text: UTF-8 where valid, U+FFFD elsewhere, never NUL."""
-    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    decoded = raw.decode("utf-8", "replace")
+    return decoded.replace("\x00", "\ufffd") if "\x00" in decoded else decoded
 
 
 def clean(value: str) -> str:
@@ -47,6 +48,8 @@ def parse_query(raw: bytes) -> Params:
 
 
 def _decode(component: bytes) -> str:
+    if b"%" not in component and b"+" not in component:
+        return text(component)  # the common case: nothing to unescape
     return text(unquote_to_bytes(component.replace(b"+", b" ")))
 
 

@@ -109,6 +109,7 @@ class HitWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._next_drain_at = 0.0
+        self._conn: asyncpg.Connection | None = None
         self._spool_full_logged = False
         self.last_error: str | None = None
         self.spool_full_total = 0
@@ -144,6 +145,9 @@ class HitWriter:
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self._conn is not None:
+            await self.pool.release(self._conn)
+            self._conn = None
         if self.spool is not None:
             self.spool.close()
 
@@ -293,7 +297,26 @@ class HitWriter:
     async def _write(self, hits: list[Hit], *, replay: bool = False) -> None:
         for hit in hits:  # a retried batch settles duplicates afresh
             hit.duplicate = None
-        async with self.pool.acquire() as conn, conn.transaction():
+        conn = await self._connection()
+        try:
+            await self._write_with(conn, hits, replay=replay)
+        except BaseException:
+            # Whatever state the connection is in (mid-transaction after a timeout,
+            # broken by an outage), the next batch starts on a fresh one.
+            self._conn = None
+            conn.terminate()
+            await self.pool.release(conn)
+            raise
+
+    async def _connection(self) -> asyncpg.Connection:
+        """The writer's own connection, held across batches: releasing it to the pool
+        after every batch would cost a reset round trip each time."""
+        if self._conn is None:
+            self._conn = await self.pool.acquire()
+        return self._conn
+
+    async def _write_with(self, conn: asyncpg.Connection, hits: list[Hit], *, replay: bool) -> None:
+        async with conn.transaction():
             await settle_duplicates(conn, hits)
             records = [copy_record(h) for h in hits]
             if replay:

@@ -104,6 +104,7 @@ async def test_replay_twice_stores_once_and_settles_duplicates_in_order(
             spool.close()
             writer = HitWriter(pool, spool=spool)
             assert await writer.drain_spool() == 0
+            await writer.close()
             assert spool.segments() == []
         rows = await db.fetch(
             "SELECT id, click_id, flags FROM hits WHERE endpoint_id = $1 ORDER BY id", endpoint_id
