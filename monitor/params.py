@@ -39,6 +39,14 @@ def parse_query(raw: bytes) -> Params:
     params: Params = []
     if not raw:
         return params
+    if b"%" not in raw and b"+" not in raw:
+        # Nothing to unescape: decode once. '&' and '=' are ASCII, never part of a
+        # multi-byte UTF-8 sequence, so splitting after decoding splits the same.
+        for part in text(raw).split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                params.append((name, value))
+        return params
     for part in raw.split(b"&"):
         if not part:
             continue

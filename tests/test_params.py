@@ -57,3 +57,9 @@ def test_query_parsing_never_fails(raw: bytes) -> None:
 def test_body_parsing_never_fails(content_type: str, body: bytes) -> None:
     for name, value in parse_body(content_type, body):
         (name + value).encode("utf-8")
+
+
+@given(st.binary(max_size=200).map(lambda b: b.replace(b"%", b"").replace(b"+", b"")))
+def test_fast_path_parses_like_the_unescaping_path(raw: bytes) -> None:
+    # A trailing "&%" forces the unescaping path and adds one ("%", "") pair.
+    assert parse_query(raw + b"&%")[:-1] == parse_query(raw)
