@@ -18,11 +18,13 @@ import structlog
 from monitor import ids, presets
 from monitor.endpoint_settings import EndpointSettings, compile_endpoint_settings
 from monitor.errors import BadRequest, NotFound
+from monitor.ratelimit import RateLimiter
 from monitor.rules import Rules, SettingsError
 
 log = structlog.get_logger(__name__)
 
 ENDPOINTS_CHANNEL = "pbm_endpoints"
+MISS_LOOKUPS_PER_S = 50.0
 MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 5000
 MAX_RESPONSE_BODY_CHARS = 64 * 1024
@@ -297,6 +299,7 @@ class EndpointCache:
         self.store = store
         self.dsn = dsn
         self._by_token: dict[str, Endpoint] = {}
+        self._miss_lookups = RateLimiter()
         self._token_of: dict[int, str] = {}
 
     def get(self, token: str) -> Endpoint | None:
@@ -305,6 +308,13 @@ class EndpointCache:
     async def lookup(self, token: str) -> Endpoint | None:
         endpoint = self._by_token.get(token)
         if endpoint is None:
+            # A miss asks the database only for a token of the shape we issue, and
+            # only so often: a flood of made-up tokens must not become a flood of
+            # queries. A real new endpoint reaches the cache through NOTIFY anyway.
+            if not ids.looks_like_capture_token(token):
+                return None
+            if self._miss_lookups.allow(0, MISS_LOOKUPS_PER_S) > 0:
+                return None
             endpoint = await self.store.by_token(token)
             if endpoint is not None:
                 self.put(endpoint)

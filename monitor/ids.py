@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import secrets
 import time
 import uuid
@@ -30,6 +31,14 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
 def uuid7_time(value: uuid.UUID) -> datetime:
     """The millisecond timestamp a UUIDv7 was made at."""
     return datetime.fromtimestamp((value.int >> 80) / 1000, tz=UTC)
+
+
+CAPTURE_TOKEN_CHARS = 4 * CAPTURE_TOKEN_BYTES // 3  # unpadded URL-safe base64
+CAPTURE_TOKEN_SHAPE = re.compile(rf"[A-Za-z0-9_-]{{{CAPTURE_TOKEN_CHARS}}}")
+
+
+def looks_like_capture_token(token: str) -> bool:
+    return CAPTURE_TOKEN_SHAPE.fullmatch(token) is not None
 
 
 def capture_token() -> str:

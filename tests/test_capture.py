@@ -214,3 +214,33 @@ async def test_raw_non_utf8_bytes_in_request_line(client: TestClient, make_endpo
     if status == 200:
         hit = await only_hit(client, endpoint)
         assert hit["params"] == [["v", "\ufffd\ufffd"], ["s", "café"]]
+
+
+async def test_made_up_tokens_do_not_become_a_flood_of_queries(
+    client: TestClient, make_endpoint: Any, pg_url: str
+) -> None:
+    from monitor import ids
+    from monitor.db import create_pool
+    from monitor.endpoints import MISS_LOOKUPS_PER_S, EndpointCache, EndpointStore
+
+    class CountingStore(EndpointStore):
+        lookups = 0
+
+        async def by_token(self, token: str) -> Any:
+            CountingStore.lookups += 1
+            return await super().by_token(token)
+
+    endpoint = await make_endpoint()  # created elsewhere: only the database knows it yet
+    pool = await create_pool(pg_url, min_size=1, max_size=2)
+    try:
+        cache = EndpointCache(CountingStore(pool), pg_url)
+        for garbage in ("x", "../../etc", "a" * 500, "not-a-real-token"):
+            assert await cache.lookup(garbage) is None
+        assert CountingStore.lookups == 0  # not the shape of a token we issue
+        assert (await cache.lookup(endpoint["token"])) is not None
+        for _ in range(500):
+            assert await cache.lookup(ids.capture_token()) is None
+        assert CountingStore.lookups <= MISS_LOOKUPS_PER_S + 5
+        assert (await cache.lookup(endpoint["token"])) is not None  # cached now
+    finally:
+        await pool.close()
