@@ -14,7 +14,7 @@ from monitor.endpoints import validate_fields
 from monitor.errors import BadRequest, NotFound
 from monitor.hits import DEFAULT_PAGE, HitFilter
 from monitor.presets import preset_list
-from monitor.typedefs import CONFIG, ENDPOINT_CACHE, ENDPOINTS, HITS
+from monitor.typedefs import CONFIG, ENDPOINTS, HITS
 
 MAX_JSON_BODY_BYTES = 256 * 1024
 
@@ -55,7 +55,6 @@ async def list_endpoints(request: web.Request) -> web.Response:
 async def create_endpoint(request: web.Request) -> web.Response:
     fields = validate_fields(await read_json(request), require_name=True)
     endpoint = await request.app[ENDPOINTS].create(fields)
-    request.app[ENDPOINT_CACHE].put(endpoint)
     return web.json_response(endpoint.to_json(base_url(request)), status=201)
 
 
@@ -66,20 +65,17 @@ async def get_endpoint(request: web.Request) -> web.Response:
 
 async def update_endpoint(request: web.Request) -> web.Response:
     endpoint = await request.app[ENDPOINTS].update(endpoint_id(request), await read_json(request))
-    request.app[ENDPOINT_CACHE].put(endpoint)
     return web.json_response(endpoint.to_json(base_url(request)))
 
 
 async def rotate_token(request: web.Request) -> web.Response:
     endpoint = await request.app[ENDPOINTS].rotate_token(endpoint_id(request))
-    request.app[ENDPOINT_CACHE].put(endpoint)
     return web.json_response(endpoint.to_json(base_url(request)))
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
     ident = endpoint_id(request)
     hits_deleted = await request.app[ENDPOINTS].delete(ident)
-    request.app[ENDPOINT_CACHE].forget(ident)
     return web.json_response({"deleted": True, "id": ident, "hits_deleted": hits_deleted})
 
 

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from monitor import api, capture, forward_api, health, metrics, tester_views, views
-from monitor.auth import auth_middleware, load_or_create_admin_token
+from monitor import api, capture, forward_api, health, metrics, openapi, tester_views, views
+from monitor.auth import announce_admin_token, auth_middleware, load_or_create_admin_token
 from monitor.config import Config
 from monitor.db import connect, create_pool, database_url
 from monitor.endpoints import EndpointCache, EndpointStore
@@ -49,7 +49,7 @@ CLIENT_MAX_API_BYTES = 1024**2
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[error_middleware, auth_middleware, openapi.unknown_query_middleware],
         client_max_size=CLIENT_MAX_API_BYTES,
     )
     app[CONFIG] = config
@@ -99,12 +99,7 @@ async def admin_token_ctx(app: web.Application) -> AsyncIterator[None]:
         token, created = await asyncio.to_thread(load_or_create_admin_token, config.data_dir)
         app[ADMIN_TOKEN] = token
         if created:
-            # Printed once, on the terminal that started the service; never logged.
-            print(
-                f"Postback Monitor admin token (kept in {config.data_dir}/admin_token):\n"
-                f"  {token}\nWeb address: {config.base_url}/",
-                flush=True,
-            )
+            announce_admin_token(token, config.data_dir, config.base_url)
     yield
 
 

@@ -52,6 +52,15 @@ def load_or_create_admin_token(data_dir: Path) -> tuple[str, bool]:
     return token, True
 
 
+def announce_admin_token(token: str, data_dir: Path, base_url: str) -> None:
+    """Print a newly made token once, on the terminal that started the service; never logged."""
+    print(
+        f"Postback Monitor admin token (kept in {data_dir}/{TOKEN_FILE}):\n"
+        f"  {token}\nWeb address: {base_url}/",
+        flush=True,
+    )
+
+
 def token_matches(presented: str, expected: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), expected.encode())
 

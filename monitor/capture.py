@@ -17,7 +17,7 @@ from monitor.config import Config
 from monitor.hit import Hit
 from monitor.params import clean, parse_body, parse_query, text
 from monitor.ratelimit import RateLimiter
-from monitor.rules import judge
+from monitor.rules import judge, make_flag
 from monitor.typedefs import CONFIG, ENDPOINT_CACHE, RATE_LIMITER, WRITER
 from monitor.writer import WriteFailed, WriterClosed, WriterOverloaded
 
@@ -158,13 +158,13 @@ async def capture(request: web.Request) -> web.StreamResponse:
     flags = list(verdict.flags)
     if body_size > len(body):
         flags.append(
-            {
-                "flag": "body_truncated",
-                "param": None,
-                "value": None,
-                "message": f"the body was {body_size} bytes; the first {len(body)} were kept",
-                "size": body_size,
-            }
+            make_flag(
+                "body_truncated",
+                None,
+                None,
+                f"the body was {body_size} bytes; the first {len(body)} were kept",
+                size=body_size,
+            )
         )
     user_agent = request.headers.get("User-Agent")
     hit = Hit(

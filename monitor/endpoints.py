@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -209,10 +210,22 @@ def _no_nul(name: str, value: str) -> None:
 
 
 class EndpointStore:
-    """Queries on the endpoints table; every change is announced to all processes."""
+    """Queries on the endpoints table; every change is announced to all processes.
+
+    Other processes hear of a change through NOTIFY; listeners in this process
+    (the capture cache) are told at once after the commit, so a rotated or deleted
+    token stops capturing here without waiting for the notification.
+    """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.changed: list[Callable[[Endpoint], None]] = []
+        self.deleted: list[Callable[[int], None]] = []
+
+    def _announce(self, endpoint: Endpoint) -> Endpoint:
+        for listener in self.changed:
+            listener(endpoint)
+        return endpoint
 
     async def create(self, fields: EndpointFields) -> Endpoint:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -227,7 +240,7 @@ class EndpointStore:
                 fields.settings,
             )
             await conn.execute(NOTIFY, str(row["id"]))
-        return Endpoint.from_row(row)
+        return self._announce(Endpoint.from_row(row))
 
     async def list(self) -> list[Endpoint]:
         return [Endpoint.from_row(r) for r in await self.pool.fetch(SELECT_ALL)]
@@ -267,7 +280,7 @@ class EndpointStore:
             if row is None:
                 raise NotFound("endpoint_not_found", f"no endpoint with id {endpoint_id}")
             await conn.execute(NOTIFY, str(endpoint_id))
-        return Endpoint.from_row(row)
+        return self._announce(Endpoint.from_row(row))
 
     async def rotate_token(self, endpoint_id: int) -> Endpoint:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -275,7 +288,7 @@ class EndpointStore:
             if row is None:
                 raise NotFound("endpoint_not_found", f"no endpoint with id {endpoint_id}")
             await conn.execute(NOTIFY, str(endpoint_id))
-        return Endpoint.from_row(row)
+        return self._announce(Endpoint.from_row(row))
 
     async def delete(self, endpoint_id: int) -> int:
         """Delete the endpoint with its hits and duplicate ledger; returns hits deleted."""
@@ -285,6 +298,8 @@ class EndpointStore:
             status = await conn.execute(DELETE_HITS, endpoint_id)
             await conn.execute(DELETE_CLICK_KEYS, endpoint_id)
             await conn.execute(NOTIFY, str(endpoint_id))
+        for listener in self.deleted:
+            listener(endpoint_id)
         return int(status.split()[-1])
 
 
@@ -298,6 +313,8 @@ class EndpointCache:
     def __init__(self, store: EndpointStore, dsn: str) -> None:
         self.store = store
         self.dsn = dsn
+        store.changed.append(self.put)
+        store.deleted.append(self.forget)
         self._by_token: dict[str, Endpoint] = {}
         self._miss_lookups = RateLimiter()
         self._token_of: dict[int, str] = {}

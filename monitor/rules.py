@@ -324,7 +324,7 @@ def judge(
         flagged.add(name)
         macro_flags += 1
         flags.append(
-            _flag(
+            make_flag(
                 "unreplaced_macro",
                 name,
                 value,
@@ -343,7 +343,7 @@ def judge(
     if rules.allowed_networks is not None:
         problem = _ip_problem(rules.allowed_networks, remote_ip)
         if problem is not None:
-            flags.append(_flag("ip_not_allowed", None, remote_ip, problem))
+            flags.append(make_flag("ip_not_allowed", None, remote_ip, problem))
 
     if rules.secret is not None:
         flag = _secret_flag(rules, values, headers, flagged)
@@ -355,7 +355,7 @@ def judge(
         if value and name not in flagged and _AMOUNT.fullmatch(value) is None:
             flagged.add(name)
             flags.append(
-                _flag(
+                make_flag(
                     "invalid_amount",
                     name,
                     value,
@@ -368,7 +368,7 @@ def judge(
         if value and name not in flagged and not is_currency(value):
             flagged.add(name)
             flags.append(
-                _flag(
+                make_flag(
                     "invalid_currency",
                     name,
                     value,
@@ -397,7 +397,7 @@ def duplicate_flag(verdict: Verdict, first_hit_id: uuid.UUID) -> Flag:
     """The duplicate_click_id flag for a hit whose dedupe key was already seen."""
     event = verdict.dedupe_key[1] if verdict.dedupe_key else ""
     scope = f" with event {_quote(event)}" if event else ""
-    return _flag(
+    return make_flag(
         "duplicate_click_id",
         verdict.click_id_param,
         verdict.click_id,
@@ -425,8 +425,8 @@ def _missing(name: str, value: str | None, values: Mapping[str, str]) -> Flag:
     message = f"Required parameter {name} {state}"
     if hint is not None:
         message += f"; did you mean {hint}?"
-        return _flag("missing_param", name, value, message, did_you_mean=hint)
-    return _flag("missing_param", name, value, message + ".")
+        return make_flag("missing_param", name, value, message, did_you_mean=hint)
+    return make_flag("missing_param", name, value, message + ".")
 
 
 def _did_you_mean(name: str, values: Mapping[str, str]) -> str | None:
@@ -495,10 +495,10 @@ def _secret_flag(
         message = (
             f"The shared secret is missing: {where} is {'empty' if received == '' else 'absent'}."
         )
-        return _flag("secret_mismatch", param, None, message, source=where)
+        return make_flag("secret_mismatch", param, None, message, source=where)
     shown = _redact(received)
     message = f"The shared secret in {where} does not match (received {shown})."
-    return _flag("secret_mismatch", param, shown, message, source=where)
+    return make_flag("secret_mismatch", param, shown, message, source=where)
 
 
 def _redact(value: str) -> str:
@@ -508,7 +508,8 @@ def _redact(value: str) -> str:
     return f"{value[:2]}***, {len(value)} characters"
 
 
-def _flag(name: str, param: str | None, value: str | None, message: str, **extra: Any) -> Flag:
+def make_flag(name: str, param: str | None, value: str | None, message: str, **extra: Any) -> Flag:
+    """A flag as stored on a hit; long values are clipped so flags stay small."""
     return {
         "flag": name,
         "param": param,

@@ -22,7 +22,7 @@ import time
 import structlog
 
 from monitor import metrics
-from monitor.auth import load_or_create_admin_token
+from monitor.auth import announce_admin_token, load_or_create_admin_token
 from monitor.config import Config, to_environ
 from monitor.db import EMBEDDED_DIR
 from monitor.embedded import EmbeddedPostgres
@@ -46,11 +46,7 @@ def supervise(config: Config) -> int:
     if config.admin_token is None:
         token, created = load_or_create_admin_token(config.data_dir)
         if created:
-            print(
-                f"Postback Monitor admin token (kept in {config.data_dir}/admin_token):\n"
-                f"  {token}\nWeb address: {config.base_url}/",
-                flush=True,
-            )
+            announce_admin_token(token, config.data_dir, config.base_url)
         config = config.replace(admin_token=token)
     own_metrics_dir = metrics.multiprocess_dir() is None
     metrics_dir = metrics.multiprocess_dir() or tempfile.mkdtemp(prefix="postback-monitor-metrics-")

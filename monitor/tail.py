@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -62,7 +63,7 @@ async def tail(stores: Any, endpoint_id: int, *, lines: int, as_json: bool, foll
     items, _ = await stores.hits.list(endpoint_id, limit=min(max(lines, 1), 500))
     seen.update(h["id"] for h in items[lines:])
     emit(items[:lines])
-    newest: Any = items[0]["received_at"] if items else None
+    newest = datetime.fromisoformat(items[0]["received_at"]) if items else None
     if not follow:
         return
     wake = asyncio.Event()
@@ -82,16 +83,9 @@ async def tail(stores: Any, endpoint_id: int, *, lines: int, as_json: bool, foll
             except TimeoutError:
                 pass
             wake.clear()
-            since = newest if not isinstance(newest, str) else _parse(newest)
-            items, _ = await stores.hits.list(endpoint_id, HitFilter(since=since), limit=500)
+            items, _ = await stores.hits.list(endpoint_id, HitFilter(since=newest), limit=500)
             emit(items)
             if items:
-                newest = items[0]["received_at"]
+                newest = datetime.fromisoformat(items[0]["received_at"])
     finally:
         await conn.close()
-
-
-def _parse(value: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(value)

@@ -21,7 +21,7 @@ from monitor.hit import body_json
 from monitor.macros import find_macro
 from monitor.outbound import OutboundClient, OutboundError, OutboundRefused
 from monitor.params import parse_body, parse_query
-from monitor.rules import Flag, compile_settings, judge
+from monitor.rules import Flag, compile_settings, judge, make_flag
 
 MAX_HOPS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -53,7 +53,7 @@ def lint(req: Probe) -> list[Flag]:
     for segment in urlsplit(req.url).path.split("/"):
         token = find_macro(unquote(segment))
         if token is not None:
-            flags.insert(0, _flag("unreplaced_macro", None, segment,
+            flags.insert(0, make_flag("unreplaced_macro", None, segment,
                 f"The path still holds the placeholder {token}.", macro=token))  # fmt: skip
     if verdict.click_id is None and not any(
         f["flag"] == "missing_param" and f["param"] in rules.click_id_names for f in flags
@@ -61,14 +61,10 @@ def lint(req: Probe) -> list[Flag]:
         names = ", ".join(rules.click_id_names[:6]) + (
             ", ..." if len(rules.click_id_names) > 6 else ""
         )
-        flags.append(_flag("missing_click_id", None, None,
+        flags.append(make_flag("missing_click_id", None, None,
             f"No click id parameter ({names}) has a value, so the conversion cannot be "
             "matched to its click."))  # fmt: skip
     return flags
-
-
-def _flag(name: str, param: str | None, value: str | None, message: str, **extra: Any) -> Flag:
-    return {"flag": name, "param": param, "value": value, "message": message, **extra}
 
 
 async def run(client: OutboundClient, req: Probe, max_hops: int = MAX_HOPS) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from monitor.auth import (
 from monitor.endpoints import Endpoint, validate_fields
 from monitor.errors import BadRequest, DomainError
 from monitor.presets import PRESETS
-from monitor.typedefs import ADMIN_TOKEN, CONFIG, ENDPOINT_CACHE, ENDPOINTS, HITS
+from monitor.typedefs import ADMIN_TOKEN, CONFIG, ENDPOINTS, HITS
 
 STATIC_DIR = Path(__file__).parent / "static"
 LOGIN_CSRF_COOKIE = "pbm_login"
@@ -137,7 +137,6 @@ async def create_endpoint(request: web.Request) -> web.Response:
     except DomainError as exc:
         return await endpoints_page(request, exc.message, form, status=400)
     endpoint = await request.app[ENDPOINTS].create(fields)
-    request.app[ENDPOINT_CACHE].put(endpoint)
     raise web.HTTPSeeOther(f"/endpoints/{endpoint.id}?created=1")
 
 
@@ -189,10 +188,9 @@ async def update_settings(request: web.Request) -> web.Response:
                 "content_type": form.get("response_content_type", ""),
             },
         }
-        endpoint = await request.app[ENDPOINTS].update(ident, doc)
+        await request.app[ENDPOINTS].update(ident, doc)
     except BadRequest as exc:
         return await settings_page(request, exc.message, form, status=400)
-    request.app[ENDPOINT_CACHE].put(endpoint)
     raise web.HTTPSeeOther(f"/endpoints/{ident}/settings?saved=1")
 
 
@@ -203,8 +201,7 @@ async def rotate_token(request: web.Request) -> web.Response:
         return await settings_page(
             request, "Tick the box to confirm: the old capture URL stops working.", status=400
         )
-    endpoint = await request.app[ENDPOINTS].rotate_token(ident)
-    request.app[ENDPOINT_CACHE].put(endpoint)
+    await request.app[ENDPOINTS].rotate_token(ident)
     raise web.HTTPSeeOther(f"/endpoints/{ident}/settings?rotated=1")
 
 
@@ -217,5 +214,4 @@ async def delete_endpoint(request: web.Request) -> web.Response:
             status=400,
         )  # fmt: skip
     await request.app[ENDPOINTS].delete(ident)
-    request.app[ENDPOINT_CACHE].forget(ident)
     raise web.HTTPSeeOther("/endpoints")

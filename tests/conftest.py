@@ -71,6 +71,18 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Any]:
+    """A real `postback-monitor serve` process on the test database, per test module."""
+    from tests.server import ServerProcess  # tests.server imports this module
+
+    proc = ServerProcess(tmp_path_factory.mktemp("serve"), database_url=pg_url).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture
 def config(pg_url: str, tmp_path: Path) -> Config:
     return Config(

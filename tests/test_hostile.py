@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -76,21 +75,12 @@ BODIES = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("hostile"), database_url=pg_url).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-@pytest.fixture(scope="module")
-def token(server: ServerProcess) -> str:
+def token(live_server: ServerProcess) -> str:
     import json
     import urllib.request
 
     req = urllib.request.Request(
-        server.url + "/api/endpoints",
+        live_server.url + "/api/endpoints",
         data=json.dumps({"name": "hostile"}).encode(),
         method="POST",
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
@@ -137,7 +127,7 @@ def stored(pg_url: str, hit_id: str) -> asyncpg.Record | None:
     raw_extra=RAW_EXTRA,
 )
 def test_capture_never_fails_on_hostile_requests(
-    server: ServerProcess,
+    live_server: ServerProcess,
     token: str,
     pg_url: str,
     method: str,
@@ -157,7 +147,7 @@ def test_capture_never_fails_on_hostile_requests(
             continue
         head += name.encode() + b": " + value + b"\r\n"
     request = head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
-    response = send(server.port, request)
+    response = send(live_server.port, request)
     status_line = response.split(b"\r\n", 1)[0]
     assert status_line.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), response[:200]
     status = int(status_line.split()[1])
@@ -175,7 +165,7 @@ def test_capture_never_fails_on_hostile_requests(
         assert bytes(row["body"]) == body
 
 
-def test_server_still_up_after_garbage(server: ServerProcess) -> None:
+def test_server_still_up_after_garbage(live_server: ServerProcess) -> None:
     for garbage in (
         b"\x00\x01\x02\r\n\r\n",
         b"GET / HTTP/9.9\r\n\r\n",
@@ -183,10 +173,12 @@ def test_server_still_up_after_garbage(server: ServerProcess) -> None:
         b"POST /p/x HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
         b"GET /p/x HTTP/1.1\r\nX-Long: " + b"v" * 40000 + b"\r\n\r\n",
     ):
-        response = send(server.port, garbage)
+        response = send(live_server.port, garbage)
         if response:
             assert response[9:10] != b"5", response[:200]
     assert (
         b"200"
-        in send(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[:20]
+        in send(live_server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[
+            :20
+        ]
     )

@@ -6,8 +6,6 @@ no answer may be a 5xx or break the documented schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -34,24 +32,15 @@ def test_outbound_operations_are_left_out() -> None:
     assert "/api/endpoints" in kept
 
 
-@pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("schemathesis"), database_url=pg_url).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_matches_its_openapi_document(
-    case: schemathesis.Case, api_server: ServerProcess
+    case: schemathesis.Case, live_server: ServerProcess
 ) -> None:
     # Every check but "valid data accepted": the document gives the shape of the
     # settings, not their meaning (a well-formed but unknown CIDR gets a 400).
     case.call_and_validate(
-        base_url=api_server.url,
+        base_url=live_server.url,
         headers=AUTH,
         excluded_checks=[schemathesis.checks.positive_data_acceptance],
     )
