@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor import __version__
+from monitor.errors import BadRequest, Handler
 
 ERROR = {
     "type": "object",
@@ -99,7 +100,7 @@ SETTINGS = {
             "type": ["object", "null"],
             "additionalProperties": False,
             "properties": {
-                "scope": {"enum": ["click_id_event", "click_id", "off"]},
+                "scope": {"enum": ["click_id_event", "click_id", "off", None]},
                 "window": {"type": ["number", "string", "null"]},
             },
         },
@@ -110,8 +111,8 @@ SETTINGS = {
             "required": ["value"],
             "properties": {
                 "value": {"type": "string", "minLength": 1, "maxLength": 1024},
-                "param": NAME_STRING,
-                "header": NAME_STRING,
+                "param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+                "header": {"anyOf": [NAME_STRING, {"type": "null"}]},
             },
         },
         "rate_limit_per_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1e6},
@@ -380,17 +381,62 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+# Any request can be malformed below the API (a garbage Content-Length, say): the
+# HTTP parser answers it with a plain-text 400 before a handler runs.
+PLAIN_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+def with_malformed_request_answers(paths: dict[str, Any]) -> dict[str, Any]:
+    """The paths with the parser's plain-text 400 added to every operation's 400."""
+    result: dict[str, Any] = {}
+    for path, item in paths.items():
+        result[path] = {}
+        for key, op in item.items():
+            if key in HTTP_METHODS:
+                bad = op["responses"].get("400", {"description": "Malformed HTTP request"})
+                bad = {**bad, "content": {**bad.get("content", {}), **PLAIN_TEXT}}
+                op = {**op, "responses": {**op["responses"], "400": bad}}
+            result[path][key] = op
+    return result
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Postback Monitor API", "version": __version__},
         "security": [{"bearer": []}],
-        "paths": PATHS,
+        "paths": with_malformed_request_answers(PATHS),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def declared_query_names(path: str, method: str) -> frozenset[str] | None:
+    """The query parameters the document declares for an operation (None: undocumented)."""
+    item = PATHS.get(path)
+    if item is None or method.lower() not in item:
+        return None
+    params = [*item.get("parameters", ()), *item[method.lower()].get("parameters", ())]
+    return frozenset(p["name"] for p in params if p["in"] == "query")
+
+
+@web.middleware
+async def unknown_query_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A query parameter the document does not declare is a typo the caller should
+    hear about (a misspelt filter would otherwise silently match everything)."""
+    if request.path.startswith("/api/") and request.query:
+        route = request.match_info.route.resource
+        allowed = None if route is None else declared_query_names(route.canonical, request.method)
+        if allowed is not None:
+            unknown = sorted(set(request.query) - allowed)
+            if unknown:
+                raise BadRequest(
+                    "invalid_query", f"unknown query parameter(s): {', '.join(unknown)}"
+                )
+    return await handler(request)
 
 
 async def openapi_json(request: web.Request) -> web.Response:

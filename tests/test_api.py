@@ -194,3 +194,12 @@ async def test_list_items_omit_body_detail_has_it(client: TestClient, make_endpo
         "flags",
     }
     assert expected <= set(hit)
+
+
+async def test_unknown_query_parameters_are_refused(client: TestClient, make_endpoint: Any) -> None:
+    endpoint = await make_endpoint()
+    resp = await client.get(f"/api/endpoints/{endpoint['id']}/hits?flaged=true", headers=AUTH)
+    assert resp.status == 400
+    assert "flaged" in (await resp.json())["error"]["message"]
+    resp = await client.get(f"/api/endpoints/{endpoint['id']}/hits?flagged=true", headers=AUTH)
+    assert resp.status == 200
