@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from monitor import api, capture, forward_api, health, metrics, openapi, tester_views, views
-from monitor.auth import announce_admin_token, auth_middleware, load_or_create_admin_token
+from monitor import api, forward_api, health, metrics, tester_views, views
+from monitor.auth import announce_admin_token, load_or_create_admin_token
 from monitor.config import Config
 from monitor.db import connect, create_pool, database_url
 from monitor.endpoints import EndpointCache, EndpointStore
-from monitor.errors import error_middleware
 from monitor.forwarder import forwarder_ctx
 from monitor.hits import HitStore
+from monitor.middleware import capture_handler, service_middleware
 from monitor.migrate import migrate
 from monitor.partitions import ensure_partitions, maintain_forever
 from monitor.ratelimit import RateLimiter
@@ -49,7 +49,7 @@ CLIENT_MAX_API_BYTES = 1024**2
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware, openapi.unknown_query_middleware],
+        middlewares=[service_middleware],
         client_max_size=CLIENT_MAX_API_BYTES,
     )
     app[CONFIG] = config
@@ -62,8 +62,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     api.add_routes(app)
     forward_api.add_routes(app)
-    app.router.add_route("*", "/p/{token}", capture.capture)
-    app.router.add_route("*", "/p/{token}/{tail:.*}", capture.capture)
+    app.router.add_route("*", "/p/{token}", capture_handler)
+    app.router.add_route("*", "/p/{token}/{tail:.*}", capture_handler)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
     return app

@@ -41,7 +41,6 @@ CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4
 GAUGE_REFRESH_S = 1.0
 ENDPOINTS_REFRESH_S = 30.0
 QUERY_TIMEOUT_S = 10.0
-CAPTURE_PREFIX = "/p/"
 METHOD_CLASSES = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 ERROR_STATUS_CLASSES = ("4xx", "5xx")
 # Per forward attempt: delivered; retrying (failed, another attempt is due); failed
@@ -276,24 +275,26 @@ def record_capture(status: int, captured: bool, seconds: float) -> None:
         m.capture_errors.labels(status_class(status)).inc()
 
 
-@web.middleware
-async def capture_metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith(CAPTURE_PREFIX):
-        return await handler(request)
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        record_capture(exc.status, False, time.perf_counter() - started)
-        raise
-    except Exception:
-        record_capture(500, False, time.perf_counter() - started)
-        raise
-    # Only a stored hit's response carries its id; anything else was not stored,
-    # even when an endpoint is configured to answer with an error status.
-    captured = HIT_ID_HEADER in response.headers
-    record_capture(response.status, captured, time.perf_counter() - started)
-    return response
+def measured_capture(handler: Handler) -> Handler:
+    """The capture handler, timed and counted: stored, unknown token, or refused."""
+
+    async def measured(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            record_capture(exc.status, False, time.perf_counter() - started)
+            raise
+        except Exception:
+            record_capture(500, False, time.perf_counter() - started)
+            raise
+        # Only a stored hit's response carries its id; anything else was not stored,
+        # even when an endpoint is configured to answer with an error status.
+        captured = HIT_ID_HEADER in response.headers
+        record_capture(response.status, captured, time.perf_counter() - started)
+        return response
+
+    return measured
 
 
 def refresh_gauges(app: web.Application) -> None:
@@ -381,6 +382,5 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application) -> None:
     """Add metrics to an app: call after the writer's cleanup context is registered."""
-    app.middlewares.insert(0, capture_metrics_middleware)
     app.cleanup_ctx.append(metrics_ctx)
     app.router.add_get("/metrics", metrics_handler)

@@ -52,7 +52,8 @@ RESET_KEY = """
 UPDATE click_keys SET first_hit_id = $4, first_seen_at = $5
 WHERE endpoint_id = $1 AND click_id = $2 AND event = $3
 """
-NOTIFY_HITS = f"SELECT pg_notify('{HITS_CHANNEL}', $1)"
+# Sent with COMMIT in one round trip; the payload is endpoint ids (integers only).
+NOTIFY_AND_COMMIT = f"SELECT pg_notify('{HITS_CHANNEL}', '{{endpoint_ids}}'); COMMIT"
 CREATE_REPLAY_TABLE = "CREATE TEMP TABLE hits_replay (LIKE hits INCLUDING DEFAULTS) ON COMMIT DROP"
 INSERT_REPLAYED = f"""
 INSERT INTO hits ({", ".join(COPY_COLUMNS)})
@@ -136,8 +137,9 @@ class HitWriter:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((hit, future))
         self._wake.set()
-        # Shielded: a client hanging up must not cancel a write others share.
-        await asyncio.shield(future)
+        # Not shielded: a request cancelled here cancels only its own future; the
+        # hit stays queued and is committed with its batch (_resolve skips it).
+        await future
 
     async def close(self) -> None:
         """Take no more hits, commit (or spool) everything queued, then stop."""
@@ -316,23 +318,24 @@ class HitWriter:
         return self._conn
 
     async def _write_with(self, conn: asyncpg.Connection, hits: list[Hit], *, replay: bool) -> None:
-        async with conn.transaction():
-            await settle_duplicates(conn, hits)
-            records = [copy_record(h) for h in hits]
-            if replay:
-                # A replayed hit may already be stored (a replay cut short after its
-                # commit): go through a scratch table and skip ids already there.
-                await conn.execute(CREATE_REPLAY_TABLE)
-                await conn.copy_records_to_table(
-                    "hits_replay", records=records, columns=COPY_COLUMNS
-                )
-                await conn.execute(INSERT_REPLAYED)
-            else:
-                await conn.copy_records_to_table("hits", records=records, columns=COPY_COLUMNS)
-            for hook in self.transaction_hooks:
-                await hook(conn, hits)
-            endpoint_ids = sorted({h.endpoint_id for h in hits})
-            await conn.execute(NOTIFY_HITS, ",".join(map(str, endpoint_ids)))
+        # BEGIN and COMMIT by hand rather than conn.transaction(): the NOTIFY rides
+        # in COMMIT's round trip. On any error _write throws the connection away,
+        # which rolls the transaction back.
+        await conn.execute("BEGIN")
+        await settle_duplicates(conn, hits)
+        records = [copy_record(h) for h in hits]
+        if replay:
+            # A replayed hit may already be stored (a replay cut short after its
+            # commit): go through a scratch table and skip ids already there.
+            await conn.execute(CREATE_REPLAY_TABLE)
+            await conn.copy_records_to_table("hits_replay", records=records, columns=COPY_COLUMNS)
+            await conn.execute(INSERT_REPLAYED)
+        else:
+            await conn.copy_records_to_table("hits", records=records, columns=COPY_COLUMNS)
+        for hook in self.transaction_hooks:
+            await hook(conn, hits)
+        endpoint_ids = ",".join(str(int(i)) for i in sorted({h.endpoint_id for h in hits}))
+        await conn.execute(NOTIFY_AND_COMMIT.format(endpoint_ids=endpoint_ids))
 
 
 def _resolve(batch: list[tuple[Hit, asyncio.Future[None]]], error: BaseException | None) -> None:
