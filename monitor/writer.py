@@ -4,6 +4,11 @@ Capture hands each hit to ``submit`` and waits. A single task takes everything
 queued (up to ``batch_max_hits``), settles duplicate click ids against the
 ``click_keys`` ledger and COPYs the batch in one transaction, then releases every
 waiting request. One commit serves hundreds of requests, so durability stays cheap.
+
+Two batches may be in flight at once, each on its own connection, so that the
+process parses the next batch while the database commits the last one. Their
+ledger steps still run one after the other in arrival order (``_LedgerTurn``):
+the first hit of a click id stays the original.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ COPY_COLUMNS = (
 )  # fmt: skip
 RETRYABLE_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 BATCH_ATTEMPTS = 3
+# Batches committing at once while the database is healthy; one while the spool
+# holds hits, so that replay and new batches keep arrival order.
+PIPELINE_DEPTH = 2
 
 # Keys are sorted so concurrent writers lock ledger rows in one order (no deadlocks).
 # DO NOTHING leaves existing keys alone; they come back from SELECT_KEYS below.
@@ -110,7 +118,12 @@ class HitWriter:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._next_drain_at = 0.0
-        self._conn: asyncpg.Connection | None = None
+        # Connections kept across batches: releasing one to the pool after every
+        # batch would cost a reset round trip each time.
+        self._idle_conns: list[asyncpg.Connection] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._ledger_turn = _LedgerTurn()
+        self._batch_done = asyncio.Event()
         self._spool_full_logged = False
         self.last_error: str | None = None
         self.spool_full_total = 0
@@ -147,9 +160,8 @@ class HitWriter:
         self._wake.set()
         if self._task is not None:
             await self._task
-        if self._conn is not None:
-            await self.pool.release(self._conn)
-            self._conn = None
+        while self._idle_conns:
+            await self.pool.release(self._idle_conns.pop())
         if self.spool is not None:
             self.spool.close()
 
@@ -164,11 +176,17 @@ class HitWriter:
 
     async def _run(self) -> None:
         while True:
+            spooling = self.spool is not None and self.spool.has_pending()
+            depth = 1 if spooling or self._closing else PIPELINE_DEPTH
+            if len(self._in_flight) >= depth:
+                self._batch_done.clear()
+                await self._batch_done.wait()
+                continue
             if not self._queue:
                 if self._closing:
-                    return
+                    return  # nothing in flight: depth is 1 while closing
                 self._wake.clear()
-                if self.spool is not None and self.spool.has_pending():
+                if spooling:
                     # Idle with hits in the spool: replay them between arrivals.
                     if not await self._drain_one():
                         try:
@@ -185,7 +203,23 @@ class HitWriter:
                 await asyncio.sleep(self.batch_max_wait_s)
             count = min(len(self._queue), self.batch_max_hits)
             batch = [self._queue.popleft() for _ in range(count)]
+            task = asyncio.create_task(self._commit_guarded(batch), name="hit-writer-batch")
+            self._in_flight.add(task)
+            task.add_done_callback(self._batch_finished)
+
+    def _batch_finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._batch_done.set()
+
+    async def _commit_guarded(self, batch: list[tuple[Hit, asyncio.Future[None]]]) -> None:
+        """A batch's task: whatever goes wrong, every request waiting on it gets an answer."""
+        try:
             await self._commit(batch)
+        except BaseException as exc:
+            log.exception("writer.batch_crashed", hits=len(batch))
+            _resolve(batch, WriteFailed(f"{type(exc).__name__}: {exc}"))
+            if not isinstance(exc, Exception):
+                raise
 
     async def _commit(self, batch: list[tuple[Hit, asyncio.Future[None]]]) -> None:
         hits = [hit for hit, _ in batch]
@@ -299,30 +333,36 @@ class HitWriter:
     async def _write(self, hits: list[Hit], *, replay: bool = False) -> None:
         for hit in hits:  # a retried batch settles duplicates afresh
             hit.duplicate = None
-        conn = await self._connection()
+        turn = self._ledger_turn.take()
         try:
-            await self._write_with(conn, hits, replay=replay)
+            conn = self._idle_conns.pop() if self._idle_conns else await self.pool.acquire()
+        except BaseException:
+            turn.done()
+            raise
+        try:
+            await self._write_with(conn, hits, replay=replay, turn=turn)
         except BaseException:
             # Whatever state the connection is in (mid-transaction after a timeout,
             # broken by an outage), the next batch starts on a fresh one.
-            self._conn = None
             conn.terminate()
             await self.pool.release(conn)
             raise
+        finally:
+            turn.done()
+        self._idle_conns.append(conn)
 
-    async def _connection(self) -> asyncpg.Connection:
-        """The writer's own connection, held across batches: releasing it to the pool
-        after every batch would cost a reset round trip each time."""
-        if self._conn is None:
-            self._conn = await self.pool.acquire()
-        return self._conn
-
-    async def _write_with(self, conn: asyncpg.Connection, hits: list[Hit], *, replay: bool) -> None:
+    async def _write_with(
+        self, conn: asyncpg.Connection, hits: list[Hit], *, replay: bool, turn: _Turn
+    ) -> None:
         # BEGIN and COMMIT by hand rather than conn.transaction(): the NOTIFY rides
         # in COMMIT's round trip. On any error _write throws the connection away,
         # which rolls the transaction back.
+        await turn.wait()
         await conn.execute("BEGIN")
         await settle_duplicates(conn, hits)
+        # Ledger rows are locked now: a later batch's ledger step waits for this
+        # transaction wherever their keys meet, so it may start.
+        turn.done()
         records = [copy_record(h) for h in hits]
         if replay:
             # A replayed hit may already be stored (a replay cut short after its
@@ -336,6 +376,37 @@ class HitWriter:
             await hook(conn, hits)
         endpoint_ids = ",".join(str(int(i)) for i in sorted({h.endpoint_id for h in hits}))
         await conn.execute(NOTIFY_AND_COMMIT.format(endpoint_ids=endpoint_ids))
+
+
+class _Turn:
+    """One batch's place in the ledger order: wait for the one before, then release."""
+
+    __slots__ = ("_before", "_mine")
+
+    def __init__(self, before: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+        self._before = before
+        self._mine = mine
+
+    async def wait(self) -> None:
+        if self._before is not None and not self._before.done():
+            await asyncio.shield(self._before)  # cancelling this batch must not release it
+
+    def done(self) -> None:
+        if not self._mine.done():
+            self._mine.set_result(None)
+
+
+class _LedgerTurn:
+    """Hands out turns in the order batches are written."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[None] | None = None
+
+    def take(self) -> _Turn:
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn = _Turn(self._last, mine)
+        self._last = mine
+        return turn
 
 
 def _resolve(batch: list[tuple[Hit, asyncio.Future[None]]], error: BaseException | None) -> None:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient
 
 from monitor.app import create_app
+from monitor.db import connect, create_pool
+from monitor.hit import Hit
 from monitor.typedefs import WRITER
+from monitor.writer import PIPELINE_DEPTH, HitWriter
 from tests.conftest import AUTH, capture_path
+from tests.test_duplicates import make_hit
 
 
 async def test_thousand_hits_from_fifty_clients(
@@ -78,16 +84,94 @@ async def test_overload_answers_503_with_retry_after(
     await tx.start()
     await locker.execute("LOCK TABLE hits IN ACCESS EXCLUSIVE MODE")
     try:
-        pending = [asyncio.create_task(client.get(path + f"?n={i}")) for i in range(3)]
-        await asyncio.sleep(0.5)
-        resp = await client.get(path + "?n=overflow")
+        # One hit at a time: PIPELINE_DEPTH one-hit batches wait on the lock, the
+        # next two fill the queue, and the one after is refused.
+        pending: list[asyncio.Task[Any]] = []
+        for i in range(PIPELINE_DEPTH + 3):
+            pending.append(asyncio.create_task(client.get(path + f"?n={i}")))
+            await asyncio.sleep(0.2)
+        refused = [t for t in pending if t.done()]
+        assert len(refused) == 1
+        assert refused[0] is pending[-1]
+        resp = refused[0].result()
         assert resp.status == 503
         assert resp.headers["Retry-After"].isdigit()
-        assert client.app[WRITER].queue_depth <= 2
+        assert client.app[WRITER].queue_depth == 2
     finally:
         await tx.rollback()
         await locker.close()
-    statuses = [(await t).status for t in pending]
-    assert statuses == [200, 200, 200]
+    accepted = pending[:-1]
+    statuses = [(await t).status for t in accepted]
+    assert statuses == [200] * len(accepted)
     count = await db.fetchval("SELECT count(*) FROM hits")
-    assert count == 3
+    assert count == len(accepted)
+
+
+async def test_pipelined_batches_keep_arrival_order(db: Any, pg_url: str) -> None:
+    """Batches commit side by side, yet the first hit of a click id stays the original."""
+    pool = await create_pool(pg_url)
+    writer = HitWriter(pool, batch_max_hits=3)
+    running = 0
+    most_at_once = 0
+
+    async def slow_hook(conn: Any, hits: Any) -> None:
+        # Holds each transaction open after its ledger step, so the next batch's
+        # ledger step meets this one's uncommitted keys.
+        nonlocal running, most_at_once
+        running += 1
+        most_at_once = max(most_at_once, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    writer.transaction_hooks.append(slow_hook)
+    writer.start()
+    now = datetime.now(UTC)
+    hits = [make_hit(9, {}, f"click_id=k{n % 7}&n={n}", now) for n in range(60)]
+    try:
+        # gather starts the submits in list order: that is the arrival order.
+        await asyncio.gather(*(writer.submit(hit) for hit in hits))
+    finally:
+        await writer.close()
+        await pool.close()
+    assert most_at_once == PIPELINE_DEPTH
+    first_of: dict[str, Hit] = {}
+    for hit in hits:
+        click_id = hit.verdict.click_id
+        assert click_id is not None
+        first = first_of.setdefault(click_id, hit)
+        if first is hit:
+            assert hit.duplicate is None
+        else:
+            assert hit.duplicate is not None
+            assert hit.duplicate["first_hit_id"] == str(first.id)
+    stored = await db.fetchval("SELECT count(*) FROM hits WHERE endpoint_id = 9")
+    assert stored == len(hits)
+
+
+async def test_a_stalled_ledger_step_holds_back_the_next_batch(db: Any, pg_url: str) -> None:
+    """Batch 1 is stuck on a ledger row another transaction holds; batch 2 must not
+    settle its click id first, or a later copy would become the original."""
+    blocker = await connect(pg_url)
+    await blocker.execute("BEGIN")
+    await blocker.execute("INSERT INTO click_keys VALUES (9, 'k0', '', $1, now())", uuid.uuid4())
+    pool = await create_pool(pg_url)
+    writer = HitWriter(pool, batch_max_hits=2)
+    writer.start()
+    now = datetime.now(UTC)
+    first, original, later_copy = (
+        make_hit(9, {}, f"click_id={click_id}", now) for click_id in ("k0", "k1", "k1")
+    )
+    try:
+        # Batch 1 holds first and original and waits on k0; batch 2 holds later_copy.
+        submitted = asyncio.gather(*(writer.submit(h) for h in (first, original, later_copy)))
+        await asyncio.sleep(0.5)
+        await blocker.execute("ROLLBACK")
+        await submitted
+    finally:
+        await blocker.close()
+        await writer.close()
+        await pool.close()
+    assert first.duplicate is None
+    assert original.duplicate is None
+    assert later_copy.duplicate is not None
+    assert later_copy.duplicate["first_hit_id"] == str(original.id)
