@@ -2,28 +2,167 @@
 
 The endpoint comes from the in-memory cache, the rules judge the parsed hit, the
 writer commits it, and only then does the sender get the endpoint's response.
+
+The steps here know nothing of the HTTP server: ``admit`` (token and rate limit,
+before the body is read) and ``take`` (judge, write, answer) work on raw bytes.
+Two servers call them: ``monitor.front`` on the hot path, and the aiohttp handler
+below for connections aiohttp owns (tests' clients, a browser that also opened
+/p/ on its keep-alive connection).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 from aiohttp import web
 
 from monitor import ids
 from monitor.config import Config
+from monitor.endpoints import Endpoint, EndpointCache
 from monitor.hit import Hit
 from monitor.params import clean, parse_body, parse_query, text
 from monitor.ratelimit import RateLimiter
 from monitor.rules import judge, make_flag
 from monitor.typedefs import CONFIG, ENDPOINT_CACHE, RATE_LIMITER, WRITER
-from monitor.writer import WriteFailed, WriterClosed, WriterOverloaded
+from monitor.writer import HitWriter, WriteFailed, WriterClosed, WriterOverloaded
 
 RETRY_AFTER_S = "2"
 HIT_ID_HEADER = "X-Postback-Monitor-Hit-Id"
 READ_CHUNK_BYTES = 64 * 1024
+TEXT_PLAIN = "text/plain; charset=utf-8"
+CAPTURE_PREFIX = b"/p/"
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What capture answers; ``hit_id`` is set only when the hit was stored."""
+
+    status: int
+    body: bytes
+    content_type: str = TEXT_PLAIN
+    hit_id: str | None = None
+    retry_after: str | None = None
+
+
+UNKNOWN_TOKEN = Reply(404, b"unknown capture token\n")
+NOT_STORED = Reply(503, b"postback not stored, retry later\n", retry_after=RETRY_AFTER_S)
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """What capture needs from the application, looked up once per server."""
+
+    config: Config
+    cache: EndpointCache
+    limiter: RateLimiter
+    writer: HitWriter
+
+    @classmethod
+    def of(cls, app: web.Application) -> Capture:
+        return cls(app[CONFIG], app[ENDPOINT_CACHE], app[RATE_LIMITER], app[WRITER])
+
+    async def admit(self, token: str) -> Endpoint | Reply:
+        """The endpoint to store a hit for, or the refusal to send before reading the body."""
+        endpoint = self.cache.get(token)
+        if endpoint is None:
+            endpoint = await self.cache.lookup(token)
+            if endpoint is None:
+                return UNKNOWN_TOKEN
+        rate = endpoint.compiled.rate_limit_per_s
+        if rate is not None:
+            wait_s = self.limiter.allow(endpoint.id, rate)
+            if wait_s > 0:
+                return Reply(
+                    429,
+                    b"rate limit exceeded for this endpoint, retry later\n",
+                    retry_after=RateLimiter.retry_after(wait_s),
+                )
+        return endpoint
+
+    async def take(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        raw_target: bytes,
+        raw_headers: RawHeaders,
+        body: bytes,
+        body_size: int,
+        peer: str | None,
+    ) -> Reply:
+        """Judge and store one hit; the endpoint's response once it is committed or spooled."""
+        now_ns = time.time_ns()
+        path, _, raw_query = raw_target.partition(b"?")
+        headers = [(text(k), text(v)) for k, v in raw_headers]
+        content_type = user_agent = None
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == "content-type" and content_type is None:
+                content_type = value
+            elif lowered == "user-agent" and user_agent is None:
+                user_agent = value
+        content_type = content_type or ""
+        params = parse_query(raw_query)
+        body_params = parse_body(content_type, body)
+        remote_ip = client_ip(peer, raw_headers, self.config)
+        verdict = judge(endpoint.rules, params + body_params, remote_ip=remote_ip, headers=headers)
+        flags = list(verdict.flags)
+        if body_size > len(body):
+            flags.append(
+                make_flag(
+                    "body_truncated",
+                    None,
+                    None,
+                    f"the body was {body_size} bytes; the first {len(body)} were kept",
+                    size=body_size,
+                )
+            )
+        millis = now_ns // 1_000_000
+        hit = Hit(
+            id=ids.uuid7(millis),
+            endpoint_id=endpoint.id,
+            received_at=datetime.fromtimestamp(millis / 1000, tz=UTC),
+            method=clean(method),
+            path=text(path),
+            raw_query=raw_query,
+            params=params,
+            body_params=body_params,
+            headers=headers,
+            content_type=content_type,
+            body=body,
+            body_size=body_size,
+            remote_ip=remote_ip,
+            user_agent=user_agent,
+            verdict=verdict,
+            flags=flags,
+        )
+        try:
+            await self.writer.submit(hit)
+        except (WriterOverloaded, WriterClosed, WriteFailed):
+            return NOT_STORED
+        return Reply(
+            endpoint.response_status,
+            endpoint.response_body.encode("utf-8"),
+            endpoint.response_content_type,
+            # The hit id lets a sender (or a test) find exactly this hit later.
+            hit_id=str(hit.id),
+        )
+
+
+def token_of(raw_path: bytes) -> str | None:
+    """The token in a capture path (``/p/{token}[/{tail}]``), or None for another path."""
+    if not raw_path.startswith(CAPTURE_PREFIX):
+        return None
+    token = raw_path[3:].split(b"/", 1)[0].decode("utf-8", "surrogateescape")
+    if "%" in token:
+        token = unquote(token, errors="surrogateescape")
+    return token or None
 
 
 class BodyTooLarge(Exception):
@@ -52,9 +191,47 @@ async def read_body(
     return bytes(kept), size
 
 
-def client_ip(request: web.Request, config: Config) -> str | None:
+async def capture(request: web.Request) -> web.StreamResponse:
+    """The aiohttp handler: the same steps as the front server, for aiohttp's connections."""
+    steps = Capture.of(request.app)
+    admitted = await steps.admit(request.match_info["token"])
+    if isinstance(admitted, Reply):
+        if admitted.status == 404:
+            raise web.HTTPNotFound(text=admitted.body.decode())
+        return response(admitted)
+    config = steps.config
+    try:
+        body, body_size = await read_body(
+            request, config.max_body_bytes, config.hard_max_body_bytes
+        )
+    except BodyTooLarge:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=config.hard_max_body_bytes,
+            actual_size=request.content_length or config.hard_max_body_bytes + 1,
+        ) from None
+    reply = await steps.take(
+        admitted,
+        request.method,
+        request.raw_path.encode("utf-8", "surrogateescape"),
+        request.raw_headers,
+        body,
+        body_size,
+        request.remote,
+    )
+    return response(reply)
+
+
+def response(reply: Reply) -> web.Response:
+    headers = {"Content-Type": reply.content_type}
+    if reply.hit_id is not None:
+        headers[HIT_ID_HEADER] = reply.hit_id
+    if reply.retry_after is not None:
+        headers["Retry-After"] = reply.retry_after
+    return web.Response(status=reply.status, body=reply.body, headers=headers)
+
+
+def client_ip(peer: str | None, raw_headers: RawHeaders, config: Config) -> str | None:
     """The peer address, or the forwarded client when the peer is a trusted proxy."""
-    peer = request.remote
     if not config.trusted_proxies:
         # The socket's own peer address: already an IP, nothing to check.
         return peer or None
@@ -63,15 +240,16 @@ def client_ip(request: web.Request, config: Config) -> str | None:
     networks = _trusted_networks(config.trusted_proxies)
     if not _in_networks(peer, networks):
         return _valid_ip(peer)
+    forwarded = [text(v) for k, v in raw_headers if k.lower() == b"forwarded"]
     chain: list[str] = []
-    for value in request.headers.getall("Forwarded", ()):
+    for value in forwarded:
         for element in value.split(","):
             for pair in element.split(";"):
                 name, _, addr = pair.strip().partition("=")
                 if name.lower() == "for":
                     chain.append(_strip_port(addr.strip().strip('"')))
     if not chain:
-        for value in request.headers.getall("X-Forwarded-For", ()):
+        for value in (text(v) for k, v in raw_headers if k.lower() == b"x-forwarded-for"):
             chain.extend(part.strip() for part in value.split(","))
     # Walk from the nearest hop: the first address that is not a trusted proxy is the client.
     for addr in reversed(chain):
@@ -119,83 +297,3 @@ def _valid_ip(addr: str | None) -> str | None:
         return str(ipaddress.ip_address(addr))
     except ValueError:
         return None
-
-
-async def capture(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    config = app[CONFIG]
-    endpoint = await app[ENDPOINT_CACHE].lookup(request.match_info["token"])
-    if endpoint is None:
-        raise web.HTTPNotFound(text="unknown capture token\n")
-    rate = endpoint.compiled.rate_limit_per_s
-    if rate is not None:
-        wait_s = app[RATE_LIMITER].allow(endpoint.id, rate)
-        if wait_s > 0:
-            return web.Response(
-                status=429,
-                text="rate limit exceeded for this endpoint, retry later\n",
-                headers={"Retry-After": RateLimiter.retry_after(wait_s)},
-            )
-    try:
-        body, body_size = await read_body(
-            request, config.max_body_bytes, config.hard_max_body_bytes
-        )
-    except BodyTooLarge:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=config.hard_max_body_bytes,
-            actual_size=request.content_length or config.hard_max_body_bytes + 1,
-        ) from None
-
-    now_ns = time.time_ns()
-    raw_path = request.raw_path.encode("utf-8", "surrogateescape")
-    path, _, raw_query = raw_path.partition(b"?")
-    headers = [(text(k), text(v)) for k, v in request.raw_headers]
-    content_type = clean(request.headers.get("Content-Type", ""))
-    params = parse_query(raw_query)
-    body_params = parse_body(content_type, body)
-    remote_ip = client_ip(request, config)
-    verdict = judge(endpoint.rules, params + body_params, remote_ip=remote_ip, headers=headers)
-    flags = list(verdict.flags)
-    if body_size > len(body):
-        flags.append(
-            make_flag(
-                "body_truncated",
-                None,
-                None,
-                f"the body was {body_size} bytes; the first {len(body)} were kept",
-                size=body_size,
-            )
-        )
-    user_agent = request.headers.get("User-Agent")
-    hit = Hit(
-        id=ids.uuid7(now_ns // 1_000_000),
-        endpoint_id=endpoint.id,
-        received_at=datetime.fromtimestamp(now_ns // 1_000_000 / 1000, tz=UTC),
-        method=clean(request.method),
-        path=text(path),
-        raw_query=raw_query,
-        params=params,
-        body_params=body_params,
-        headers=headers,
-        content_type=content_type,
-        body=body,
-        body_size=body_size,
-        remote_ip=remote_ip,
-        user_agent=None if user_agent is None else clean(user_agent),
-        verdict=verdict,
-        flags=flags,
-    )
-    try:
-        await app[WRITER].submit(hit)
-    except (WriterOverloaded, WriterClosed, WriteFailed):
-        return web.Response(
-            status=503,
-            text="postback not stored, retry later\n",
-            headers={"Retry-After": RETRY_AFTER_S},
-        )
-    return web.Response(
-        status=endpoint.response_status,
-        body=endpoint.response_body.encode("utf-8"),
-        # The hit id lets a sender (or a test) find exactly this hit later.
-        headers={"Content-Type": endpoint.response_content_type, HIT_ID_HEADER: str(hit.id)},
-    )

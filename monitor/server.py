@@ -1,17 +1,21 @@
 """``serve``: run the app until SIGINT/SIGTERM, then drain and stop.
 
-aiohttp's runner stops accepting on the signal, lets in-flight requests finish
-(they are waiting on the writer), then runs the cleanup contexts: the writer
-commits everything queued before the pool and the embedded database close.
+The socket speaks the front protocol (``monitor.front``): capture requests are
+answered there, other connections go to aiohttp. On the signal the site stops
+accepting, in-flight requests finish (they are waiting on the writer), then the
+cleanup contexts run: the writer commits everything queued before the pool and
+the embedded database close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from aiohttp import web
 
+from monitor import front
 from monitor.app import create_app
 from monitor.config import Config
 
@@ -31,34 +35,49 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 def serve(config: Config, *, worker: bool = False) -> int:
     """Run one server process; ``worker`` when started by ``serve --workers N``."""
     app = create_app(config)
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(_run(app, config, worker))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        # As aiohttp's run_app: the cancelled task's finally runs the cleanup (the
+        # writer drains), then whatever is left is cancelled and the loop closed.
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(main)
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        log.info("serve.stopped")
+    return 0
 
-    async def announce(_app: web.Application) -> None:
+
+async def _run(app: web.Application, config: Config, worker: bool) -> None:
+    runner = web.AppRunner(
+        app,
+        handle_signals=True,  # SIGINT and SIGTERM raise GracefulExit
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        # aiohttp's HTTP parser answers 400 itself (never a 500) beyond these;
+        # the front protocol keeps the same limits.
+        max_line_size=config.max_url_bytes,
+        max_field_size=config.max_header_bytes,
+    )
+    await runner.setup()  # the app's startup: database, writer, caches
+    try:
+        # Workers share the port; the kernel spreads connections over them.
+        await front.start(
+            runner, config, reuse_port=worker or None, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S
+        )
         log.info(
             "serve.started", url=config.base_url, host=config.host, port=config.port, worker=worker
         )
-
-    async def farewell(_app: web.Application) -> None:
-        log.info("serve.stopping")
-
-    app.on_startup.append(announce)
-    app.on_shutdown.append(farewell)
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        web.run_app(
-            app,
-            host=config.host,
-            port=config.port,
-            print=None,
-            access_log=None,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-            # The HTTP parser answers 400 itself (never a 500) when these are exceeded.
-            max_line_size=config.max_url_bytes,
-            max_field_size=config.max_header_bytes,
-            # Workers share the port; the kernel spreads connections over them.
-            reuse_port=worker or None,
-            loop=loop,
-        )
+        await asyncio.Event().wait()  # until a signal raises GracefulExit
     finally:
-        log.info("serve.stopped")
-    return 0
+        log.info("serve.stopping")
+        await runner.cleanup()

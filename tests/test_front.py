@@ -1,0 +1,312 @@
+"""The front protocol on a real socket: HTTP details of capture, and hand-over to aiohttp.
+
+The server runs in the test's event loop exactly as ``serve`` runs it (an aiohttp
+runner with the front site on the port), so the clients below speak raw bytes to
+the same code a sender meets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from monitor import front
+from monitor.app import create_app
+from monitor.config import Config
+from tests.conftest import ADMIN_TOKEN
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class Conn:
+    """One raw client connection: write bytes, read whole responses."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def response(self, *, head: bool = False) -> tuple[int, dict[str, str], bytes]:
+        """The next response: status, headers (lower-cased names), body."""
+        block = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        status_line, *lines = block[:-4].decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if head else int(headers.get("content-length", "0"))
+        body = await asyncio.wait_for(self.reader.readexactly(length), 10)
+        return int(status_line.split()[1]), headers, body
+
+    async def closed_by_server(self) -> bool:
+        return await asyncio.wait_for(self.reader.read(), 10) == b""
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@pytest.fixture
+async def served(config: Config, db: asyncpg.Connection) -> AsyncIterator[tuple[int, Any]]:
+    """(port, open_connection) for a server with the front site, as `serve` runs it."""
+    config = config.replace(host=HOST, port=free_port(), max_url_bytes=2048, max_body_bytes=1000)
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    site = await front.start(runner, config, reuse_port=None, shutdown_timeout_s=5)
+    opened: list[Conn] = []
+
+    async def connect() -> Conn:
+        conn = Conn(*await asyncio.open_connection(HOST, site.port))
+        opened.append(conn)
+        return conn
+
+    try:
+        yield site.port, connect
+    finally:
+        for conn in opened:
+            conn.close()
+        await runner.cleanup()
+
+
+async def make_endpoint(connect: Any, **fields: Any) -> dict[str, Any]:
+    """Created through the API on the same port: aiohttp answers it."""
+    conn = await connect()
+    body = json.dumps({"name": "front", **fields}).encode()
+    await conn.send(
+        b"POST /api/endpoints HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    status, _, answer = await conn.response()
+    assert status == 201, answer
+    return dict(json.loads(answer))
+
+
+def get(target: str, extra: str = "") -> bytes:
+    return f"GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+
+
+async def stored(db: asyncpg.Connection, hit_id: str) -> asyncpg.Record:
+    row = await db.fetchrow(
+        "SELECT method, raw_query, body, body_size, flags FROM hits WHERE id = $1",
+        uuid.UUID(hit_id),
+    )
+    assert row is not None
+    return row
+
+
+async def test_keep_alive_and_pipelined_answers_come_in_order(
+    served: tuple[int, Any], db: asyncpg.Connection
+) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect)
+    path = f"/p/{endpoint['token']}"
+    conn = await connect()
+    await conn.send(get(path + "?n=0"))
+    status, headers, body = await conn.response()
+    assert (status, body) == (200, b"OK")
+    first = headers["x-postback-monitor-hit-id"]
+    # Five requests in one write: answered in order on the same connection.
+    await conn.send(b"".join(get(f"{path}?n={n}") for n in range(1, 6)))
+    ids = [first]
+    for _ in range(5):
+        status, headers, _ = await conn.response()
+        assert status == 200
+        ids.append(headers["x-postback-monitor-hit-id"])
+    queries = [bytes((await stored(db, hit_id))["raw_query"]) for hit_id in ids]
+    assert queries == [f"n={n}".encode() for n in range(6)]
+
+
+async def test_a_capture_connection_is_handed_to_aiohttp_for_other_paths(
+    served: tuple[int, Any], db: asyncpg.Connection
+) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect)
+    conn = await connect()
+    await conn.send(get(f"/p/{endpoint['token']}?step=1"))
+    assert (await conn.response())[0] == 200
+    await conn.send(get("/api/endpoints", f"Authorization: Bearer {ADMIN_TOKEN}\r\n"))
+    status, headers, body = await conn.response()
+    assert status == 200 and headers["content-type"].startswith("application/json")
+    assert json.loads(body)["items"][0]["id"] == endpoint["id"]
+    # aiohttp owns the connection now and captures through its own handler.
+    await conn.send(get(f"/p/{endpoint['token']}?step=3"))
+    status, headers, _ = await conn.response()
+    assert status == 200
+    assert bytes((await stored(db, headers["x-postback-monitor-hit-id"]))["raw_query"]) == b"step=3"
+
+
+async def test_a_request_for_another_path_pipelined_behind_capture_is_refused(
+    served: tuple[int, Any],
+) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect)
+    conn = await connect()
+    await conn.send(get(f"/p/{endpoint['token']}") + get("/healthz"))
+    assert (await conn.response())[0] == 200
+    status, _, body = await conn.response()
+    assert status == 400 and b"own connection" in body
+    assert await conn.closed_by_server()
+
+
+async def test_chunked_body_expect_continue_and_head(
+    served: tuple[int, Any], db: asyncpg.Connection
+) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect)
+    path = f"/p/{endpoint['token']}"
+    conn = await connect()
+    await conn.send(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        + b"5\r\nclick\r\n9\r\n_id=c-42&\r\n3\r\na=1\r\n0\r\n\r\n"
+    )
+    status, headers, _ = await conn.response()
+    assert status == 200
+    row = await stored(db, headers["x-postback-monitor-hit-id"])
+    assert bytes(row["body"]) == b"click_id=c-42&a=1"
+
+    await conn.send(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n".encode()
+        + b"Content-Length: 3\r\n\r\n"
+    )
+    assert await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), 10) == (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+    )
+    await conn.send(b"a=1")
+    status, headers, _ = await conn.response()
+    assert (
+        status == 200
+        and bytes((await stored(db, headers["x-postback-monitor-hit-id"]))["body"]) == b"a=1"
+    )
+
+    await conn.send(f"HEAD {path}?h=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    status, headers, body = await conn.response(head=True)
+    assert status == 200 and headers["content-length"] == "2" and body == b""
+    assert (await stored(db, headers["x-postback-monitor-hit-id"]))["method"] == "HEAD"
+    # Nothing of a body followed the HEAD answer: the next response parses cleanly.
+    await conn.send(get(path))
+    assert (await conn.response())[0] == 200
+
+
+async def test_http_1_0_is_answered_then_closed(served: tuple[int, Any]) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect)
+    conn = await connect()
+    await conn.send(f"GET /p/{endpoint['token']}?v=1 HTTP/1.0\r\n\r\n".encode())
+    status, headers, _ = await conn.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert await conn.closed_by_server()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /p/TOKEN?" + b"q" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /p/TOKEN HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 20000 + b"\r\n\r\n", 431),
+        (b"POST /p/TOKEN HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n", 413),
+        (b"GET /p/TOKEN HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400),
+        (b"\x00\x01\x02\r\n\r\n", 400),
+    ],
+    ids=["target", "header", "body", "bad-length", "garbage"],
+)
+async def test_limits_and_garbage_get_a_4xx_and_a_closed_connection(
+    served: tuple[int, Any], request_bytes: bytes, status: int
+) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect)
+    conn = await connect()
+    await conn.send(request_bytes.replace(b"TOKEN", endpoint["token"].encode()))
+    assert (await conn.response())[0] == status
+    assert await conn.closed_by_server()
+
+
+async def test_streamed_body_over_the_hard_cap_is_refused(
+    served: tuple[int, Any], config: Config
+) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect)
+    conn = await connect()
+    await conn.send(
+        f"POST /p/{endpoint['token']} HTTP/1.1\r\nHost: x\r\n".encode()
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"x" * 65536
+    try:
+        for _ in range(config.hard_max_body_bytes // len(chunk) + 2):
+            await conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    except ConnectionError:
+        pass  # the server answered and closed while we were still sending
+    assert (await conn.response())[0] == 413
+
+
+async def test_truncated_body_unknown_token_and_rate_limit(
+    served: tuple[int, Any], db: asyncpg.Connection
+) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect, settings={"rate_limit_per_s": 1})
+    path = f"/p/{endpoint['token']}"
+    conn = await connect()
+    body = b"a=" + b"b" * 1500  # max_body_bytes is 1000 here
+    await conn.send(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    )
+    status, headers, _ = await conn.response()
+    assert status == 200
+    row = await stored(db, headers["x-postback-monitor-hit-id"])
+    assert bytes(row["body"]) == body[:1000] and row["body_size"] == len(body)
+    assert [f["flag"] for f in row["flags"]] == ["body_truncated"]
+
+    await conn.send(get(path))
+    status, headers, _ = await conn.response()
+    assert status == 429 and int(headers["retry-after"]) >= 1
+    assert "x-postback-monitor-hit-id" not in headers
+
+    await conn.send(get("/p/not-a-real-token-at-all"))
+    status, _, body = await conn.response()
+    assert (status, body) == (404, b"unknown capture token\n")
+
+
+async def test_idle_connections_are_closed(
+    served: tuple[int, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, connect = served
+    monkeypatch.setattr(front, "IDLE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(front, "SWEEP_EVERY_S", 0.1)
+    endpoint = await make_endpoint(connect)
+    conn = await connect()
+    await conn.send(get(f"/p/{endpoint['token']}"))
+    assert (await conn.response())[0] == 200
+    slow = await connect()
+    await slow.send(b"GET /p/")  # a request that never completes
+    assert await conn.closed_by_server()
+    assert await slow.closed_by_server()
+
+
+async def test_a_half_closed_client_still_gets_its_answer(
+    served: tuple[int, Any], db: asyncpg.Connection
+) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect)
+    conn = await connect()
+    await conn.send(get(f"/p/{endpoint['token']}?eof=1"))
+    conn.writer.write_eof()  # as `nc -N` does: the request, then FIN
+    status, headers, _ = await conn.response()
+    assert status == 200
+    assert bytes((await stored(db, headers["x-postback-monitor-hit-id"]))["raw_query"]) == b"eof=1"
+    assert await conn.closed_by_server()
