@@ -68,13 +68,20 @@ class Capture:
     def of(cls, app: web.Application) -> Capture:
         return cls(app[CONFIG], app[ENDPOINT_CACHE], app[RATE_LIMITER], app[WRITER])
 
+    def admit_cached(self, token: str) -> Endpoint | Reply | None:
+        """``admit`` without I/O: None when the token is not in the cache."""
+        endpoint = self.cache.get(token)
+        return None if endpoint is None else self._within_rate(endpoint)
+
     async def admit(self, token: str) -> Endpoint | Reply:
         """The endpoint to store a hit for, or the refusal to send before reading the body."""
-        endpoint = self.cache.get(token)
-        if endpoint is None:
-            endpoint = await self.cache.lookup(token)
-            if endpoint is None:
-                return UNKNOWN_TOKEN
+        admitted = self.admit_cached(token)
+        if admitted is not None:
+            return admitted
+        endpoint = await self.cache.lookup(token)
+        return UNKNOWN_TOKEN if endpoint is None else self._within_rate(endpoint)
+
+    def _within_rate(self, endpoint: Endpoint) -> Endpoint | Reply:
         rate = endpoint.compiled.rate_limit_per_s
         if rate is not None:
             wait_s = self.limiter.allow(endpoint.id, rate)
@@ -97,6 +104,24 @@ class Capture:
         peer: str | None,
     ) -> Reply:
         """Judge and store one hit; the endpoint's response once it is committed or spooled."""
+        hit = self.judged_hit(endpoint, method, raw_target, raw_headers, body, body_size, peer)
+        try:
+            await self.writer.submit(hit)
+        except (WriterOverloaded, WriterClosed, WriteFailed):
+            return NOT_STORED
+        return stored_reply(endpoint, hit)
+
+    def judged_hit(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        raw_target: bytes,
+        raw_headers: RawHeaders,
+        body: bytes,
+        body_size: int,
+        peer: str | None,
+    ) -> Hit:
+        """The hit for one request, parsed and judged, ready for the writer."""
         now_ns = time.time_ns()
         path, _, raw_query = raw_target.partition(b"?")
         headers = [(text(k), text(v)) for k, v in raw_headers]
@@ -124,7 +149,7 @@ class Capture:
                 )
             )
         millis = now_ns // 1_000_000
-        hit = Hit(
+        return Hit(
             id=ids.uuid7(millis),
             endpoint_id=endpoint.id,
             received_at=datetime.fromtimestamp(millis / 1000, tz=UTC),
@@ -142,17 +167,17 @@ class Capture:
             verdict=verdict,
             flags=flags,
         )
-        try:
-            await self.writer.submit(hit)
-        except (WriterOverloaded, WriterClosed, WriteFailed):
-            return NOT_STORED
-        return Reply(
-            endpoint.response_status,
-            endpoint.response_body.encode("utf-8"),
-            endpoint.response_content_type,
-            # The hit id lets a sender (or a test) find exactly this hit later.
-            hit_id=str(hit.id),
-        )
+
+
+def stored_reply(endpoint: Endpoint, hit: Hit) -> Reply:
+    """The endpoint's configured response for a stored hit."""
+    return Reply(
+        endpoint.response_status,
+        endpoint.response_body.encode("utf-8"),
+        endpoint.response_content_type,
+        # The hit id lets a sender (or a test) find exactly this hit later.
+        hit_id=str(hit.id),
+    )
 
 
 def token_of(raw_path: bytes) -> str | None:

@@ -24,6 +24,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from email.utils import formatdate
+from functools import partial
 from http import HTTPStatus
 from typing import cast
 
@@ -32,8 +33,19 @@ import structlog
 from aiohttp import web
 
 from monitor import metrics
-from monitor.capture import HIT_ID_HEADER, Capture, Reply, token_of
+from monitor.capture import (
+    HIT_ID_HEADER,
+    NOT_STORED,
+    UNKNOWN_TOKEN,
+    Capture,
+    Reply,
+    stored_reply,
+    token_of,
+)
 from monitor.config import Config
+from monitor.endpoints import Endpoint
+from monitor.hit import Hit
+from monitor.writer import WriterClosed, WriterOverloaded
 
 log = structlog.get_logger(__name__)
 
@@ -259,19 +271,75 @@ class FrontProtocol(asyncio.Protocol):
         request.keep_alive = self.parser.should_keep_alive()
         request.started = time.perf_counter()
         self.pending.append(request)
-        self.front.spawn(self._answer(request))
         if len(self.pending) >= MAX_PENDING and self.transport and not self.paused:
             self.paused = True
             self.transport.pause_reading()
+        try:
+            self._start(request)
+        except Exception:
+            log.exception("capture.failed", path="/p/<token>")
+            self._finish(request, INTERNAL_ERROR)
 
     # ------------------------------------------------------------ answering
 
-    async def _answer(self, request: _Request) -> None:
+    def _start(self, request: _Request) -> None:
+        """Take a complete request. With its endpoint in the cache (nearly always)
+        nothing here awaits: the hit goes to the writer, and the answer is written
+        from the writer's future's callback; no task per request."""
+        token = token_of(request.target.partition(b"?")[0])
+        if token is None:
+            self._finish(request, UNKNOWN_TOKEN)
+            return
+        capture = self.front.capture
+        admitted = capture.admit_cached(token)
+        if admitted is None:  # not in the cache: the database is asked, in a task
+            self.front.spawn(self._answer_after_lookup(request, token))
+        elif isinstance(admitted, Reply):
+            self._finish(request, admitted)
+        else:
+            self._store(request, admitted)
+
+    async def _answer_after_lookup(self, request: _Request, token: str) -> None:
         try:
-            reply = await self._reply(request)
+            admitted = await self.front.capture.admit(token)
+            if isinstance(admitted, Reply):
+                self._finish(request, admitted)
+            else:
+                self._store(request, admitted)
         except Exception:
             log.exception("capture.failed", path="/p/<token>")
-            reply = INTERNAL_ERROR
+            self._finish(request, INTERNAL_ERROR)
+
+    def _store(self, request: _Request, endpoint: Endpoint) -> None:
+        capture = self.front.capture
+        hit = capture.judged_hit(
+            endpoint,
+            request.method,
+            request.target,
+            request.headers,
+            b"".join(request.body),
+            request.body_size,
+            self.peer,
+        )
+        try:
+            future = capture.writer.enqueue(hit)
+        except (WriterOverloaded, WriterClosed):
+            self._finish(request, NOT_STORED)
+            return
+        future.add_done_callback(partial(self._stored, request, endpoint, hit))
+
+    def _stored(
+        self, request: _Request, endpoint: Endpoint, hit: Hit, future: asyncio.Future[None]
+    ) -> None:
+        # A failed write carries WriteFailed; cancelled cannot happen (nothing awaits it).
+        failed = future.cancelled() or future.exception() is not None
+        try:
+            self._finish(request, NOT_STORED if failed else stored_reply(endpoint, hit))
+        except Exception:  # a loop callback: nothing above would answer the request
+            log.exception("capture.failed", path="/p/<token>")
+            self._finish(request, INTERNAL_ERROR)
+
+    def _finish(self, request: _Request, reply: Reply) -> None:
         metrics.record_capture(
             reply.status, reply.hit_id is not None, time.perf_counter() - request.started
         )
@@ -280,24 +348,6 @@ class FrontProtocol(asyncio.Protocol):
         if close:
             request.keep_alive = False
         self._flush()
-
-    async def _reply(self, request: _Request) -> Reply:
-        token = token_of(request.target.partition(b"?")[0])
-        if token is None:
-            return Reply(404, b"unknown capture token\n")
-        capture = self.front.capture
-        admitted = await capture.admit(token)
-        if isinstance(admitted, Reply):
-            return admitted
-        return await capture.take(
-            admitted,
-            request.method,
-            request.target,
-            request.headers,
-            b"".join(request.body),
-            request.body_size,
-            self.peer,
-        )
 
     def _flush(self) -> None:
         """Write the answers that are ready, in request order."""

@@ -141,8 +141,9 @@ class HitWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hit-writer")
 
-    async def submit(self, hit: Hit) -> None:
-        """Queue a hit and return once it is committed or spooled; raises if neither."""
+    def enqueue(self, hit: Hit) -> asyncio.Future[None]:
+        """Queue a hit; the future is done once it is committed or spooled, or failed
+        with WriteFailed. Raises WriterClosed or WriterOverloaded at once."""
         if self._closing:
             raise WriterClosed
         if len(self._queue) >= self.queue_max_hits:
@@ -150,9 +151,13 @@ class HitWriter:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((hit, future))
         self._wake.set()
+        return future
+
+    async def submit(self, hit: Hit) -> None:
+        """Queue a hit and return once it is committed or spooled; raises if neither."""
         # Not shielded: a request cancelled here cancels only its own future; the
         # hit stays queued and is committed with its batch (_resolve skips it).
-        await future
+        await self.enqueue(hit)
 
     async def close(self) -> None:
         """Take no more hits, commit (or spool) everything queued, then stop."""
