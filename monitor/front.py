@@ -205,8 +205,12 @@ class FrontProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # CONNECT or an Upgrade request: answer what was read, then close.
-            self._refuse_and_close(None)
+            # CONNECT or an Upgrade request: capture switches no protocols. Answer
+            # what was read as a plain request, then close.
+            if self.request is not None:
+                self._refuse_and_close(None)
+            else:
+                self._close_after_answers()
         except httptools.HttpParserError:
             self._refuse_and_close(self.request.refusal if self.request else None)
 
@@ -390,6 +394,14 @@ class FrontProtocol(asyncio.Protocol):
         self.closing = True  # what arrives from now on is read and dropped
         self.linger = True
         self._flush()
+
+    def _close_after_answers(self) -> None:
+        self.closing = True  # what arrives from now on is read and dropped
+        self.linger = True
+        if self.pending:
+            self.pending[-1].keep_alive = False
+        else:
+            self._close()
 
     def _close(self) -> None:
         self.closing = True

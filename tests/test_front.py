@@ -310,3 +310,18 @@ async def test_a_half_closed_client_still_gets_its_answer(
     assert status == 200
     assert bytes((await stored(db, headers["x-postback-monitor-hit-id"]))["raw_query"]) == b"eof=1"
     assert await conn.closed_by_server()
+
+
+async def test_an_upgrade_request_is_answered_as_a_plain_one_then_closed(
+    served: tuple[int, Any], db: asyncpg.Connection
+) -> None:
+    _, connect = served
+    endpoint = await make_endpoint(connect)
+    conn = await connect()
+    await conn.send(
+        get(f"/p/{endpoint['token']}?up=1", "Connection: Upgrade\r\nUpgrade: websocket\r\n")
+    )
+    status, headers, _ = await conn.response()
+    assert status == 200
+    assert bytes((await stored(db, headers["x-postback-monitor-hit-id"]))["raw_query"]) == b"up=1"
+    assert await conn.closed_by_server()  # and nothing after the answer
