@@ -51,6 +51,18 @@ class Reply:
     retry_after: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One request as capture needs it: raw bytes, whichever server read them."""
+
+    method: str
+    raw_target: bytes
+    raw_headers: RawHeaders
+    body: bytes
+    body_size: int
+    peer: str | None
+
+
 UNKNOWN_TOKEN = Reply(404, b"unknown capture token\n")
 NOT_STORED = Reply(503, b"postback not stored, retry later\n", retry_after=RETRY_AFTER_S)
 
@@ -93,37 +105,20 @@ class Capture:
                 )
         return endpoint
 
-    async def take(
-        self,
-        endpoint: Endpoint,
-        method: str,
-        raw_target: bytes,
-        raw_headers: RawHeaders,
-        body: bytes,
-        body_size: int,
-        peer: str | None,
-    ) -> Reply:
+    async def take(self, endpoint: Endpoint, received: Received) -> Reply:
         """Judge and store one hit; the endpoint's response once it is committed or spooled."""
-        hit = self.judged_hit(endpoint, method, raw_target, raw_headers, body, body_size, peer)
+        hit = self.judged_hit(endpoint, received)
         try:
             await self.writer.submit(hit)
         except (WriterOverloaded, WriterClosed, WriteFailed):
             return NOT_STORED
         return stored_reply(endpoint, hit)
 
-    def judged_hit(
-        self,
-        endpoint: Endpoint,
-        method: str,
-        raw_target: bytes,
-        raw_headers: RawHeaders,
-        body: bytes,
-        body_size: int,
-        peer: str | None,
-    ) -> Hit:
+    def judged_hit(self, endpoint: Endpoint, received: Received) -> Hit:
         """The hit for one request, parsed and judged, ready for the writer."""
         now_ns = time.time_ns()
-        path, _, raw_query = raw_target.partition(b"?")
+        body, body_size, raw_headers = received.body, received.body_size, received.raw_headers
+        path, _, raw_query = received.raw_target.partition(b"?")
         headers = [(text(k), text(v)) for k, v in raw_headers]
         content_type = user_agent = None
         for name, value in headers:
@@ -135,7 +130,7 @@ class Capture:
         content_type = content_type or ""
         params = parse_query(raw_query)
         body_params = parse_body(content_type, body)
-        remote_ip = client_ip(peer, raw_headers, self.config)
+        remote_ip = client_ip(received.peer, raw_headers, self.config)
         verdict = judge(endpoint.rules, params + body_params, remote_ip=remote_ip, headers=headers)
         flags = list(verdict.flags)
         if body_size > len(body):
@@ -153,7 +148,7 @@ class Capture:
             id=ids.uuid7(millis),
             endpoint_id=endpoint.id,
             received_at=datetime.fromtimestamp(millis / 1000, tz=UTC),
-            method=clean(method),
+            method=clean(received.method),
             path=text(path),
             raw_query=raw_query,
             params=params,
@@ -221,8 +216,6 @@ async def capture(request: web.Request) -> web.StreamResponse:
     steps = Capture.of(request.app)
     admitted = await steps.admit(request.match_info["token"])
     if isinstance(admitted, Reply):
-        if admitted.status == 404:
-            raise web.HTTPNotFound(text=admitted.body.decode())
         return response(admitted)
     config = steps.config
     try:
@@ -234,8 +227,7 @@ async def capture(request: web.Request) -> web.StreamResponse:
             max_size=config.hard_max_body_bytes,
             actual_size=request.content_length or config.hard_max_body_bytes + 1,
         ) from None
-    reply = await steps.take(
-        admitted,
+    received = Received(
         request.method,
         request.raw_path.encode("utf-8", "surrogateescape"),
         request.raw_headers,
@@ -243,7 +235,7 @@ async def capture(request: web.Request) -> web.StreamResponse:
         body_size,
         request.remote,
     )
-    return response(reply)
+    return response(await steps.take(admitted, received))
 
 
 def response(reply: Reply) -> web.Response:

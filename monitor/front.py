@@ -34,10 +34,12 @@ from aiohttp import web
 
 from monitor import metrics
 from monitor.capture import (
+    CAPTURE_PREFIX,
     HIT_ID_HEADER,
     NOT_STORED,
     UNKNOWN_TOKEN,
     Capture,
+    Received,
     Reply,
     stored_reply,
     token_of,
@@ -116,7 +118,7 @@ def routes_to_capture(data: bytes) -> bool | None:
         return True if has_line or len(data) - start >= ROUTE_PEEK_BYTES else None
     if len(data) < space + 4:
         return True if data.find(b"\n", space) >= 0 else None
-    return data.startswith(b"/p/", space + 1)
+    return data.startswith(CAPTURE_PREFIX, space + 1)
 
 
 class _Request:
@@ -243,7 +245,7 @@ class FrontProtocol(asyncio.Protocol):
         assert request is not None
         request.method = self.parser.get_method().decode("ascii", "replace")
         request.head = request.method == "HEAD"
-        if not request.target.startswith(b"/p/"):
+        if not request.target.startswith(CAPTURE_PREFIX):
             # Pipelined behind a capture request in the same read: aiohttp cannot
             # take over mid-stream, so say plainly what to do instead.
             request.refusal = Reply(400, b"send requests for other paths on their own connection\n")
@@ -316,8 +318,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def _store(self, request: _Request, endpoint: Endpoint) -> None:
         capture = self.front.capture
-        hit = capture.judged_hit(
-            endpoint,
+        received = Received(
             request.method,
             request.target,
             request.headers,
@@ -325,6 +326,7 @@ class FrontProtocol(asyncio.Protocol):
             request.body_size,
             self.peer,
         )
+        hit = capture.judged_hit(endpoint, received)
         try:
             future = capture.writer.enqueue(hit)
         except (WriterOverloaded, WriterClosed):

@@ -102,10 +102,11 @@ def get(target: str, extra: str = "") -> bytes:
     return f"GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
 
 
-async def stored(db: asyncpg.Connection, hit_id: str) -> asyncpg.Record:
+async def stored(db: asyncpg.Connection, headers: dict[str, str]) -> asyncpg.Record:
+    """The stored row of the hit a response's X-Postback-Monitor-Hit-Id names."""
     row = await db.fetchrow(
         "SELECT method, raw_query, body, body_size, flags FROM hits WHERE id = $1",
-        uuid.UUID(hit_id),
+        uuid.UUID(headers["x-postback-monitor-hit-id"]),
     )
     assert row is not None
     return row
@@ -121,15 +122,14 @@ async def test_keep_alive_and_pipelined_answers_come_in_order(
     await conn.send(get(path + "?n=0"))
     status, headers, body = await conn.response()
     assert (status, body) == (200, b"OK")
-    first = headers["x-postback-monitor-hit-id"]
+    answers = [headers]
     # Five requests in one write: answered in order on the same connection.
     await conn.send(b"".join(get(f"{path}?n={n}") for n in range(1, 6)))
-    ids = [first]
     for _ in range(5):
         status, headers, _ = await conn.response()
         assert status == 200
-        ids.append(headers["x-postback-monitor-hit-id"])
-    queries = [bytes((await stored(db, hit_id))["raw_query"]) for hit_id in ids]
+        answers.append(headers)
+    queries = [bytes((await stored(db, answer))["raw_query"]) for answer in answers]
     assert queries == [f"n={n}".encode() for n in range(6)]
 
 
@@ -149,7 +149,7 @@ async def test_a_capture_connection_is_handed_to_aiohttp_for_other_paths(
     await conn.send(get(f"/p/{endpoint['token']}?step=3"))
     status, headers, _ = await conn.response()
     assert status == 200
-    assert bytes((await stored(db, headers["x-postback-monitor-hit-id"]))["raw_query"]) == b"step=3"
+    assert bytes((await stored(db, headers))["raw_query"]) == b"step=3"
 
 
 async def test_a_request_for_another_path_pipelined_behind_capture_is_refused(
@@ -178,7 +178,7 @@ async def test_chunked_body_expect_continue_and_head(
     )
     status, headers, _ = await conn.response()
     assert status == 200
-    row = await stored(db, headers["x-postback-monitor-hit-id"])
+    row = await stored(db, headers)
     assert bytes(row["body"]) == b"click_id=c-42&a=1"
 
     await conn.send(
@@ -190,15 +190,12 @@ async def test_chunked_body_expect_continue_and_head(
     )
     await conn.send(b"a=1")
     status, headers, _ = await conn.response()
-    assert (
-        status == 200
-        and bytes((await stored(db, headers["x-postback-monitor-hit-id"]))["body"]) == b"a=1"
-    )
+    assert status == 200 and bytes((await stored(db, headers))["body"]) == b"a=1"
 
     await conn.send(f"HEAD {path}?h=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     status, headers, body = await conn.response(head=True)
     assert status == 200 and headers["content-length"] == "2" and body == b""
-    assert (await stored(db, headers["x-postback-monitor-hit-id"]))["method"] == "HEAD"
+    assert (await stored(db, headers))["method"] == "HEAD"
     # Nothing of a body followed the HEAD answer: the next response parses cleanly.
     await conn.send(get(path))
     assert (await conn.response())[0] == 200
@@ -268,7 +265,7 @@ async def test_truncated_body_unknown_token_and_rate_limit(
     )
     status, headers, _ = await conn.response()
     assert status == 200
-    row = await stored(db, headers["x-postback-monitor-hit-id"])
+    row = await stored(db, headers)
     assert bytes(row["body"]) == body[:1000] and row["body_size"] == len(body)
     assert [f["flag"] for f in row["flags"]] == ["body_truncated"]
 
@@ -308,7 +305,7 @@ async def test_a_half_closed_client_still_gets_its_answer(
     conn.writer.write_eof()  # as `nc -N` does: the request, then FIN
     status, headers, _ = await conn.response()
     assert status == 200
-    assert bytes((await stored(db, headers["x-postback-monitor-hit-id"]))["raw_query"]) == b"eof=1"
+    assert bytes((await stored(db, headers))["raw_query"]) == b"eof=1"
     assert await conn.closed_by_server()
 
 
@@ -323,5 +320,5 @@ async def test_an_upgrade_request_is_answered_as_a_plain_one_then_closed(
     )
     status, headers, _ = await conn.response()
     assert status == 200
-    assert bytes((await stored(db, headers["x-postback-monitor-hit-id"]))["raw_query"]) == b"up=1"
+    assert bytes((await stored(db, headers))["raw_query"]) == b"up=1"
     assert await conn.closed_by_server()  # and nothing after the answer
