@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -56,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the service")
     add_settings(serve)
-    # Set by `serve --workers N` on the processes it starts; not for people.
-    serve.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
+    # Set by `serve --workers N` on the processes it starts (the inherited listening
+    # sockets); not for people.
+    serve.add_argument("--listen-fd", type=int, action="append", help=argparse.SUPPRESS)
     serve.set_defaults(run=None)
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
@@ -138,13 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure(config.log_format, config.log_level)
     if args.run is None:
-        if config.workers > 1 and not args.worker_process:
-            from monitor.supervisor import supervise
-
-            return supervise(config)
-        from monitor.server import serve
-
-        return serve(config, worker=args.worker_process)
+        return _serve(config, args.listen_fd)
     from monitor.errors import DomainError
 
     try:
@@ -154,6 +150,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _serve(config: Config, listen_fds: list[int] | None) -> int:
+    """One process, a worker (``listen_fds``: its parent's sockets) or a parent of workers."""
+    from monitor.front import ListenError
+
+    try:
+        if listen_fds:
+            from monitor.server import serve
+
+            return serve(config, inherited=[socket.socket(fileno=fd) for fd in listen_fds])
+        if config.workers > 1:
+            from monitor.supervisor import supervise
+
+            return supervise(config)
+        from monitor.server import serve
+
+        return serve(config)
+    except ListenError as exc:
+        print(f"postback-monitor: {exc}", file=sys.stderr)
+        return 1
 
 
 def _settings_arg(raw: str | None) -> Any:

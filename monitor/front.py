@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -520,39 +521,93 @@ class Front:
             await asyncio.wait(set(self.tasks), timeout=self.shutdown_timeout_s)
 
 
-class FrontSite(web.TCPSite):
-    """aiohttp's TCP site with the front protocol on the socket."""
+BACKLOG = 128  # connections waiting to be accepted, as aiohttp's default
 
-    def __init__(self, runner: web.AppRunner, front: Front, **kwargs: object) -> None:
-        super().__init__(runner, **kwargs)  # type: ignore[arg-type]
+
+class ListenError(Exception):
+    """The capture address cannot be listened on: in use, not this host's, unknown."""
+
+
+def listen(config: Config) -> list[socket.socket]:
+    """Bind the configured address, once for the whole service.
+
+    Without SO_REUSEPORT: a second program on the same port (another ``serve``)
+    fails to start instead of silently taking part of the traffic. Workers of
+    ``serve --workers N`` inherit these sockets from their parent.
+    """
+    host = config.host or None  # "" is every address, as in asyncio
+    shown = f"[{config.host}]" if ":" in config.host else config.host or "*"
+    sockets: list[socket.socket] = []
+    try:
+        found = socket.getaddrinfo(
+            host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio
+            sock.bind(address)
+            sock.listen(BACKLOG)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(
+            f"cannot listen on {shown}:{config.port}: {exc.strerror or exc}"
+        ) from None
+    return sockets
+
+
+class FrontSite(web.BaseSite):
+    """The listening sockets with the front protocol on them.
+
+    An aiohttp site so that ``runner.cleanup()`` stops it first: no new
+    connections, the front's answers finish, and only then do aiohttp's own
+    connections close and the app's resources (writer, pool, database) go.
+    """
+
+    def __init__(self, runner: web.AppRunner, front: Front, sockets: list[socket.socket]) -> None:
+        super().__init__(runner, backlog=BACKLOG)
         self.front = front
+        self.sockets = sockets
+        self.servers: list[asyncio.Server] = []
+
+    @property
+    def name(self) -> str:
+        host, port = self.sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        await web.BaseSite.start(self)
+        await super().start()  # registers the site with the runner, which stops it
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self.front.protocol,
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
-        self._bound_port = self._server.sockets[0].getsockname()[1]
+        for sock in self.sockets:
+            server = await loop.create_server(self.front.protocol, sock=sock, backlog=BACKLOG)
+            self.servers.append(server)
         self.front.start()
 
     async def stop(self) -> None:
-        await super().stop()  # stop listening
+        for server in self.servers:
+            server.close()  # stop accepting
+        await super().stop()
         await self.front.stop()
 
 
 async def start(
-    runner: web.AppRunner, config: Config, *, reuse_port: bool | None, shutdown_timeout_s: float
+    runner: web.AppRunner,
+    config: Config,
+    *,
+    sockets: list[socket.socket],
+    shutdown_timeout_s: float,
 ) -> FrontSite:
-    """Listen on the configured address with the front protocol; after ``runner.setup()``."""
+    """Serve the front protocol on ``sockets`` (from ``listen``); after ``runner.setup()``."""
     server = runner.server
     assert server is not None
     front = Front(config, Capture.of(runner.app), server, shutdown_timeout_s)
-    site = FrontSite(runner, front, host=config.host, port=config.port, reuse_port=reuse_port)
+    site = FrontSite(runner, front, sockets)
     await site.start()
     return site

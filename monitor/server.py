@@ -1,6 +1,7 @@
 """``serve``: run the app until SIGINT/SIGTERM, then drain and stop.
 
-The socket speaks the front protocol (``monitor.front``): capture requests are
+The address is bound first, so a busy port fails before anything starts. The
+socket speaks the front protocol (``monitor.front``): capture requests are
 answered there, other connections go to aiohttp. On the signal the site stops
 accepting, in-flight requests finish (they are waiting on the writer), then the
 cleanup contexts run: the writer commits everything queued before the pool and
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import structlog
 from aiohttp import web
@@ -32,12 +34,18 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve(config: Config, *, worker: bool = False) -> int:
-    """Run one server process; ``worker`` when started by ``serve --workers N``."""
+def serve(config: Config, *, inherited: list[socket.socket] | None = None) -> int:
+    """Run one server process; a worker of ``serve --workers N`` gets its parent's
+    listening sockets as ``inherited``.
+
+    Raises ``front.ListenError`` when the address cannot be bound.
+    """
+    worker = inherited is not None
+    sockets = inherited if inherited is not None else front.listen(config)
     app = create_app(config)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    main = loop.create_task(_run(app, config, worker))
+    main = loop.create_task(_run(app, config, sockets, worker=worker))
     try:
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):
@@ -57,7 +65,9 @@ def serve(config: Config, *, worker: bool = False) -> int:
     return 0
 
 
-async def _run(app: web.Application, config: Config, worker: bool) -> None:
+async def _run(
+    app: web.Application, config: Config, sockets: list[socket.socket], *, worker: bool
+) -> None:
     runner = web.AppRunner(
         app,
         handle_signals=True,  # SIGINT and SIGTERM raise GracefulExit
@@ -70,10 +80,7 @@ async def _run(app: web.Application, config: Config, worker: bool) -> None:
     )
     await runner.setup()  # the app's startup: database, writer, caches
     try:
-        # Workers share the port; the kernel spreads connections over them.
-        await front.start(
-            runner, config, reuse_port=worker or None, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S
-        )
+        await front.start(runner, config, sockets=sockets, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S)
         log.info(
             "serve.started", url=config.base_url, host=config.host, port=config.port, worker=worker
         )

@@ -1,12 +1,13 @@
 """``serve --workers N``: N worker processes on one port, kept running by a parent.
 
-The parent resolves what must be shared once (the embedded database, the admin
-token, the metrics directory), then starts each worker as ``serve
---worker-process`` with the settings in its environment. Workers bind the same
-port with SO_REUSEPORT, so the kernel spreads connections over them, and each
-has its own writer (Postgres settles duplicates between them). A worker that
-dies is started again; SIGTERM/SIGINT are passed on and the parent waits for
-the workers to drain before it stops the embedded database.
+The parent binds the port and resolves what must be shared once (the embedded
+database, the admin token, the metrics directory), then starts each worker as
+``serve --listen-fd FD`` with the settings in its environment. Workers accept
+on the listening socket they inherit: no SO_REUSEPORT, so no other program can
+join the port and take part of its traffic. Each worker has its own writer
+(Postgres settles duplicates between them). A worker that dies is started
+again; SIGTERM/SIGINT are passed on and the parent waits for the workers to
+drain before it stops the embedded database.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +23,7 @@ import time
 
 import structlog
 
-from monitor import metrics
+from monitor import front, metrics
 from monitor.auth import announce_admin_token, load_or_create_admin_token
 from monitor.config import Config, to_environ
 from monitor.db import EMBEDDED_DIR
@@ -34,11 +36,14 @@ STOP_TIMEOUT_S = 60.0
 CRASH_LOOP_S = 5.0  # a worker dying sooner than this after its start waits before restarting
 
 
-def worker_command() -> list[str]:
-    return [sys.executable, "-m", "monitor", "serve", "--worker-process"]
+def worker_command(sockets: list[socket.socket]) -> list[str]:
+    fds = [f"--listen-fd={sock.fileno()}" for sock in sockets]
+    return [sys.executable, "-m", "monitor", "serve", *fds]
 
 
 def supervise(config: Config) -> int:
+    """Raises ``front.ListenError`` when the address cannot be bound."""
+    sockets = front.listen(config)  # before the database: a busy port starts nothing
     embedded = None
     if config.database_url is None:
         embedded = EmbeddedPostgres(config.data_dir / EMBEDDED_DIR)
@@ -68,7 +73,9 @@ def supervise(config: Config) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     def start(slot: int) -> None:
-        workers[slot] = subprocess.Popen(worker_command(), env=env)
+        workers[slot] = subprocess.Popen(
+            worker_command(sockets), env=env, pass_fds=[sock.fileno() for sock in sockets]
+        )
         started_at[slot] = time.monotonic()
         log.info("worker.started", slot=slot, pid=workers[slot].pid)
 

@@ -68,7 +68,7 @@ async def served(config: Config, db: asyncpg.Connection) -> AsyncIterator[tuple[
     config = config.replace(host=HOST, port=free_port(), max_url_bytes=2048, max_body_bytes=1000)
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    site = await front.start(runner, config, reuse_port=None, shutdown_timeout_s=5)
+    site = await front.start(runner, config, sockets=front.listen(config), shutdown_timeout_s=5)
     opened: list[Conn] = []
 
     async def connect() -> Conn:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -229,3 +230,23 @@ def test_bad_setting_fails_at_start_naming_it(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "batch_max_hits" in out.stderr
     _ = AUTH
+
+
+def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [
+                *(sys.executable, "-m", "monitor", "serve", "--port", str(port)),
+                *("--data-dir", str(tmp_path), "--database-url", "postgresql://127.0.0.1:1/none"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"postback-monitor: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,29 @@ async def test_workers_with_embedded_postgres(tmp_path: Path) -> None:
                 assert resp.status == 200
     finally:
         assert server.stop() == 0
+
+
+async def test_a_second_serve_cannot_take_part_of_the_port(
+    tmp_path: Path, pg_url: str, db: Any
+) -> None:
+    """Only the service's own workers share its port: they inherit the parent's socket."""
+    first = ServerProcess(tmp_path / "one", database_url=pg_url, extra=["--workers", "2"]).start()
+    try:
+        second = await asyncio.to_thread(
+            subprocess.run,
+            [
+                *(sys.executable, "-m", "monitor", "serve", "--workers", "2"),
+                *("--port", str(first.port), "--data-dir", str(tmp_path / "two")),
+                *("--database-url", pg_url, "--admin-token", "x" * 20),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=first.env,
+        )
+    finally:
+        assert first.stop() == 0, first.log()[-2000:]
+    assert second.returncode == 1
+    assert second.stderr.splitlines() == [
+        f"postback-monitor: cannot listen on 127.0.0.1:{first.port}: Address already in use"
+    ]
