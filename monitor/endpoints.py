@@ -48,9 +48,17 @@ RETURNING {COLUMNS}"""
 ROTATE_TOKEN = (
     f"UPDATE endpoints SET token = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
 )
+# Deleting the endpoint row waits for the writer's batches that hold it (FOR KEY
+# SHARE, monitor.writer), and batches after it find it gone. So the statements after
+# it, each with a fresh snapshot, see every hit that was ever committed for it.
 DELETE = "DELETE FROM endpoints WHERE id = $1 RETURNING id"
 DELETE_HITS = "DELETE FROM hits WHERE endpoint_id = $1"
-DELETE_CLICK_KEYS = "DELETE FROM click_keys WHERE endpoint_id = $1"
+# Everything else keyed by the endpoint: the duplicate ledger and forwarding.
+DELETE_REST = (
+    "DELETE FROM click_keys WHERE endpoint_id = $1",
+    "DELETE FROM forward_outbox WHERE endpoint_id = $1",
+    "DELETE FROM forward_attempts WHERE endpoint_id = $1",
+)
 NOTIFY = f"SELECT pg_notify('{ENDPOINTS_CHANNEL}', $1::text)"
 
 
@@ -291,16 +299,26 @@ class EndpointStore:
         return self._announce(Endpoint.from_row(row))
 
     async def delete(self, endpoint_id: int) -> int:
-        """Delete the endpoint with its hits and duplicate ledger; returns hits deleted."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(DELETE, endpoint_id) is None:
-                raise NotFound("endpoint_not_found", f"no endpoint with id {endpoint_id}")
-            status = await conn.execute(DELETE_HITS, endpoint_id)
-            await conn.execute(DELETE_CLICK_KEYS, endpoint_id)
-            await conn.execute(NOTIFY, str(endpoint_id))
+        """Delete the endpoint with its hits, duplicate ledger and forwarding rows, hits
+        in flight included; returns the hits deleted (in every partition).
+
+        The bulk of the hits goes first, in a statement of its own that locks no
+        endpoint row: the endpoint's row lock stalls every batch holding one of its
+        hits (and the batches queued behind those), so it is held only while the
+        few hits stored meanwhile and the rest of its rows are deleted.
+        """
+        async with self.pool.acquire() as conn:
+            swept = await conn.execute(DELETE_HITS, endpoint_id)
+            async with conn.transaction():
+                if await conn.fetchval(DELETE, endpoint_id) is None:
+                    raise NotFound("endpoint_not_found", f"no endpoint with id {endpoint_id}")
+                status = await conn.execute(DELETE_HITS, endpoint_id)
+                for statement in DELETE_REST:
+                    await conn.execute(statement, endpoint_id)
+                await conn.execute(NOTIFY, str(endpoint_id))
         for listener in self.deleted:
             listener(endpoint_id)
-        return int(status.split()[-1])
+        return int(swept.split()[-1]) + int(status.split()[-1])
 
 
 class EndpointCache:

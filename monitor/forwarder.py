@@ -83,12 +83,16 @@ SELECT id, endpoint_id, received_at, method, path, raw_query, params, body_param
 FROM hits WHERE id = $1"""
 ATTEMPT_COLUMNS = """id, endpoint_id, hit_id, kind, attempt, started_at, method, url, status,
     latency_ms, response_head, error, flags"""
+# Logged only while the endpoint exists, its row key-share locked as the writer does
+# (monitor.writer): an attempt that ends after the endpoint's delete leaves no row.
 INSERT_ATTEMPT = f"""
 INSERT INTO forward_attempts (endpoint_id, hit_id, kind, attempt, started_at, method, url,
     status, latency_ms, response_head, error, flags)
-VALUES ($1, $2, $3,
+SELECT $1, $2, $3,
     coalesce($4, (SELECT count(*) + 1 FROM forward_attempts WHERE hit_id = $2 AND kind = $3)),
-    $5, $6, $7, $8, $9, $10, $11, $12)
+    $5::timestamptz, $6::text, $7::text, $8::integer, $9::float8, $10::text, $11::text,
+    $12::jsonb
+FROM endpoints WHERE id = $1 FOR KEY SHARE
 RETURNING {ATTEMPT_COLUMNS}"""
 SET_STATE = """
 UPDATE forward_outbox SET state = $3, updated_at = now()
@@ -183,6 +187,7 @@ async def log_attempt(
     req: ForwardRequest,
     result: AttemptResult,
 ) -> Any:
+    """The attempt's row; None when the endpoint was deleted meanwhile."""
     return await conn.fetchrow(
         INSERT_ATTEMPT, hit["endpoint_id"], hit["id"], kind, attempt, result.started_at,
         req.method, req.url, result.status, result.latency_ms, result.response_head,
@@ -390,6 +395,8 @@ class Forwarder:
         result = await send(self.client, req)
         async with self.pool.acquire() as conn:
             row = await log_attempt(conn, hit, "replay", None, req, result)
+        if row is None:
+            raise NotFound("hit_not_found", f"hit {hit['id']} was deleted with its endpoint")
         return attempt_json(row)
 
 

@@ -9,6 +9,10 @@ Two batches may be in flight at once, each on its own connection, so that the
 process parses the next batch while the database commits the last one. Their
 ledger steps still run one after the other in arrival order (``_LedgerTurn``):
 the first hit of a click id stays the original.
+
+A batch stores only hits whose endpoint row still exists, checked under a lock
+that orders it with the endpoint's delete (``keep_live_endpoints``): the hits of
+a deleted endpoint never outlive it, whichever process or spool they come from.
 """
 
 from __future__ import annotations
@@ -59,6 +63,12 @@ FOR UPDATE OF k
 RESET_KEY = """
 UPDATE click_keys SET first_hit_id = $4, first_seen_at = $5
 WHERE endpoint_id = $1 AND click_id = $2 AND event = $3
+"""
+# FOR KEY SHARE orders the batch with an endpoint's delete, which locks the row
+# first: a delete waits for batches holding the row, then deletes what they wrote;
+# a batch that waited for a delete finds the row gone. Ordered, like the ledger keys.
+LOCK_LIVE_ENDPOINTS = """
+SELECT id FROM endpoints WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE
 """
 # Sent with COMMIT in one round trip; the payload is endpoint ids (integers only).
 NOTIFY_AND_COMMIT = f"SELECT pg_notify('{HITS_CHANNEL}', '{{endpoint_ids}}'); COMMIT"
@@ -128,6 +138,7 @@ class HitWriter:
         self.last_error: str | None = None
         self.spool_full_total = 0
         self.spooled_total = 0
+        self.dropped_total = 0
 
     @property
     def queue_depth(self) -> int:
@@ -235,10 +246,10 @@ class HitWriter:
             await self._drain_one()
             return
         started = time.perf_counter()
-        error = await self._try_write(hits, replay=False)
+        stored, error = await self._try_write(hits, replay=False)
         if error is None:
             self.last_error = None
-            self._notify(hits, time.perf_counter() - started)
+            self._notify(stored, time.perf_counter() - started)
             _resolve(batch, None)
             return
         self.last_error = f"{type(error).__name__}: {error}"
@@ -250,18 +261,20 @@ class HitWriter:
         log.error("writer.batch_failed", hits=len(hits), error=self.last_error)
         _resolve(batch, WriteFailed(self.last_error))
 
-    async def _try_write(self, hits: list[Hit], *, replay: bool) -> BaseException | None:
+    async def _try_write(
+        self, hits: list[Hit], *, replay: bool
+    ) -> tuple[list[Hit], BaseException | None]:
+        """The hits stored (all but those of deleted endpoints), or the error."""
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
                 async with asyncio.timeout(self.commit_timeout_s):
-                    await self._write(hits, replay=replay)
-                return None
+                    return await self._write(hits, replay=replay), None
             except RETRYABLE_ERRORS as exc:
                 log.warning("writer.retry", attempt=attempt, error=str(exc))
                 error: BaseException = exc
             except Exception as exc:
-                return exc
-        return error
+                return [], exc
+        return [], error
 
     async def _to_spool(self, batch: list[tuple[Hit, asyncio.Future[None]]]) -> None:
         assert self.spool is not None
@@ -294,12 +307,14 @@ class HitWriter:
         path, handle, hits = claimed
         started = time.perf_counter()
         error = None
+        replayed: list[Hit] = []
         for chunk in _chunks(hits, self.batch_max_hits):
-            error = await self._try_write(chunk, replay=True)
+            stored, error = await self._try_write(chunk, replay=True)
             if isinstance(error, DATA_ERRORS):
-                error = await self._write_one_by_one(chunk)
+                stored, error = await self._write_one_by_one(chunk)
             if error is not None:
                 break
+            replayed += stored
         if error is not None:
             self._next_drain_at = time.monotonic() + self.drain_retry_s
             log.warning(
@@ -310,23 +325,25 @@ class HitWriter:
             )
             return False
         await asyncio.to_thread(self.spool.release, path, handle, replayed=True, hits=len(hits))
-        self._notify(hits, time.perf_counter() - started)
+        self._notify(replayed, time.perf_counter() - started)
         log.info(
             "spool.replayed", segment=path.name, hits=len(hits), pending=self.spool.pending_hits
         )
         return True
 
-    async def _write_one_by_one(self, hits: list[Hit]) -> BaseException | None:
+    async def _write_one_by_one(self, hits: list[Hit]) -> tuple[list[Hit], BaseException | None]:
         """Replay hits singly after a data error; set aside only the ones that fail."""
         assert self.spool is not None
+        replayed: list[Hit] = []
         for hit in hits:
-            error = await self._try_write([hit], replay=True)
+            stored, error = await self._try_write([hit], replay=True)
             if isinstance(error, DATA_ERRORS):
                 log.error("spool.hit_refused", hit_id=str(hit.id), error=str(error))
                 await asyncio.to_thread(self.spool.set_aside, hit)
             elif error is not None:
-                return error
-        return None
+                return replayed, error
+            replayed += stored
+        return replayed, None
 
     def _notify(self, hits: Sequence[Hit], seconds: float) -> None:
         for listener in self.committed_listeners:
@@ -335,7 +352,7 @@ class HitWriter:
             except Exception:
                 log.exception("writer.listener_failed")
 
-    async def _write(self, hits: list[Hit], *, replay: bool = False) -> None:
+    async def _write(self, hits: list[Hit], *, replay: bool = False) -> list[Hit]:
         for hit in hits:  # a retried batch settles duplicates afresh
             hit.duplicate = None
         turn = self._ledger_turn.take()
@@ -345,7 +362,7 @@ class HitWriter:
             turn.done()
             raise
         try:
-            await self._write_with(conn, hits, replay=replay, turn=turn)
+            stored = await self._write_with(conn, hits, replay=replay, turn=turn)
         except BaseException:
             # Whatever state the connection is in (mid-transaction after a timeout,
             # broken by an outage), the next batch starts on a fresh one.
@@ -355,15 +372,34 @@ class HitWriter:
         finally:
             turn.done()
         self._idle_conns.append(conn)
+        if len(stored) < len(hits):
+            self._count_dropped(hits, stored)
+        return stored
+
+    def _count_dropped(self, hits: list[Hit], stored: list[Hit]) -> None:
+        """Hits whose endpoint was deleted before they were written are dropped.
+
+        Their sender may have had its 2xx already (a spooled hit) or gets it now:
+        either way the hit arrived while the endpoint existed, and the user then
+        deleted the endpoint with everything of it, which is what happens here.
+        """
+        kept = {hit.id for hit in stored}
+        gone = sorted({h.endpoint_id for h in hits if h.id not in kept})
+        self.dropped_total += len(hits) - len(stored)
+        log.info("writer.dropped_deleted_endpoint", hits=len(hits) - len(stored), endpoint_ids=gone)
 
     async def _write_with(
         self, conn: asyncpg.Connection, hits: list[Hit], *, replay: bool, turn: _Turn
-    ) -> None:
+    ) -> list[Hit]:
         # BEGIN and COMMIT by hand rather than conn.transaction(): the NOTIFY rides
         # in COMMIT's round trip. On any error _write throws the connection away,
         # which rolls the transaction back.
         await turn.wait()
         await conn.execute("BEGIN")
+        hits = await keep_live_endpoints(conn, hits)
+        if not hits:
+            await conn.execute("COMMIT")
+            return hits
         await settle_duplicates(conn, hits)
         # Ledger rows are locked now: a later batch's ledger step waits for this
         # transaction wherever their keys meet, so it may start.
@@ -381,6 +417,7 @@ class HitWriter:
             await hook(conn, hits)
         endpoint_ids = ",".join(str(int(i)) for i in sorted({h.endpoint_id for h in hits}))
         await conn.execute(NOTIFY_AND_COMMIT.format(endpoint_ids=endpoint_ids))
+        return hits
 
 
 class _Turn:
@@ -436,6 +473,21 @@ def copy_record(hit: Hit) -> tuple[object, ...]:
         hit.remote_ip, hit.user_agent, hit.verdict.click_id, hit.verdict.event, flags,
         bool(flags),
     )  # fmt: skip
+
+
+async def keep_live_endpoints(conn: asyncpg.Connection, hits: list[Hit]) -> list[Hit]:
+    """The hits whose endpoint still exists, its row key-share locked until commit.
+
+    Settled by the database, not by a process's endpoint cache, which may not yet
+    have heard of a delete. The lock makes the delete and this batch take turns:
+    a delete that came first has removed the row, so its hits are left out here;
+    one that comes later waits for this commit and deletes what it stored.
+    """
+    endpoint_ids = sorted({h.endpoint_id for h in hits})
+    live = {r["id"] for r in await conn.fetch(LOCK_LIVE_ENDPOINTS, endpoint_ids)}
+    if len(live) == len(endpoint_ids):
+        return hits
+    return [h for h in hits if h.endpoint_id in live]
 
 
 async def settle_duplicates(conn: asyncpg.Connection, hits: Sequence[Hit]) -> None:

@@ -107,8 +107,18 @@ async def test_overload_answers_503_with_retry_after(
     assert count == len(accepted)
 
 
+async def add_endpoint(db: Any, endpoint_id: int) -> None:
+    """An endpoint row with this id: the writer stores hits only of existing endpoints."""
+    await db.execute(
+        "INSERT INTO endpoints (id, token, name) OVERRIDING SYSTEM VALUE VALUES ($1, $2, 'w')",
+        endpoint_id,
+        uuid.uuid4().hex,
+    )
+
+
 async def test_pipelined_batches_keep_arrival_order(db: Any, pg_url: str) -> None:
     """Batches commit side by side, yet the first hit of a click id stays the original."""
+    await add_endpoint(db, 9)
     pool = await create_pool(pg_url)
     writer = HitWriter(pool, batch_max_hits=3)
     running = 0
@@ -151,6 +161,7 @@ async def test_pipelined_batches_keep_arrival_order(db: Any, pg_url: str) -> Non
 async def test_a_stalled_ledger_step_holds_back_the_next_batch(db: Any, pg_url: str) -> None:
     """Batch 1 is stuck on a ledger row another transaction holds; batch 2 must not
     settle its click id first, or a later copy would become the original."""
+    await add_endpoint(db, 9)
     blocker = await connect(pg_url)
     await blocker.execute("BEGIN")
     await blocker.execute("INSERT INTO click_keys VALUES (9, 'k0', '', $1, now())", uuid.uuid4())
