@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shlex
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,9 @@ CURL_SKIP_HEADERS = frozenset(
     {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
      "upgrade", "expect", "proxy-connection"}
 )  # fmt: skip
+
+# RFC 9110 token: what a header name may be.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 FLAG_HELP = {
     "unreplaced_macro": "The sender left a placeholder where a real value belongs: the "
@@ -148,26 +152,40 @@ def _url_safe(text: str) -> str:
 
 
 def curl_command(base_url: str, hit: dict[str, Any]) -> str:
-    """A shell command that sends the same request again (method, path, query, headers, body)."""
+    """A shell command that sends the same request again (method, path, query, headers, body).
+
+    Every piece comes from the sender, so none may be something curl interprets: a
+    body goes after ``--data-raw`` (``--data-binary @/etc/passwd`` would send that
+    file), or is piped in when no shell argument can carry it; a header that is not
+    ``token: value`` on one line is left out (``-H @file`` reads a file too); the URL
+    starts with the configured base URL (never ``-``), is percent-encoded, and
+    ``--globoff`` keeps ``[]{}`` literal."""
     method = hit["method"]
+    body = body_bytes(hit)
     parts = ["curl", "--globoff"]
     if method == "HEAD":
         parts.append("--head")
-    elif method != "GET" or body_bytes(hit):
+    elif method != "GET" or body:
         parts += ["-X", method]
     for name, value in hit["headers"]:
-        if name.lower() not in CURL_SKIP_HEADERS:
-            parts += ["-H", f"{name}: {value}"]
-    body = body_bytes(hit)
+        if name.lower() not in CURL_SKIP_HEADERS and _plain_header(name, value):
+            # "Name:" alone would tell curl to drop the header; "Name;" sends it empty.
+            parts += ["-H", f"{name}: {value}" if value.strip() else f"{name};"]
     prefix = ""
-    if body:
-        if "body_text" in hit:
-            parts += ["--data-binary", hit["body_text"]]
-        else:
-            prefix = f"printf %s {shlex.quote(base64.b64encode(body).decode())} | base64 -d | "
-            parts += ["--data-binary", "@-"]
+    if "body_text" in hit and body and "\x00" not in hit["body_text"]:
+        parts += ["--data-raw", hit["body_text"]]  # never a file name, unlike --data-binary
+    elif body:  # bytes a shell argument cannot carry
+        prefix = f"printf %s {shlex.quote(base64.b64encode(body).decode())} | base64 -d | "
+        parts += ["--data-binary", "@-"]
     parts.append(_url_safe(full_url(base_url, hit)))
     return prefix + " ".join(shlex.quote(p) for p in parts)
+
+
+def _plain_header(name: str, value: str) -> bool:
+    """A header curl sends as given: an HTTP token name, a value without control bytes."""
+    return bool(HEADER_NAME.fullmatch(name)) and not any(
+        (ord(ch) < 0x20 and ch != "\t") or ch == "\x7f" for ch in value
+    )
 
 
 def sample_query(preset: Preset | None) -> str:

@@ -308,7 +308,7 @@ def test_curl_command_quotes_everything() -> None:
     }
     cmd = present.curl_command("http://h:1", hit)
     assert cmd == (
-        "curl --globoff -X POST -H 'User-Agent: ua' --data-binary 'x'\"'\"'y' "
+        "curl --globoff -X POST -H 'User-Agent: ua' --data-raw 'x'\"'\"'y' "
         "'http://h:1/p/tok?a={clickid}&b=it'\"'\"'s'"
     )
     binary = {**hit, "body_text": None}
