@@ -276,7 +276,7 @@ class Forwarder:
         while not self._closing:
             try:
                 claimed = await self._claim()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except Exception as exc:  # any loss of the database (it may be restarting)
                 log.warning("forwarder.claim_failed", error=str(exc))
                 claimed = []
             for row in claimed:
