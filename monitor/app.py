@@ -17,7 +17,7 @@ from aiohttp import web
 from monitor import api, forward_api, health, metrics, tester_views, views
 from monitor.auth import announce_admin_token, load_or_create_admin_token
 from monitor.config import Config
-from monitor.db import connect, create_pool, database_url
+from monitor.db import connect, create_pool, database
 from monitor.endpoints import EndpointCache, EndpointStore
 from monitor.forwarder import forwarder_ctx
 from monitor.hits import HitStore
@@ -29,6 +29,7 @@ from monitor.spool import Spool
 from monitor.typedefs import (
     ADMIN_TOKEN,
     CONFIG,
+    DATABASE_KEEPER,
     DATABASE_URL,
     ENDPOINT_CACHE,
     ENDPOINTS,
@@ -70,7 +71,9 @@ def create_app(config: Config) -> web.Application:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with database_url(app[CONFIG]) as url:
+    async with database(app[CONFIG], keep_running=True) as found:
+        url = found.url
+        app[DATABASE_KEEPER] = found.keeper
         conn = await connect(url)
         try:
             await migrate(conn)

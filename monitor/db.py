@@ -7,33 +7,55 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
 
 from monitor.config import Config
-from monitor.embedded import EmbeddedPostgres
+from monitor.embedded import EmbeddedPostgres, KeepRunning
 
 EMBEDDED_DIR = "pgdata"
 
 
+@dataclass(frozen=True)
+class Database:
+    """Where the service's database is, and who keeps it running when it is ours."""
+
+    url: str
+    keeper: KeepRunning | None  # the embedded server this process started
+
+
 @asynccontextmanager
-async def database_url(config: Config) -> AsyncIterator[str]:
+async def database(config: Config, *, keep_running: bool = False) -> AsyncIterator[Database]:
     """The configured DATABASE_URL, or the embedded server in the data directory.
 
     An embedded server started here is stopped on exit; one already running (a
-    `serve` started it) is left running.
+    `serve` started it) is left running. With ``keep_running`` (a service, not a
+    CLI command) the one started here is started again whenever it dies.
     """
     if config.database_url is not None:
-        yield config.database_url
+        yield Database(config.database_url, None)
         return
     embedded = EmbeddedPostgres(config.data_dir / EMBEDDED_DIR)
     url = await asyncio.to_thread(embedded.start)
+    keeper = KeepRunning(embedded) if keep_running and embedded.started_here else None
+    if keeper is not None:
+        keeper.start()
     try:
-        yield url
+        yield Database(url, keeper)
     finally:
+        if keeper is not None:
+            await asyncio.to_thread(keeper.stop)  # before the stop on purpose below
         await asyncio.to_thread(embedded.stop)
+
+
+@asynccontextmanager
+async def database_url(config: Config) -> AsyncIterator[str]:
+    """The database's URL for a command that runs once (migrate, endpoint, hits)."""
+    async with database(config) as found:
+        yield found.url
 
 
 JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then JSON text

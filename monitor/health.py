@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from monitor.typedefs import POOL, WRITER
+from monitor.typedefs import DATABASE_KEEPER, POOL, WRITER
 
 READY_DB_TIMEOUT_S = 2.0
 
@@ -22,7 +22,7 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(READY_DB_TIMEOUT_S):
             await request.app[POOL].fetchval("SELECT 1")
     except Exception as exc:
-        problems.append(f"database: {type(exc).__name__}")
+        problems.append(f"database: {_database_problem(request.app, exc)}")
     writer = request.app[WRITER]
     if writer.queue_depth >= writer.queue_max_hits // 2:
         problems.append(f"writer: {writer.queue_depth} hits queued")
@@ -35,3 +35,16 @@ async def readyz(request: web.Request) -> web.Response:
             status=503,
         )
     return web.json_response({"status": "ready", "queue_depth": writer.queue_depth})
+
+
+def _database_problem(app: web.Application, exc: Exception) -> str:
+    """What is wrong with the database and what the service does about it, in words."""
+    keeper = app[DATABASE_KEEPER]
+    problem = keeper.problem() if keeper is not None else None
+    if problem is None:
+        reason = "no answer in time" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+        problem = f"PostgreSQL is not answering ({reason})"
+    pending = app[WRITER].spool_pending
+    if pending:
+        problem += f"; hits are being spooled ({pending} pending)"
+    return problem

@@ -6,8 +6,9 @@ database, the admin token, the metrics directory), then starts each worker as
 on the listening socket they inherit: no SO_REUSEPORT, so no other program can
 join the port and take part of its traffic. Each worker has its own writer
 (Postgres settles duplicates between them). A worker that dies is started
-again; SIGTERM/SIGINT are passed on and the parent waits for the workers to
-drain before it stops the embedded database.
+again, and so is the embedded database (the parent owns it, workers reconnect).
+SIGTERM/SIGINT are passed on and the parent waits for the workers to drain
+before it stops the embedded database.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from monitor import front, metrics
 from monitor.auth import announce_admin_token, load_or_create_admin_token
 from monitor.config import Config, to_environ
 from monitor.db import EMBEDDED_DIR
-from monitor.embedded import EmbeddedPostgres
+from monitor.embedded import EmbeddedPostgres, KeepRunning
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +45,14 @@ def worker_command(sockets: list[socket.socket]) -> list[str]:
 def supervise(config: Config) -> int:
     """Raises ``front.ListenError`` when the address cannot be bound."""
     sockets = front.listen(config)  # before the database: a busy port starts nothing
-    embedded = None
+    embedded: EmbeddedPostgres | None = None
+    keeper: KeepRunning | None = None
     if config.database_url is None:
         embedded = EmbeddedPostgres(config.data_dir / EMBEDDED_DIR)
         config = config.replace(database_url=embedded.start())
+        if embedded.started_here:
+            keeper = KeepRunning(embedded)  # the workers just reconnect
+            keeper.start()
     if config.admin_token is None:
         token, created = load_or_create_admin_token(config.data_dir)
         if created:
@@ -110,6 +115,8 @@ def supervise(config: Config) -> int:
         for proc in workers.values():
             if proc.poll() is None:
                 proc.kill()
+        if keeper is not None:
+            keeper.stop()
         if embedded is not None:
             embedded.stop()
         if own_metrics_dir:

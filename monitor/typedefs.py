@@ -10,6 +10,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from monitor.auth import Session
     from monitor.config import Config
+    from monitor.embedded import KeepRunning
     from monitor.endpoints import EndpointCache, EndpointStore
     from monitor.forwarder import Forwarder
     from monitor.hits import HitStore
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token")
 DATABASE_URL: web.AppKey[str] = web.AppKey("database_url")
+DATABASE_KEEPER: web.AppKey[KeepRunning | None] = web.AppKey("database_keeper")
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
 ENDPOINTS: web.AppKey[EndpointStore] = web.AppKey("endpoints")
 ENDPOINT_CACHE: web.AppKey[EndpointCache] = web.AppKey("endpoint_cache")
