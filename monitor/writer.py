@@ -119,6 +119,8 @@ class HitWriter:
         self.drain_retry_s = drain_retry_s
         # Called after each commit with (hits, seconds); must not block or raise.
         self.committed_listeners: list[Callable[[Sequence[Hit], float], None]] = []
+        # Called with the hits left out of a commit because their endpoint is gone.
+        self.dropped_listeners: list[Callable[[Sequence[Hit]], None]] = []
         # Awaited inside each batch's transaction after the hits are inserted, so
         # rows they write (an outbox, say) commit or roll back with the hits.
         # Hooks must be idempotent: a spooled batch may be replayed more than once.
@@ -138,7 +140,6 @@ class HitWriter:
         self.last_error: str | None = None
         self.spool_full_total = 0
         self.spooled_total = 0
-        self.dropped_total = 0
 
     @property
     def queue_depth(self) -> int:
@@ -346,6 +347,8 @@ class HitWriter:
         return replayed, None
 
     def _notify(self, hits: Sequence[Hit], seconds: float) -> None:
+        if not hits:
+            return  # every hit's endpoint was deleted: nothing was stored
         for listener in self.committed_listeners:
             try:
                 listener(hits, seconds)
@@ -373,20 +376,24 @@ class HitWriter:
             turn.done()
         self._idle_conns.append(conn)
         if len(stored) < len(hits):
-            self._count_dropped(hits, stored)
+            kept = {hit.id for hit in stored}
+            self._dropped([hit for hit in hits if hit.id not in kept])
         return stored
 
-    def _count_dropped(self, hits: list[Hit], stored: list[Hit]) -> None:
-        """Hits whose endpoint was deleted before they were written are dropped.
+    def _dropped(self, hits: list[Hit]) -> None:
+        """Hits whose endpoint was deleted before they were written are not stored.
 
         Their sender may have had its 2xx already (a spooled hit) or gets it now:
         either way the hit arrived while the endpoint existed, and the user then
         deleted the endpoint with everything of it, which is what happens here.
         """
-        kept = {hit.id for hit in stored}
-        gone = sorted({h.endpoint_id for h in hits if h.id not in kept})
-        self.dropped_total += len(hits) - len(stored)
-        log.info("writer.dropped_deleted_endpoint", hits=len(hits) - len(stored), endpoint_ids=gone)
+        endpoint_ids = sorted({hit.endpoint_id for hit in hits})
+        log.info("writer.dropped_deleted_endpoint", hits=len(hits), endpoint_ids=endpoint_ids)
+        for listener in self.dropped_listeners:
+            try:
+                listener(hits)
+            except Exception:
+                log.exception("writer.listener_failed")
 
     async def _write_with(
         self, conn: asyncpg.Connection, hits: list[Hit], *, replay: bool, turn: _Turn
