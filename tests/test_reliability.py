@@ -8,6 +8,7 @@ checks at the end that every hit id that got a 2xx is stored exactly once.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import urllib.error
@@ -68,6 +69,14 @@ def http_status(url: str) -> int:
         return exc.code
 
 
+def readyz(server: ServerProcess) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(server.url + "/readyz", timeout=2) as resp:
+            return int(resp.status), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def wait_ready(server: ServerProcess, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -106,8 +115,12 @@ async def test_database_outage_spools_then_replays(
         await asyncio.to_thread(own_postgres.stop, force=True)
         await asyncio.sleep(2.5)  # capture keeps answering from the spool
         assert await asyncio.to_thread(http_status, server.url + "/healthz") == 200
-        # readyz reports degraded while hits wait in the spool
-        assert await asyncio.to_thread(http_status, server.url + "/readyz") == 503
+        # readyz says in words what is wrong: the database (not ours) is down, hits spool
+        status, body = await asyncio.to_thread(readyz, server)
+        assert status == 503 and body["status"] == "unavailable", body
+        (database,) = [p for p in body["problems"] if p.startswith("database: ")]
+        assert database.startswith("database: PostgreSQL is not answering ("), database
+        assert "; hits are being spooled (" in database, database
         await asyncio.to_thread(own_postgres.start)
         await asyncio.sleep(1.5)
         stop.set()
