@@ -25,7 +25,7 @@ from monitor import ids
 from monitor.config import Config
 from monitor.endpoints import Endpoint, EndpointCache
 from monitor.hit import Hit
-from monitor.params import clean, parse_body, parse_query, text
+from monitor.params import body_view, clean, query_view, text, truncated_flags
 from monitor.ratelimit import RateLimiter
 from monitor.rules import judge, make_flag
 from monitor.typedefs import CONFIG, ENDPOINT_CACHE, RATE_LIMITER, WRITER
@@ -128,11 +128,11 @@ class Capture:
             elif lowered == "user-agent" and user_agent is None:
                 user_agent = value
         content_type = content_type or ""
-        params = parse_query(raw_query)
-        body_params = parse_body(content_type, body)
+        query, body_part = query_view(raw_query), body_view(content_type, body)
+        params, body_params = query.params, body_part.params
         remote_ip = client_ip(received.peer, raw_headers, self.config)
         verdict = judge(endpoint.rules, params + body_params, remote_ip=remote_ip, headers=headers)
-        flags = list(verdict.flags)
+        flags = [*verdict.flags, *truncated_flags(query, body_part)]
         if body_size > len(body):
             flags.append(
                 make_flag(

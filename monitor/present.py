@@ -42,6 +42,8 @@ FLAG_HELP = {
     "duplicate_click_id": "This conversion was already received: the sender retried, or "
     "fires the same postback twice. It may be counted twice.",
     "body_truncated": "The body was larger than the configured limit; only its start was kept.",
+    "params_truncated": "The query string or body held more than the parsed view keeps (too "
+    "many params, values too long, JSON nested too deep); the raw bytes are stored whole.",
 }
 FLAG_NAMES = tuple(FLAG_HELP)
 
