@@ -3,8 +3,10 @@
 Every request names a URL that someone other than the operator chose (an endpoint's
 forward target, a URL pasted into the tester), so the client resolves the host
 itself and refuses loopback, private, link-local (cloud metadata), multicast,
-reserved and unspecified addresses unless ``forward_allow`` lists the address's
-network or the host name. The connection goes to the address that was vetted: the
+site-local, reserved and unspecified addresses unless ``forward_allow`` lists the
+address's network or the host name. An IPv6 address that carries an IPv4 address
+is judged by it too (``why_refused``): ``[2002:7f00:1::]``, 6to4 around 127.0.0.1,
+is as refused as 127.0.0.1. The connection goes to the address that was vetted: the
 aiohttp connector uses a resolver that vets what it returns, so DNS that changes
 between the check and the connect cannot slip through. Redirects are never followed
 here; callers follow them hop by hop, so each hop is vetted again. Bodies are read
@@ -59,10 +61,32 @@ class OutboundResponse:
     elapsed_ms: float
 
 
+# IPv6 ranges that stand for an IPv4 address: a connection reaches that address.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052, the well-known prefix
+# IPv6 ranges that carry IPv4 addresses to tunnel through: refused if one is refused.
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated, RFC 4291
+SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+TEREDO = ipaddress.IPv6Network("2001::/32")  # server and (XOR'd) client IPv4
+# Not global, whatever this Python's ipaddress tables say (they differ by version).
+NOT_GLOBAL_V6 = (
+    ipaddress.IPv6Network("fec0::/10"),  # site-local, deprecated yet still routed inside sites
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # NAT64 for local use, RFC 8215
+    ipaddress.IPv6Network("2001:db8::/32"),  # documentation
+    ipaddress.IPv6Network("3fff::/20"),  # documentation, RFC 9637
+)
+
+
 def why_refused(ip: IPAddress) -> str | None:
-    """The kind of address the guard refuses by default, or None for a public one."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """The kind of address the guard refuses by default, or None for a public one.
+
+    An IPv6 address that stands for an IPv4 one (IPv4-mapped ``::ffff:0:0/96``,
+    NAT64 ``64:ff9b::/96``) is judged as that IPv4 address; one that tunnels to
+    IPv4 addresses (IPv4-compatible ``::/96``, 6to4 ``2002::/16``, Teredo
+    ``2001::/32``) is refused when any of them is, then judged as IPv6.
+    """
+    stands_for = _stands_for(ip)
+    if stands_for is not None:
+        ip = stands_for
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:
@@ -71,11 +95,42 @@ def why_refused(ip: IPAddress) -> str | None:
         return "link-local (cloud metadata)"
     if ip.is_multicast:
         return "multicast"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return "site-local"
+        for inner in _tunnelled(ip):
+            reason = why_refused(inner)
+            if reason is not None:
+                return f"{reason} (through the IPv4 address {inner} inside it)"
+        if any(ip in network for network in NOT_GLOBAL_V6):
+            return "reserved"
     if ip.is_private:
         return "private"
     if ip.is_reserved or not ip.is_global:
         return "reserved"
     return None
+
+
+def _stands_for(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return _low_ipv4(ip) if ip in NAT64 else None
+
+
+def _tunnelled(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    if ip in IPV4_COMPATIBLE:
+        return [_low_ipv4(ip)]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return []
+
+
+def _low_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
 
 
 async def system_lookup(host: str, port: int) -> list[str]:
@@ -102,8 +157,8 @@ class Guard:
         reason = why_refused(ip)
         if reason is None or any(ip in n for n in self.networks):
             return
-        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-        if mapped is not None and any(mapped in n for n in self.networks):
+        stands_for = _stands_for(ip)
+        if stands_for is not None and any(stands_for in n for n in self.networks):
             return
         shown = host if host == str(ip) else f"{host} ({ip})"
         raise OutboundRefused(

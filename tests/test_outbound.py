@@ -65,6 +65,27 @@ def fake_dns(table: dict[str, list[str]]):  # type: ignore[no-untyped-def]
         ("fe80::1", "link-local"),
         ("fd00:ec2::254", "private"),
         ("::ffff:127.0.0.1", "loopback"),
+        # IPv6 addresses that carry an IPv4 address are judged by it (issue #12, item 14).
+        ("::ffff:169.254.169.254", "link-local"),  # IPv4-mapped
+        ("::127.0.0.1", "loopback"),  # IPv4-compatible
+        ("::a00:1", "private"),
+        ("::8.8.8.8", "reserved"),  # deprecated: refused whatever it carries
+        ("64:ff9b::7f00:1", "loopback"),  # NAT64, 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64, the metadata address
+        ("64:ff9b:1::a00:1", "reserved"),  # NAT64 for local use
+        ("64:ff9b:1::808:808", "reserved"),
+        ("2002:7f00:1::", "loopback"),  # 6to4 around 127.0.0.1
+        ("2002:a00:1::1", "private"),  # 6to4 around 10.0.0.1
+        ("2002:a9fe:a9fe::", "link-local"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "private"),  # Teredo, client 192.0.2.45
+        ("2001:0:808:808::f5f5:f5fe", "private"),  # Teredo, client 10.10.10.1 (XOR'd)
+        ("2001:0:808:808::f7ff:fffe", "private"),  # Teredo, public inside: still not global
+        ("fec0::1", "site-local"),
+        ("fc00::1", "private"),  # unique-local
+        ("ff0e::1", "multicast"),
+        ("2001:db8::1", "reserved"),  # documentation
+        ("3fff::1", "reserved"),  # documentation, RFC 9637
+        ("100::1", "private"),  # discard-only
     ],
 )
 def test_refused_kinds(address: str, kind: str) -> None:
@@ -72,9 +93,41 @@ def test_refused_kinds(address: str, kind: str) -> None:
     assert reason is not None and reason.startswith(kind)
 
 
-@pytest.mark.parametrize("address", ["93.184.215.14", "2606:4700::1111", "8.8.8.8"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.215.14",
+        "2606:4700::1111",
+        "8.8.8.8",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",  # NAT64 to a public address reaches that address
+        "2002:808:808::1",  # 6to4 around a public address
+    ],
+)
 def test_public_addresses_pass(address: str) -> None:
     assert why_refused(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize(
+    ("allow", "address", "allowed"),
+    [
+        ("2002::/16", "2002:7f00:1::", True),  # the IPv6 network itself
+        ("2002:7f00:1::", "2002:7f00:1::", True),
+        ("fec0::/10", "fec0::1", True),
+        ("127.0.0.0/8", "64:ff9b::7f00:1", True),  # NAT64 stands for 127.0.0.1
+        ("127.0.0.0/8", "::ffff:127.0.0.1", True),
+        ("127.0.0.0/8", "2002:7f00:1::", False),  # a tunnel is not its inner address
+        ("10.0.0.0/8", "2002:7f00:1::", False),
+    ],
+)
+def test_forward_allow_allows_explicitly(allow: str, address: str, allowed: bool) -> None:
+    guard = Guard([allow])
+    ip = ipaddress.ip_address(address)
+    if allowed:
+        guard.check_ip(ip, address)
+    else:
+        with pytest.raises(OutboundRefused):
+            guard.check_ip(ip, address)
 
 
 @pytest.mark.parametrize(
@@ -85,6 +138,9 @@ def test_public_addresses_pass(address: str) -> None:
         "http://169.254.169.254/latest/meta-data/",
         "http://[::1]:8080/",
         "http://[::ffff:10.0.0.1]/",
+        "http://[2002:7f00:1::]/",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://site-local.test/",  # fake DNS below: a site-local address
         "http://localhost/",  # resolved by the system: 127.0.0.1 / ::1
         "http://metadata.test/",  # fake DNS below: resolves to the metadata address
         "http://inside.test/",  # one public address and one private: refused
@@ -97,6 +153,7 @@ async def test_guard_refuses(url: str) -> None:
         {
             "metadata.test": ["169.254.169.254"],
             "inside.test": ["93.184.215.14", "10.0.0.1"],
+            "site-local.test": ["fec0::1"],
         }
     )
 
