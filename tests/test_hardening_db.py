@@ -8,10 +8,14 @@ drains the spool, and says so on /readyz, with no human action.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +23,13 @@ from monitor.db import EMBEDDED_DIR
 from monitor.embedded import DATABASE_NAME
 from tests.load import run_load
 from tests.server import ServerProcess
-from tests.test_reliability import check_none_lost, create_endpoint, readyz, stored_counts
+from tests.test_reliability import (
+    check_none_lost,
+    create_endpoint,
+    readyz,
+    stored_counts,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +80,7 @@ async def test_sigkilled_postmaster_is_restarted_and_nothing_is_lost(
         pid, url = postmaster(data_dir)
         stop = asyncio.Event()
         load = asyncio.create_task(run_load(f"{server.url}/p/{endpoint['token']}", stop, workers=8))
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)  # under load before the kill
         ready_again = asyncio.Event()
         watcher = asyncio.create_task(watch_readyz(server, ready_again))
         os.kill(pid, signal.SIGKILL)
@@ -89,3 +99,41 @@ async def test_sigkilled_postmaster_is_restarted_and_nothing_is_lost(
     assert not any(p.endswith("Error") for p in problems), problems  # words, not a class name
     assert result.statuses.get(200, 0) > 100, result.summary()
     check_none_lost(result, stored, "postmaster-sigkill")
+
+
+async def test_a_failed_restart_is_retried_with_backoff_and_said_in_words(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = ServerProcess(data_dir, database_url=None).start()
+    conf = data_dir / EMBEDDED_DIR / "postgresql.conf"
+    good = conf.read_text()
+    try:
+        pid, _ = postmaster(data_dir)
+        conf.write_text(good + "\nthis line is not a setting\n")  # the next start fails
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + RECOVERY_S
+        body: dict[str, Any] = {}
+        while "attempt 1 failed" not in str(body) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            _, body = await asyncio.to_thread(readyz, server)
+        (problem,) = body["problems"]
+        assert re.fullmatch(
+            r"database: restarting the embedded PostgreSQL \(attempt 1 failed, next in [01] s\)",
+            problem,
+        ), body
+        conf.write_text(good)
+        await asyncio.to_thread(wait_ready, server, RECOVERY_S)
+    finally:
+        conf.write_text(good)
+        assert server.stop() == 0, server.log()[-3000:]
+    failed = [e for e in events(server.log()) if e["event"] == "embedded_postgres.restart_failed"]
+    assert failed[0]["attempt"] == 1 and failed[0]["retry_in_s"] == 1.0, failed
+    assert any(e["event"] == "embedded_postgres.restarted" for e in events(server.log()))
+
+
+def events(log: str) -> list[dict[str, Any]]:
+    """The service's JSON log lines (the wheel's own lines are plain text)."""
+    found = []
+    for line in log.splitlines():
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return [e for e in found if isinstance(e, dict) and "event" in e]
