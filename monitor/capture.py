@@ -248,7 +248,15 @@ def response(reply: Reply) -> web.Response:
 
 
 def client_ip(peer: str | None, raw_headers: RawHeaders, config: Config) -> str | None:
-    """The peer address, or the forwarded client when the peer is a trusted proxy."""
+    """The peer address, or the client a trusted proxy names.
+
+    Only ``config.trusted_proxy_header`` is read, and only when the peer is a trusted
+    proxy: any other forwarding header (``Forwarded`` beside ``X-Forwarded-For``,
+    ``X-Real-IP``, ...) came from the sender and proves nothing. The header's list
+    is walked from the right, the hop the proxy added, past trusted proxies only:
+    the first address that is not one is the client. Entries further left were
+    written by the sender.
+    """
     if not config.trusted_proxies:
         # The socket's own peer address: already an IP, nothing to check.
         return peer or None
@@ -257,25 +265,29 @@ def client_ip(peer: str | None, raw_headers: RawHeaders, config: Config) -> str 
     networks = _trusted_networks(config.trusted_proxies)
     if not _in_networks(peer, networks):
         return _valid_ip(peer)
-    forwarded = [text(v) for k, v in raw_headers if k.lower() == b"forwarded"]
-    chain: list[str] = []
-    for value in forwarded:
-        for element in value.split(","):
-            for pair in element.split(";"):
-                name, _, addr = pair.strip().partition("=")
-                if name.lower() == "for":
-                    chain.append(_strip_port(addr.strip().strip('"')))
-    if not chain:
-        for value in (text(v) for k, v in raw_headers if k.lower() == b"x-forwarded-for"):
-            chain.extend(part.strip() for part in value.split(","))
-    # Walk from the nearest hop: the first address that is not a trusted proxy is the client.
-    for addr in reversed(chain):
+    for addr in reversed(_forwarded_chain(raw_headers, config.trusted_proxy_header)):
         ip = _valid_ip(addr)
         if ip is None:
-            break
+            break  # garbage or an obfuscated hop: nothing beyond it can be believed
         if not _in_networks(ip, networks):
             return ip
     return _valid_ip(peer)
+
+
+def _forwarded_chain(raw_headers: RawHeaders, header: str) -> list[str]:
+    """The addresses in every field of ``header``, in order (the nearest hop last)."""
+    name = header.lower().encode("ascii")
+    values = [text(v) for k, v in raw_headers if k.lower() == name]
+    if name != b"forwarded":
+        return [_strip_port(part.strip()) for value in values for part in value.split(",")]
+    chain = []  # RFC 7239: for= in each element, maybe quoted
+    for value in values:
+        for element in value.split(","):
+            for pair in element.split(";"):
+                key, _, addr = pair.strip().partition("=")
+                if key.lower() == "for":
+                    chain.append(_strip_port(addr.strip().strip('"')))
+    return chain
 
 
 _networks_cache: dict[tuple[str, ...], list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}

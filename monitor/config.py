@@ -21,6 +21,8 @@ import platformdirs
 ENV_PREFIX = "POSTBACK_MONITOR_"
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+# RFC 9110's token: the characters a header field name may have.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class ConfigError(ValueError):
@@ -65,8 +67,14 @@ class Config:
     )
     trusted_proxies: tuple[str, ...] = _setting(
         (),
-        "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded "
-        "headers are believed for the client IP.",
+        "Comma-separated CIDRs of reverse proxies whose --trusted-proxy-header is believed "
+        "for the client IP.",
+    )
+    trusted_proxy_header: str = _setting(
+        "X-Forwarded-For",
+        "The one header the trusted proxies set for the client IP (X-Forwarded-For, "
+        "Forwarded, X-Real-IP, ...); read from the right, past trusted hops only. Every "
+        "other forwarding header is the sender's and ignored.",
     )
     batch_max_hits: int = _setting(500, "Most hits written in one group-commit transaction.")
     batch_max_wait_ms: float = _setting(
@@ -96,6 +104,21 @@ class Config:
     )
     hard_max_body_bytes: int = _setting(
         64 * 1024 * 1024, "Body size above which capture stops reading and answers 413."
+    )
+    capture_max_in_flight: int = _setting(
+        10000,
+        "Capture requests read but not yet answered in one process beyond which new ones "
+        "get 503 with Retry-After (bounds memory and database lookups under a flood).",
+    )
+    head_timeout_s: float = _setting(
+        10.0,
+        "Longest a client may take to send a request's line and headers, from its first "
+        "byte; slower gets 408 (capture) or a closed connection (management).",
+    )
+    body_timeout_s: float = _setting(
+        60.0,
+        "Longest a client may take to send a request's body, from the end of its headers; "
+        "slower gets 408 (capture) or a closed connection (management).",
     )
     retention_days: int | None = _setting(
         None,
@@ -149,11 +172,19 @@ class Config:
             "spool_max_bytes",
             "max_url_bytes",
             "max_header_bytes",
+            "capture_max_in_flight",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if not self.commit_timeout_s > 0:
             raise ConfigError(f"commit_timeout_s: must be above 0, got {self.commit_timeout_s}")
+        for name in ("head_timeout_s", "body_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: must be above 0, got {getattr(self, name)}")
+        if _HEADER_NAME.fullmatch(self.trusted_proxy_header) is None:
+            raise ConfigError(
+                f"trusted_proxy_header: {self.trusted_proxy_header!r} is not a header name"
+            )
         if self.batch_max_wait_ms < 0:
             raise ConfigError(
                 f"batch_max_wait_ms: must not be negative, got {self.batch_max_wait_ms}"

@@ -11,9 +11,18 @@ The capture steps themselves live in ``monitor.capture`` and are shared with the
 aiohttp handler.
 
 HTTP details kept: keep-alive and HTTP/1.0 close, pipelined requests answered in
-order, chunked bodies, ``Expect: 100-continue``, HEAD without a body, limits on
-the target (414), header fields (431) and body (413), 400 for what llhttp refuses,
-and an idle timeout.
+order, chunked bodies (their trailers are read and dropped: a trailer is not a
+header), ``Expect: 100-continue`` (sent only once load, token and rate limit say the
+body is wanted; a refusal goes out instead), no body for HEAD, 1xx, 204 and 304,
+limits on the target (414), header fields and the whole head (431), body (413) and
+empty lines before a request (400), 400 for what llhttp refuses, a time limit on the
+head and on the body (408), and an idle timeout.
+
+Flow control, as uvicorn's httptools protocol: reading pauses while the transport's
+write buffer is above its high-water mark (a client that does not read its answers)
+or MAX_PENDING answers are due (a client that pipelines without waiting), and bytes
+already read wait unparsed until the answers drain. Across the process, at most
+``capture_max_in_flight`` requests wait for their answers; more get 503.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from monitor.capture import (
     CAPTURE_PREFIX,
     HIT_ID_HEADER,
     NOT_STORED,
+    RETRY_AFTER_S,
     UNKNOWN_TOKEN,
     Capture,
     Received,
@@ -48,20 +58,32 @@ from monitor.capture import (
 from monitor.config import Config
 from monitor.endpoints import Endpoint
 from monitor.hit import Hit
+from monitor.read_deadlines import DeadlineProtocol
 from monitor.writer import WriterClosed, WriterOverloaded
 
 log = structlog.get_logger(__name__)
 
 IDLE_TIMEOUT_S = 75.0  # as aiohttp's keep-alive timeout
-SWEEP_EVERY_S = 5.0
+SWEEP_EVERY_S = 2.0  # how late past its deadline a slow or idle connection may close
 LINGER_S = 2.0  # after refusing a request mid-body, as aiohttp's lingering close
-MAX_HEADERS = 100
+MAX_HEADERS = 100  # header and trailer fields together
 MAX_PENDING = 32  # pipelined requests read ahead of their answers before reading pauses
+# The parser gets a read this much at a time, so MAX_PENDING holds within one read:
+# at most FEED_BYTES // 18 more requests (the shortest is 18 bytes) complete per step.
+FEED_BYTES = 4096
+# RFC 9112 asks a server to ignore at least one empty line before a request line;
+# past this many bytes of them the client is not sending HTTP.
+MAX_EMPTY_LINE_BYTES = 256
 # How much of a request's first line is needed to tell a capture request from another.
 ROUTE_PEEK_BYTES = 64
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 INTERNAL_ERROR = Reply(500, b"internal server error\n")
 BAD_REQUEST = Reply(400, b"bad request\n")
+EMPTY_LINES = Reply(400, b"too many empty lines before the request line\n")
+HEAD_TOO_LARGE = Reply(431, b"request head too large\n")
+HEAD_TIMEOUT = Reply(408, b"request head not received in time\n")
+BODY_TIMEOUT = Reply(408, b"request body not received in time\n")
+BUSY = Reply(503, b"capture is busy, retry later\n", retry_after=RETRY_AFTER_S)
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
@@ -84,15 +106,22 @@ _date = _Date()
 
 
 def render(reply: Reply, *, head: bool, close: bool) -> bytes:
-    """The response bytes for a reply; HEAD gets the headers only."""
+    """The response bytes for a reply, as RFC 9110 has them.
+
+    HEAD gets the headers a GET would and no body. 1xx, 204 and 304 have no body
+    whatever the endpoint's configured one; 1xx and 204 no Content-Length either
+    (304's is the length a 200 would have). A body where none may be would be read
+    as the start of the next response on a keep-alive connection.
+    """
+    status = reply.status
+    informational_or_no_content = status < 200 or status == 204
     lines = [
-        f"HTTP/1.1 {reply.status} {REASONS.get(reply.status, '')}\r\nContent-Type: ".encode(
-            "ascii"
-        ),
+        f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\nContent-Type: ".encode("ascii"),
         reply.content_type.encode("utf-8"),
-        f"\r\nContent-Length: {len(reply.body)}\r\nDate: ".encode("ascii"),
-        _date.value(),
     ]
+    if not informational_or_no_content:
+        lines.append(f"\r\nContent-Length: {len(reply.body)}".encode("ascii"))
+    lines += [b"\r\nDate: ", _date.value()]
     if reply.hit_id is not None:
         lines.append(f"\r\n{HIT_ID_HEADER}: {reply.hit_id}".encode("ascii"))
     if reply.retry_after is not None:
@@ -100,7 +129,7 @@ def render(reply: Reply, *, head: bool, close: bool) -> bytes:
     if close:
         lines.append(b"\r\nConnection: close")
     lines.append(b"\r\n\r\n")
-    if not head:
+    if not (head or informational_or_no_content or status == 304):
         lines.append(reply.body)
     return b"".join(lines)
 
@@ -108,15 +137,13 @@ def render(reply: Reply, *, head: bool, close: bool) -> bytes:
 def routes_to_capture(data: bytes) -> bool | None:
     """Whether a request starting at ``data`` is for ``/p/``; None until enough is read.
 
+    ``data`` starts at the request line (empty lines before it already dropped).
     Garbage counts as capture: llhttp then refuses it with a 400.
     """
-    start = 0
-    while data.startswith(b"\r\n", start):  # empty lines between requests are allowed
-        start += 2
-    space = data.find(b" ", start, start + ROUTE_PEEK_BYTES)
+    space = data.find(b" ", 0, ROUTE_PEEK_BYTES)
     if space < 0:
-        has_line = data.find(b"\n", start) >= 0
-        return True if has_line or len(data) - start >= ROUTE_PEEK_BYTES else None
+        has_line = data.find(b"\n") >= 0
+        return True if has_line or len(data) >= ROUTE_PEEK_BYTES else None
     if len(data) < space + 4:
         return True if data.find(b"\n", space) >= 0 else None
     return data.startswith(CAPTURE_PREFIX, space + 1)
@@ -126,11 +153,17 @@ class _Request:
     """One request on a front connection, from its first byte to its answer."""
 
     __slots__ = (
+        "admitted",
         "answer",
         "body",
         "body_size",
+        "deciding",
+        "fields",
         "head",
+        "head_bytes",
+        "head_done",
         "headers",
+        "in_flight",
         "keep_alive",
         "method",
         "refusal",
@@ -142,12 +175,19 @@ class _Request:
         self.method = ""
         self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.fields = 0  # header and trailer fields seen
+        self.head_bytes = 0  # bytes read while the head was incomplete (an upper bound)
+        self.head_done = False
         self.body: list[bytes] = []
         self.body_size = 0
         self.keep_alive = True
         self.head = False
+        # Decided before the body when the sender waits for 100 Continue.
+        self.admitted: Endpoint | None = None
+        self.deciding = False  # the database is asked about its token
         # Set when the request is refused while it is still being read.
         self.refusal: Reply | None = None
+        self.in_flight = False  # counted in Front.in_flight until answered
         self.started = 0.0
         self.answer: bytes | None = None
 
@@ -162,15 +202,21 @@ class FrontProtocol(asyncio.Protocol):
         self.peer: str | None = None
         self.request: _Request | None = None  # the one being read
         self.pending: collections.deque[_Request] = collections.deque()  # unanswered, in order
-        self.held = b""  # bytes not yet given to a parser
+        self.held = b""  # the start of a request line, until it says where it goes
+        self.empty_line_bytes = 0  # skipped before the next request line
+        self.backlog = b""  # read while reading should have paused, not yet parsed
+        self.feeding = False  # inside parser.feed_data: its callbacks must not feed again
         self.handover_waiting = False
         self.closing = False
         self.linger = False
         self.eof = False
-        self.paused = False
+        self.paused = False  # reading
+        self.write_paused = False  # the transport's buffer is above its high-water mark
+        # When the request being read began, or its body did; None between requests.
+        # The sweeper answers 408 past head_timeout_s or body_timeout_s.
+        self.reading_since: float | None = None
         # Set when a request completes or the answers are written: a connection
-        # that completes no request for IDLE_TIMEOUT_S is closed, however slowly
-        # it trickles bytes.
+        # that completes no request for IDLE_TIMEOUT_S is closed.
         self.last_active = time.monotonic()
 
     # ------------------------------------------------------------ transport events
@@ -190,23 +236,82 @@ class FrontProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client sent all it will (a half-close): answer what is pending, then close."""
         self.eof = True
-        return bool(self.pending)  # True keeps the transport open for the answers
+        return bool(self.pending or self.backlog)  # True keeps the transport open
+
+    def pause_writing(self) -> None:
+        """The client is not reading its answers: stop reading its requests."""
+        self.write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.backlog:  # a read that was under way when reading paused: keep the order
+            self.backlog += data
+            return
         if self.request is None:  # between requests: whose is the next one?
-            if self.held:
-                data, self.held = self.held + data, b""
-            route = routes_to_capture(data)
-            if route is None:
-                self.held = data
+            routed = self._route(data)
+            if routed is None:
                 return
-            if not route:
-                self._hand_over(data)
-                return
+            data = routed
+        self._feed(data)
+
+    # ------------------------------------------------------------ reading
+
+    def _route(self, data: bytes) -> bytes | None:
+        """The bytes of a capture request from its first, or None when they went elsewhere
+        (held until the request line says where it goes, handed to aiohttp, refused)."""
+        if self.held:
+            data, self.held = self.held + data, b""
+        request_line = data.lstrip(b"\r\n")  # empty lines before a request, dropped in C
+        self.empty_line_bytes += len(data) - len(request_line)
+        if self.empty_line_bytes > MAX_EMPTY_LINE_BYTES:
+            self._refuse_and_close(EMPTY_LINES)
+            return None
+        if not request_line:
+            return None
+        if self.reading_since is None:
+            self.reading_since = time.monotonic()
+        route = routes_to_capture(request_line)
+        if route is None:
+            self.held = request_line  # shorter than ROUTE_PEEK_BYTES + 4
+            return None
+        self.empty_line_bytes = 0
+        if not route:
+            self._hand_over(request_line)
+            return None
+        return request_line
+
+    def _must_wait(self) -> bool:
+        return self.write_paused or len(self.pending) >= MAX_PENDING
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data`` a slice at a time; what is left when reading must pause waits
+        in ``backlog`` for the answers to drain."""
+        view = memoryview(data)
+        offset = 0
+        self.feeding = True
         try:
-            self.parser.feed_data(data)
+            while offset < len(view):
+                if self._must_wait():
+                    self.backlog = bytes(view[offset:])
+                    break
+                chunk = view[offset : offset + FEED_BYTES]
+                offset += len(chunk)
+                self.parser.feed_data(chunk)
+                request = self.request
+                if request is not None and not request.head_done:
+                    request.head_bytes += len(chunk)
+                    if request.head_bytes > self.front.max_head_bytes:
+                        # llhttp hands a header value over only once it ends: bound
+                        # what waits for it.
+                        self._refuse_and_close(HEAD_TOO_LARGE)
+                if self.closing:
+                    return
         except httptools.HttpParserUpgrade:
             # CONNECT or an Upgrade request: capture switches no protocols. Answer
             # what was read as a plain request, then close.
@@ -214,13 +319,49 @@ class FrontProtocol(asyncio.Protocol):
                 self._refuse_and_close(None)
             else:
                 self._close_after_answers()
+            return
         except httptools.HttpParserError:
             self._refuse_and_close(self.request.refusal if self.request else None)
+            return
+        finally:
+            self.feeding = False
+        if self._must_wait():
+            self._pause_reading()  # the kernel holds the rest, not us
+
+    def _pause_reading(self) -> None:
+        transport = self.transport
+        if not self.paused and transport is not None and not transport.is_closing():
+            self.paused = True
+            transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        """Read again once the answers have drained: first what was held back, then the socket."""
+        if (
+            not self.paused
+            or self.closing
+            or self.feeding
+            or self.handover_waiting
+            or self.write_paused
+            or len(self.pending) > MAX_PENDING // 2
+        ):
+            return
+        if self.backlog:
+            data, self.backlog = self.backlog, b""
+            self._feed(data)
+            if self.backlog or self.closing or self._must_wait():
+                return
+        self.paused = False
+        if self.reading_since is not None:  # the wait was ours, not the client's
+            self.reading_since = time.monotonic()
+        assert self.transport is not None
+        self.transport.resume_reading()
 
     # ------------------------------------------------------------ llhttp callbacks
 
     def on_message_begin(self) -> None:
         self.request = _Request()
+        if self.reading_since is None:  # pipelined: begun in the same read
+            self.reading_since = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         request = self.request
@@ -233,17 +374,23 @@ class FrontProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self.request
         assert request is not None
-        request.headers.append((name, value))
+        request.fields += 1
         if len(name) + len(value) + 2 > self.front.config.max_header_bytes:
             request.refusal = Reply(431, b"header field too large\n")
             raise _Refused
-        if len(request.headers) > MAX_HEADERS:
+        if request.fields > MAX_HEADERS:
             request.refusal = Reply(431, b"too many header fields\n")
             raise _Refused
+        # After the head, llhttp reports a chunked body's trailers here: they are
+        # dropped, so a trailer can never pass for a header (X-Forwarded-For, ...).
+        if not request.head_done:
+            request.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         request = self.request
         assert request is not None
+        request.head_done = True
+        self.reading_since = time.monotonic()  # the body's time starts
         request.method = self.parser.get_method().decode("ascii", "replace")
         request.head = request.method == "HEAD"
         if not request.target.startswith(CAPTURE_PREFIX):
@@ -255,7 +402,25 @@ class FrontProtocol(asyncio.Protocol):
         if length is not None and length > self.front.config.hard_max_body_bytes:
             request.refusal = _too_large(self.front.config)
             raise _Refused
-        if not self.pending and _expects_continue(request.headers) and self.transport:
+        if _expects_continue(request.headers):
+            self._decide_before_body(request)
+
+    def _decide_before_body(self, request: _Request) -> None:
+        """The sender waits for 100 Continue before its body: decide first (load, token,
+        rate limit). A refusal is sent instead, and the connection closes unread."""
+        admitted = self._admit_cached(request)
+        if isinstance(admitted, Reply):
+            request.refusal = admitted
+            raise _Refused
+        if admitted is None:  # only the database knows the token: it answers, in a task
+            request.deciding = True
+            self.front.spawn(self._after_lookup(request))
+        else:
+            request.admitted = admitted
+            self._invite_body(request)
+
+    def _invite_body(self, request: _Request) -> None:
+        if not self.pending and not request.body_size and self.transport:
             self.transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -274,13 +439,11 @@ class FrontProtocol(asyncio.Protocol):
         request = self.request
         assert request is not None
         self.request = None
+        self.reading_since = None
         self.last_active = time.monotonic()
         request.keep_alive = self.parser.should_keep_alive()
         request.started = time.perf_counter()
         self.pending.append(request)
-        if len(self.pending) >= MAX_PENDING and self.transport and not self.paused:
-            self.paused = True
-            self.transport.pause_reading()
         try:
             self._start(request)
         except Exception:
@@ -289,33 +452,63 @@ class FrontProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------ answering
 
+    def _admit_cached(self, request: _Request) -> Endpoint | Reply | None:
+        """What can be decided without I/O: load, the path, the cached token's rate
+        limit. None when only the database knows the token."""
+        front = self.front
+        if front.in_flight >= front.config.capture_max_in_flight:
+            return BUSY
+        token = _token(request)
+        if token is None:
+            return UNKNOWN_TOKEN
+        return front.capture.admit_cached(token)
+
     def _start(self, request: _Request) -> None:
         """Take a complete request. With its endpoint in the cache (nearly always)
         nothing here awaits: the hit goes to the writer, and the answer is written
         from the writer's future's callback; no task per request."""
-        token = token_of(request.target.partition(b"?")[0])
-        if token is None:
-            self._finish(request, UNKNOWN_TOKEN)
+        admitted: Endpoint | Reply | None = request.admitted
+        if admitted is None and not request.deciding:
+            admitted = self._admit_cached(request)
+        request.in_flight = True
+        self.front.in_flight += 1
+        if request.deciding:  # the lookup begun for its 100 Continue takes it
             return
-        capture = self.front.capture
-        admitted = capture.admit_cached(token)
         if admitted is None:  # not in the cache: the database is asked, in a task
-            self.front.spawn(self._answer_after_lookup(request, token))
-        elif isinstance(admitted, Reply):
-            self._finish(request, admitted)
+            request.deciding = True
+            self.front.spawn(self._after_lookup(request))
         else:
-            self._store(request, admitted)
+            self._take(request, admitted)
 
-    async def _answer_after_lookup(self, request: _Request, token: str) -> None:
+    async def _after_lookup(self, request: _Request) -> None:
+        """The database's word on a token not in the cache: for a complete request, or
+        for one whose sender waits for 100 Continue."""
         try:
-            admitted = await self.front.capture.admit(token)
-            if isinstance(admitted, Reply):
-                self._finish(request, admitted)
-            else:
-                self._store(request, admitted)
+            token = _token(request)
+            assert token is not None
+            admitted: Endpoint | Reply = await self.front.capture.admit(token)
+        except Exception:
+            log.exception("capture.failed", path="/p/<token>")
+            admitted = INTERNAL_ERROR
+        request.deciding = False
+        try:
+            if request.in_flight:  # complete
+                self._take(request, admitted)
+            elif self.request is request and not self.closing:  # its sender waits
+                if isinstance(admitted, Reply):
+                    self._refuse_and_close(admitted)
+                else:
+                    request.admitted = admitted
+                    self._invite_body(request)
         except Exception:
             log.exception("capture.failed", path="/p/<token>")
             self._finish(request, INTERNAL_ERROR)
+
+    def _take(self, request: _Request, admitted: Endpoint | Reply) -> None:
+        if isinstance(admitted, Reply):
+            self._finish(request, admitted)
+        else:
+            self._store(request, admitted)
 
     def _store(self, request: _Request, endpoint: Endpoint) -> None:
         capture = self.front.capture
@@ -347,6 +540,9 @@ class FrontProtocol(asyncio.Protocol):
             self._finish(request, INTERNAL_ERROR)
 
     def _finish(self, request: _Request, reply: Reply) -> None:
+        if request.in_flight:
+            request.in_flight = False
+            self.front.in_flight -= 1
         metrics.record_capture(
             reply.status, reply.hit_id is not None, time.perf_counter() - request.started
         )
@@ -369,20 +565,36 @@ class FrontProtocol(asyncio.Protocol):
             if not request.keep_alive:
                 self._close()
                 return
-        if self.paused and len(pending) < MAX_PENDING // 2 and not self.closing:
-            self.paused = False
-            transport.resume_reading()
         if not pending:
             self.last_active = time.monotonic()
             if self.handover_waiting:
                 self.handover_waiting = False
                 data, self.held = self.held, b""
                 self._hand_over(data)
-            elif self.eof or self.closing_when_idle():
-                self._close()
+                return
+        self._resume_reading()
+        if self.feeding or self.closing or self.pending or self.backlog:
+            return
+        if self.eof or self.closing_when_idle():
+            self._close()
 
     def closing_when_idle(self) -> bool:
         return self.front.stopping and self.request is None
+
+    def check_deadlines(self, now: float) -> None:
+        """From the sweeper: answer 408 to a request read too slowly; close an idle connection."""
+        since = self.reading_since
+        if since is not None:
+            if self.paused:  # the wait is ours (answers due), not the client's
+                return
+            request = self.request
+            if request is not None and request.head_done:
+                if now - since > self.front.config.body_timeout_s:
+                    self._refuse_and_close(BODY_TIMEOUT)
+            elif now - since > self.front.config.head_timeout_s:
+                self._refuse_and_close(HEAD_TIMEOUT)
+        elif not self.pending and now - self.last_active > IDLE_TIMEOUT_S:
+            self._close()
 
     def _refuse_and_close(self, refusal: Reply | None) -> None:
         """Answer a request llhttp or a limit refused (after those before it), then close."""
@@ -391,8 +603,9 @@ class FrontProtocol(asyncio.Protocol):
             metrics.record_capture(refusal.status, False, 0.0)
         request = self.request or _Request()
         self.request = None
+        self.reading_since = None
         request.keep_alive = False
-        request.answer = render(reply, head=False, close=True)
+        request.answer = render(reply, head=request.head, close=True)
         self.pending.append(request)
         self.closing = True  # what arrives from now on is read and dropped
         self.linger = True
@@ -427,15 +640,13 @@ class FrontProtocol(asyncio.Protocol):
             # Answers to capture requests are still due: hand over once they are written.
             self.held = data
             self.handover_waiting = True
-            if self.transport is not None and not self.paused:
-                self.paused = True
-                self.transport.pause_reading()
+            self._pause_reading()
             return
         transport = self.transport
         assert transport is not None
         self.closing = True
         self.front.connections.discard(self)
-        protocol = self.front.aiohttp_protocol()
+        protocol = self.front.aiohttp_connection()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         if self.paused:
@@ -445,6 +656,10 @@ class FrontProtocol(asyncio.Protocol):
 
 class _Refused(Exception):
     """Raised from an llhttp callback to stop parsing a request that broke a limit."""
+
+
+def _token(request: _Request) -> str | None:
+    return token_of(request.target.partition(b"?")[0])
 
 
 def _too_large(config: Config) -> Reply:
@@ -482,14 +697,25 @@ class Front:
         self.capture = capture
         self.aiohttp_protocol = aiohttp_protocol
         self.shutdown_timeout_s = shutdown_timeout_s
+        # The request line and the equivalent of four maximal header fields.
+        self.max_head_bytes = config.max_url_bytes + 4 * config.max_header_bytes
         self.loop = asyncio.get_running_loop()
         self.connections: set[FrontProtocol] = set()
+        self.handed_over: set[DeadlineProtocol] = set()  # aiohttp's, timed by the sweeper
         self.tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = 0  # capture requests read and not yet answered, all connections
         self.stopping = False
         self._sweeper: asyncio.Task[None] | None = None
 
     def protocol(self) -> FrontProtocol:
         return FrontProtocol(self)
+
+    def aiohttp_connection(self) -> DeadlineProtocol:
+        """aiohttp's protocol for a connection handed over, with time limits on its requests."""
+        config = self.config
+        return DeadlineProtocol(
+            self.aiohttp_protocol(), self.handed_over, config.head_timeout_s, config.body_timeout_s
+        )
 
     def spawn(self, coro: collections.abc.Coroutine[None, None, None]) -> None:
         task = self.loop.create_task(coro)
@@ -500,12 +726,14 @@ class Front:
         self._sweeper = self.loop.create_task(self._sweep_forever())
 
     async def _sweep_forever(self) -> None:
+        """Deadlines of every connection, checked here rather than by a timer per request."""
         while True:
             await asyncio.sleep(SWEEP_EVERY_S)
-            deadline = time.monotonic() - IDLE_TIMEOUT_S
+            now = time.monotonic()
             for connection in list(self.connections):
-                if not connection.pending and connection.last_active < deadline:
-                    connection._close()
+                connection.check_deadlines(now)
+            for handed_over in list(self.handed_over):
+                handed_over.close_if_overdue(now)
 
     async def stop(self) -> None:
         """Close idle connections now; let the others finish their answers first."""

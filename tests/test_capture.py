@@ -197,7 +197,8 @@ async def test_forwarded_ip_only_from_trusted_proxy(
 async def test_forwarded_header_rfc7239(aiohttp_client: Any, config: Any, db: Any) -> None:
     from monitor.app import create_app
 
-    client = await aiohttp_client(create_app(config.replace(trusted_proxies=("127.0.0.1/32",))))
+    trusting = config.replace(trusted_proxies=("127.0.0.1/32",), trusted_proxy_header="Forwarded")
+    client = await aiohttp_client(create_app(trusting))
     endpoint = await (await client.post("/api/endpoints", json={"name": "p"}, headers=AUTH)).json()
     await client.get(
         capture_path(endpoint), headers={"Forwarded": 'for="[2001:db8::1]:4711";proto=https'}

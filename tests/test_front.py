@@ -289,10 +289,9 @@ async def test_idle_connections_are_closed(
     conn = await connect()
     await conn.send(get(f"/p/{endpoint['token']}"))
     assert (await conn.response())[0] == 200
-    slow = await connect()
-    await slow.send(b"GET /p/")  # a request that never completes
+    # (A request that starts and never completes is timed by head_timeout_s instead:
+    # tests/test_hardening_wire.py.)
     assert await conn.closed_by_server()
-    assert await slow.closed_by_server()
 
 
 async def test_a_half_closed_client_still_gets_its_answer(
