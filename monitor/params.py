@@ -17,7 +17,7 @@ hundred params cost. Each view stops while walking, never after, at
 - JSON only: ``MAX_JSON_DEPTH`` levels of nesting and ``MAX_JSON_VALUES`` values
   looked at (empty containers and nulls yield no param, yet cost a step);
 
-and clips each name and value to ``MAX_TEXT_CHARS``. Bodies over
+and clips each name and value to ``MAX_TEXT_CHARS`` (counted the same way). Bodies over
 ``MAX_PARSED_BODY_BYTES`` are not parsed. A view cut short says why in ``cuts``,
 and capture flags the hit ``params_truncated``; the raw bytes are stored whole.
 """
