@@ -42,9 +42,16 @@ def _database_problem(app: web.Application, exc: Exception) -> str:
     keeper = app[DATABASE_KEEPER]
     problem = keeper.problem() if keeper is not None else None
     if problem is None:
-        reason = "no answer in time" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
-        problem = f"PostgreSQL is not answering ({reason})"
+        problem = f"PostgreSQL is not answering ({_reason(exc)})"
     pending = app[WRITER].spool_pending
     if pending:
         problem += f"; hits are being spooled ({pending} pending)"
     return problem
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer in {READY_DB_TIMEOUT_S:g} s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()  # "connection refused", not "[Errno 111] Connection refused"
+    return str(exc) or type(exc).__name__
