@@ -245,7 +245,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._resume_reading()
+        self._flush()  # reads again, and closes if that was all the client had to say
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -292,7 +292,7 @@ class FrontProtocol(asyncio.Protocol):
     def _feed(self, data: bytes) -> None:
         """Parse ``data`` a slice at a time; what is left when reading must pause waits
         in ``backlog`` for the answers to drain."""
-        view = memoryview(data)
+        view = memoryview(data) if len(data) > FEED_BYTES else data  # no copies of slices
         offset = 0
         self.feeding = True
         try:

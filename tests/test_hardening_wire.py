@@ -143,6 +143,7 @@ async def test_pipelining_without_reading_pauses_reading_and_bounds_buffers(
     server_socket = server_side.transport.get_extra_info("socket")
     server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
     conn.writer.write(get("/p/") * 20000)  # quick 404s; never read, for now
+    conn.writer.write_eof()  # all it will send: answered all the same, then closed
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -158,6 +159,7 @@ async def test_pipelining_without_reading_pauses_reading_and_bounds_buffers(
     # Reading the answers lets the server read the rest: every request is answered.
     for _ in range(20000):
         assert (await conn.response())[0] == 404
+    assert await conn.closed_by_server()
 
 
 async def test_requests_pipelined_in_one_read_wait_unparsed_past_the_pending_limit(
