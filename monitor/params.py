@@ -46,6 +46,9 @@ MAX_JSON_VALUES = 4 * MAX_PARAMS
 _PAIR = re.compile(rb"[^&]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
+# What may follow a value, and a key, with the whitespace around it.
+_JSON_AFTER_VALUE = re.compile(r"[ \t\n\r]*([,\]}]?)[ \t\n\r]*")
+_JSON_AFTER_KEY = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 # null is absent; NaN and Infinity are not JSON, yet Python's json reads them.
 _JSON_LITERALS: dict[str, str | None] = {
@@ -247,9 +250,18 @@ def _walk_json(doc: str) -> View | None:
                 if not found.room(len(name) + len(leaf)):
                     break
                 found.params.append((clean(name), clean(leaf)))
-        pos = _after_value(doc, pos, open_containers)
-        if not open_containers:
-            if pos != len(doc):
+        # After a value: the containers that end here, then a comma before the next item.
+        while open_containers:
+            after = _JSON_AFTER_VALUE.match(doc, pos)
+            assert after is not None  # it matches the empty string
+            pos, separator = after.end(), after.group(1)
+            if separator == ",":
+                break
+            if separator != open_containers[-1].closer:
+                raise ValueError("expected , or the end of the container")
+            open_containers.pop()
+        else:
+            if _space(doc, pos) != len(doc):
                 raise ValueError("extra data after the JSON document")
             break
         pos, name = _item(doc, pos, open_containers[-1], found)
@@ -269,12 +281,12 @@ def _item(doc: str, pos: int, container: _Container, found: _Collector) -> tuple
         if doc[pos : pos + 1] != '"':
             raise ValueError("expected a key")
         key, pos = scanstring(doc, pos + 1, True)
-        pos = _space(doc, pos)
-        if doc[pos : pos + 1] != ":":
+        colon = _JSON_AFTER_KEY.match(doc, pos)
+        if colon is None:
             raise ValueError("expected :")
-        pos += 1
+        pos = colon.end()
     name = f"{container.path}.{key}" if container.path else key
-    return _space(doc, pos), found.clip(name)
+    return pos, found.clip(name)
 
 
 def _scalar(doc: str, pos: int) -> tuple[int, str | None]:
@@ -291,17 +303,3 @@ def _scalar(doc: str, pos: int) -> tuple[int, str | None]:
         if doc.startswith(literal, pos):
             return pos + len(literal), value
     raise ValueError("expected a JSON value")
-
-
-def _after_value(doc: str, pos: int, open_containers: list[_Container]) -> int:
-    """Past the commas and closing brackets after a value: the next item, or the end."""
-    while open_containers:
-        pos = _space(doc, pos)
-        char = doc[pos : pos + 1]
-        if char == ",":
-            return _space(doc, pos + 1)
-        if char != open_containers[-1].closer:
-            raise ValueError("expected , or the end of the container")
-        open_containers.pop()
-        pos += 1
-    return _space(doc, pos)
