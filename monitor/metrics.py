@@ -150,12 +150,6 @@ class _Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
-        self.dropped_hits = Counter(
-            "postback_monitor_dropped_hits",
-            "Hits not stored because their endpoint was deleted while they were in "
-            "flight (queued, committing or spooled).",
-            registry=r,
-        )
         self.forwards = Counter(
             "postback_monitor_forwards",
             "Forwards of stored hits to their endpoint's target, by endpoint and outcome.",
@@ -253,11 +247,6 @@ def observe_commit(hits: Sequence[Hit], seconds: float) -> None:
         if endpoint not in m.endpoints:  # created since the last refresh
             m.endpoints.add(endpoint)
             m.endpoint_exists.labels(endpoint).set(1)
-
-
-def observe_dropped(hits: Sequence[Hit]) -> None:
-    """Writer dropped-listener: count hits left out because their endpoint is gone."""
-    _metrics.dropped_hits.inc(len(hits))
 
 
 def set_last_hit(endpoint: str, received_s: float) -> None:
@@ -380,7 +369,6 @@ async def _refresh_forever(app: web.Application) -> None:
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Listen to the writer's commits, seed last-hit times, keep the gauges fresh."""
     app[WRITER].committed_listeners.append(observe_commit)
-    app[WRITER].dropped_listeners.append(observe_dropped)
     await refresh_endpoints(app, seed_last_hits=True)
     refresher = asyncio.create_task(_refresh_forever(app), name="metrics-gauges")
     try:

@@ -119,8 +119,6 @@ class HitWriter:
         self.drain_retry_s = drain_retry_s
         # Called after each commit with (hits, seconds); must not block or raise.
         self.committed_listeners: list[Callable[[Sequence[Hit], float], None]] = []
-        # Called with the hits left out of a commit because their endpoint is gone.
-        self.dropped_listeners: list[Callable[[Sequence[Hit]], None]] = []
         # Awaited inside each batch's transaction after the hits are inserted, so
         # rows they write (an outbox, say) commit or roll back with the hits.
         # Hooks must be idempotent: a spooled batch may be replayed more than once.
@@ -140,6 +138,7 @@ class HitWriter:
         self.last_error: str | None = None
         self.spool_full_total = 0
         self.spooled_total = 0
+        self.dropped_total = 0
 
     @property
     def queue_depth(self) -> int:
@@ -387,13 +386,9 @@ class HitWriter:
         either way the hit arrived while the endpoint existed, and the user then
         deleted the endpoint with everything of it, which is what happens here.
         """
+        self.dropped_total += len(hits)
         endpoint_ids = sorted({hit.endpoint_id for hit in hits})
         log.info("writer.dropped_deleted_endpoint", hits=len(hits), endpoint_ids=endpoint_ids)
-        for listener in self.dropped_listeners:
-            try:
-                listener(hits)
-            except Exception:
-                log.exception("writer.listener_failed")
 
     async def _write_with(
         self, conn: asyncpg.Connection, hits: list[Hit], *, replay: bool, turn: _Turn
