@@ -32,6 +32,7 @@ class Served:
     port: int
     front: front.Front
     connect: Callable[..., Awaitable[Conn]]
+    endpoint: dict[str, Any]
 
     async def server_side(self, conn: Conn) -> front.FrontProtocol:
         """The front's protocol of ``conn``, the one connection open."""
@@ -46,12 +47,12 @@ Serve = Callable[..., Awaitable[Served]]
 
 @pytest.fixture
 async def serve(config: Config, db: asyncpg.Connection) -> AsyncIterator[Serve]:
-    """Start the server with settings changed for the test; stopped after it."""
+    """Start the server with settings changed for the test, and one endpoint in its
+    cache from the start; stopped after the test."""
     runners: list[web.AppRunner] = []
     opened: list[Conn] = []
 
-    async def start(**changes: Any) -> Served:
-        served_config = config.replace(host=HOST, port=free_port(), **changes)
+    async def launch(served_config: Config) -> tuple[front.FrontSite, Any]:
         runner = web.AppRunner(create_app(served_config), access_log=None)
         await runner.setup()
         runners.append(runner)
@@ -69,7 +70,17 @@ async def serve(config: Config, db: asyncpg.Connection) -> AsyncIterator[Serve]:
             opened.append(conn)
             return conn
 
-        return Served(site.port, site.front, connect)
+        return site, connect
+
+    async def start(endpoint: dict[str, Any] | None = None, **changes: Any) -> Served:
+        served_config = config.replace(host=HOST, port=free_port(), **changes)
+        # Made through a first server: the one under test then loads it at start,
+        # before any request, as a real deployment's endpoints are.
+        _, connect = await launch(served_config)
+        made = await make_endpoint(connect, **(endpoint or {}))
+        await runners.pop().cleanup()
+        site, connect = await launch(served_config.replace(port=free_port()))
+        return Served(site.port, site.front, connect, made)
 
     try:
         yield start
@@ -94,7 +105,7 @@ async def remote_ip_and_flags(db: asyncpg.Connection, headers: dict[str, str]) -
 
 async def test_a_blank_line_flood_is_cut_short_and_stalls_no_one(serve: Serve) -> None:
     served = await serve()
-    endpoint = await make_endpoint(served.connect)
+    endpoint = served.endpoint
     flooder = await served.connect()
     sender = await served.connect()
 
@@ -166,7 +177,7 @@ async def test_requests_pipelined_in_one_read_wait_unparsed_past_the_pending_lim
     serve: Serve, db: asyncpg.Connection
 ) -> None:
     served = await serve()
-    endpoint = await make_endpoint(served.connect)
+    endpoint = served.endpoint
     conn = await served.connect()
     most_pending = 0
 
@@ -190,7 +201,7 @@ async def test_past_the_process_wide_limit_capture_answers_503_with_retry_after(
     serve: Serve,
 ) -> None:
     served = await serve(capture_max_in_flight=4)
-    endpoint = await make_endpoint(served.connect)
+    endpoint = served.endpoint
     conn = await served.connect()
     await conn.send(b"".join(get(f"/p/{endpoint['token']}?n={n}") for n in range(40)))
     answers = [await conn.response() for _ in range(40)]
@@ -211,8 +222,8 @@ async def test_past_the_process_wide_limit_capture_answers_503_with_retry_after(
 async def test_a_bodiless_status_keeps_a_keep_alive_client_in_step(
     serve: Serve, status: int
 ) -> None:
-    served = await serve()
-    endpoint = await make_endpoint(served.connect, response={"status": status, "body": "OK"})
+    served = await serve(endpoint={"response": {"status": status, "body": "OK"}})
+    endpoint = served.endpoint
     url = f"http://{HOST}:{served.port}/p/{endpoint['token']}"
     connector = aiohttp.TCPConnector(limit=1)  # one connection, reused for every request
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -241,8 +252,8 @@ async def expect_continue(conn: Conn, target: str) -> tuple[int, dict[str, str],
 async def test_a_refused_expect_100_continue_gets_its_refusal_and_no_continue(
     serve: Serve,
 ) -> None:
-    served = await serve()
-    endpoint = await make_endpoint(served.connect, settings={"rate_limit_per_s": 1})
+    served = await serve(endpoint={"settings": {"rate_limit_per_s": 1}})
+    endpoint = served.endpoint
     conn = await served.connect()
     status, _, body = await expect_continue(conn, "/p/not-a-real-token-at-all")
     assert (status, body) == (404, b"unknown capture token\n")
@@ -263,8 +274,10 @@ async def test_a_refused_expect_100_continue_gets_its_refusal_and_no_continue(
 async def test_only_the_trusted_proxy_header_names_the_sender(
     serve: Serve, db: asyncpg.Connection
 ) -> None:
-    served = await serve(trusted_proxies=("127.0.0.1/32",))
-    endpoint = await make_endpoint(served.connect, settings={"allowed_ips": ["203.0.113.9"]})
+    served = await serve(
+        endpoint={"settings": {"allowed_ips": ["203.0.113.9"]}}, trusted_proxies=("127.0.0.1/32",)
+    )
+    endpoint = served.endpoint
     path = f"/p/{endpoint['token']}"
     conn = await served.connect()
     # The sender claims an allowed address; the proxy (127.0.0.1) says who it is.
@@ -288,7 +301,7 @@ async def test_a_chunked_trailer_is_never_taken_for_a_header(
     serve: Serve, db: asyncpg.Connection
 ) -> None:
     served = await serve(trusted_proxies=("127.0.0.1/32",))
-    endpoint = await make_endpoint(served.connect)
+    endpoint = served.endpoint
     conn = await served.connect()
     await conn.send(
         f"POST /p/{endpoint['token']} HTTP/1.1\r\nHost: x\r\n".encode()
@@ -334,7 +347,7 @@ def quick_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("quick_sweeps")
 async def test_capture_times_out_a_trickled_head_and_a_trickled_body(serve: Serve) -> None:
     served = await serve(**TIMEOUTS)
-    endpoint = await make_endpoint(served.connect)
+    endpoint = served.endpoint
     head = await served.connect()
     body = await served.connect()
     started = time.monotonic()
