@@ -4,43 +4,63 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from monitor import openapi
 from monitor.endpoints import validate_fields
-from monitor.errors import BadRequest, NotFound
+from monitor.errors import BadRequest, DomainError, NotFound
 from monitor.hits import DEFAULT_PAGE, HitFilter
+from monitor.inputs import check_json, database_id
 from monitor.presets import preset_list
 from monitor.typedefs import CONFIG, ENDPOINTS, HITS
 
 MAX_JSON_BODY_BYTES = 256 * 1024
 
 
+class BodyTooLarge(DomainError):
+    status = 413
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, however many TCP segments it came in; 413 past ``limit``.
+
+    ``content.read(n)`` returns what has arrived so far, not n bytes: one read would
+    cut a body from a slow or rate-limited client short."""
+    too_large = BodyTooLarge("body_too_large", f"request body: at most {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
 async def read_json(request: web.Request, *, required: bool = True) -> Any:
-    """The request's JSON body; an empty body is {} when the body is optional."""
-    if request.content_length is not None and request.content_length > MAX_JSON_BODY_BYTES:
-        raise BadRequest("body_too_large", f"request body: at most {MAX_JSON_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_JSON_BODY_BYTES + 1)
-    if len(raw) > MAX_JSON_BODY_BYTES:
-        raise BadRequest("body_too_large", f"request body: at most {MAX_JSON_BODY_BYTES} bytes")
+    """The request's JSON body, every string in it checked; {} for an empty optional body."""
+    raw = await read_body(request, MAX_JSON_BODY_BYTES)
     if not raw.strip():
         if required:
             raise BadRequest("invalid_body", "request body: a JSON object is required")
         return {}
     try:
-        return json.loads(raw)
+        document = json.loads(raw)
     except (ValueError, RecursionError):
         raise BadRequest("invalid_json", "request body: not valid JSON") from None
+    check_json(document)
+    return document
 
 
 def endpoint_id(request: web.Request) -> int:
     raw = request.match_info["endpoint_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    ident = database_id(raw)
+    if ident is None:
         raise NotFound("endpoint_not_found", f"no endpoint with id {raw[:40]!r}")
-    return int(raw)
+    return ident
 
 
 def base_url(request: web.Request) -> str:
@@ -84,13 +104,13 @@ def parse_time(name: str, raw: str | None) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        if value.tzinfo is None:
+            raise BadRequest("invalid_query", f"{name}: include a time zone (Z or +00:00)")
+        return value.astimezone(UTC)  # past year 9999 in UTC: OverflowError, here not deeper
+    except (ValueError, OverflowError):
         raise BadRequest(
             "invalid_query", f"{name}: an RFC 3339 time such as 2026-01-31T12:00:00Z"
         ) from None
-    if value.tzinfo is None:
-        raise BadRequest("invalid_query", f"{name}: include a time zone (Z or +00:00)")
-    return value
 
 
 def parse_bool(name: str, raw: str | None) -> bool | None:
@@ -117,11 +137,11 @@ def hit_filter(request: web.Request) -> HitFilter:
 async def list_hits(request: web.Request) -> web.Response:
     ident = endpoint_id(request)
     await request.app[ENDPOINTS].get(ident)  # 404 for an unknown endpoint, not an empty list
-    raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
-    if not raw_limit.isdigit():
+    limit = database_id(request.query.get("limit", str(DEFAULT_PAGE)))
+    if limit is None:
         raise BadRequest("invalid_limit", "limit: a whole number")
     items, next_cursor = await request.app[HITS].list(
-        ident, hit_filter(request), cursor=request.query.get("cursor"), limit=int(raw_limit)
+        ident, hit_filter(request), cursor=request.query.get("cursor"), limit=limit
     )
     return web.json_response({"items": items, "next_cursor": next_cursor})
 

@@ -96,7 +96,15 @@ async def export_hits(request: web.Request) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
         rows = conn.cursor(sql, *args, prefetch=CURSOR_PREFETCH_ROWS)
         await response.prepare(request)
-        await _write_all(response, lines, (row_to_json(r, with_body=False) async for r in rows))
+        try:
+            await _write_all(response, lines, (row_to_json(r, with_body=False) async for r in rows))
+        except Exception:
+            # The 200 is on the wire: the error answer the middleware makes of this
+            # exception would be a second status line inside the body. Break the
+            # connection first, so the client sees a failed download (no last chunk).
+            if request.transport is not None:
+                request.transport.abort()
+            raise
     await response.write_eof()
     return response
 

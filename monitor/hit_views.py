@@ -46,9 +46,9 @@ def form_time(name: str, raw: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: past year 9999 once in UTC
         raise BadRequest("invalid_query", f"{name}: a time such as 2026-01-31T12:00") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def page_filter(query: Any) -> tuple[HitFilter, dict[str, str]]:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.errors import BadRequest, Handler
+from monitor.inputs import check_query
 
 ERROR = {
     "type": "object",
@@ -388,7 +389,8 @@ PLAIN_TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
 
 def with_malformed_request_answers(paths: dict[str, Any]) -> dict[str, Any]:
-    """The paths with the parser's plain-text 400 added to every operation's 400."""
+    """The paths with the parser's plain-text 400 added to every operation's 400, and
+    the 413 of an oversized body to every operation that takes one."""
     result: dict[str, Any] = {}
     for path, item in paths.items():
         result[path] = {}
@@ -397,6 +399,9 @@ def with_malformed_request_answers(paths: dict[str, Any]) -> dict[str, Any]:
                 bad = op["responses"].get("400", {"description": "Malformed HTTP request"})
                 bad = {**bad, "content": {**bad.get("content", {}), **PLAIN_TEXT}}
                 op = {**op, "responses": {**op["responses"], "400": bad}}
+                if "requestBody" in op:
+                    too_large = json_body(ref("Error"), "Request body too large")
+                    op["responses"]["413"] = too_large
             result[path][key] = op
     return result
 
@@ -426,7 +431,9 @@ def declared_query_names(path: str, method: str) -> frozenset[str] | None:
 @web.middleware
 async def unknown_query_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A query parameter the document does not declare is a typo the caller should
-    hear about (a misspelt filter would otherwise silently match everything)."""
+    hear about (a misspelt filter would otherwise silently match everything). Every
+    management request's query values, pages included, must be text (``inputs``)."""
+    check_query(request.query.items())
     if request.path.startswith("/api/") and request.query:
         route = request.match_info.route.resource
         allowed = None if route is None else declared_query_names(route.canonical, request.method)

@@ -12,6 +12,7 @@ from monitor import present
 from monitor.auth import csrf_ok
 from monitor.endpoints import Endpoint
 from monitor.errors import BadRequest
+from monitor.inputs import check_form
 from monitor.presets import get_preset
 from monitor.typedefs import ADMIN_TOKEN, CONFIG, SESSION
 
@@ -51,12 +52,19 @@ def render(
     return response
 
 
-async def read_form(request: web.Request) -> dict[str, str]:
-    """The posted form, after checking its CSRF token."""
+async def form_fields(request: web.Request) -> dict[str, str]:
+    """The posted form's text fields, each checked to be text (``inputs.check_form``)."""
     if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
         raise BadRequest("body_too_large", f"form: at most {MAX_FORM_BYTES} bytes")
     form = await request.post()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    check_form(fields)
+    return fields
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The posted form, after checking its CSRF token."""
+    fields = await form_fields(request)
     if not csrf_ok(request, fields.get("csrf")):
         raise web.HTTPForbidden(text="the form's CSRF token is missing or stale: reload the page\n")
     return fields

@@ -9,6 +9,7 @@ live stream are in ``hit_views``.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from monitor.auth import (
 )
 from monitor.endpoints import Endpoint, validate_fields
 from monitor.errors import BadRequest, DomainError
+from monitor.inputs import check_json, whole_number
 from monitor.presets import PRESETS
 from monitor.typedefs import ADMIN_TOKEN, CONFIG, ENDPOINTS, HITS
 
 STATIC_DIR = Path(__file__).parent / "static"
 LOGIN_CSRF_COOKIE = "pbm_login"
+LOGIN_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def setup(app: web.Application) -> None:
@@ -65,8 +68,15 @@ async def index(request: web.Request) -> web.Response:
     raise web.HTTPFound("/endpoints")
 
 
+def login_nonce(request: web.Request) -> str | None:
+    """The sign-in form's nonce cookie, if it is one we could have set (cookies are
+    the sender's bytes: they go back into the page only when they are a token)."""
+    nonce = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return nonce if LOGIN_NONCE.fullmatch(nonce) else None
+
+
 async def login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
-    nonce = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(16)
+    nonce = login_nonce(request) or secrets.token_urlsafe(16)
     context = {"next": safe_next(request.query.get("next")), "error": error, "nonce": nonce}
     response = pages.render(request, "login.html", context, status=status)
     response.set_cookie(
@@ -77,12 +87,12 @@ async def login_page(request: web.Request, error: str = "", status: int = 200) -
 
 
 async def login(request: web.Request) -> web.Response:
-    form = await request.post()
-    nonce = request.cookies.get(LOGIN_CSRF_COOKIE)
+    form = await pages.form_fields(request)
+    nonce = login_nonce(request)
     # Double-submit: a cross-site form cannot read or set our cookie to match.
-    if not nonce or not secrets.compare_digest(str(form.get("nonce", "")), nonce):
+    if not nonce or not secrets.compare_digest(form.get("nonce", "").encode(), nonce.encode()):
         return await login_page(request, "The sign-in form expired: try again.", 400)
-    token = str(form.get("token", "")).strip()
+    token = form.get("token", "").strip()
     if not token_matches(token, request.app[ADMIN_TOKEN]):
         return await login_page(request, "That is not the admin token.", 401)
     response = web.HTTPSeeOther(safe_next(str(form.get("next", ""))))
@@ -173,17 +183,16 @@ async def update_settings(request: web.Request) -> web.Response:
     try:
         try:
             settings = json.loads(form.get("settings", "").strip() or "{}")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise BadRequest("invalid_settings", f"settings: not valid JSON ({exc})") from None
-        raw_status = form.get("response_status", "").strip()
-        if not raw_status.isdigit():
-            raise BadRequest("invalid_field", "response status: a number from 200 to 599")
+        check_json(settings, "settings")
+        status = whole_number("response status", form.get("response_status", ""), 200, 599)
         doc = {
             "name": form.get("name", ""),
             "description": form.get("description", ""),
             "settings": settings,
             "response": {
-                "status": int(raw_status),
+                "status": status,
                 "body": form.get("response_body", ""),
                 "content_type": form.get("response_content_type", ""),
             },
