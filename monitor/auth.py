@@ -3,11 +3,12 @@
 Everything except capture (``/p/``), health and metrics needs the token, as
 ``Authorization: Bearer <token>``. Comparison is constant-time.
 
-Web pages also accept a session cookie, made at sign-in: ``v1.<issued>.<nonce>.<mac>``,
-HMAC-signed with a key derived from the admin token, so no session table is needed
-and changing the admin token signs every browser out. The JSON API under ``/api/``
-stays bearer-only. A page request without either is redirected to ``/login``.
-Every state-changing form carries a CSRF token derived from the session's nonce.
+Web pages also accept a session cookie, made at sign-in: a random id standing for a
+row in ``web_sessions`` (``monitor.sessions``), looked up on every page request, so
+signing out, expiry and changing the admin token end a session at once in every
+process. The JSON API under ``/api/`` stays bearer-only. A page request without
+either is redirected to ``/login``. Every state-changing form carries a CSRF token
+bound to the session.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ import base64
 import hashlib
 import hmac
 import os
-import secrets
-import time
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import asyncpg
 import structlog
 from aiohttp import web
+from yarl import URL
 
-from monitor import ids
+from monitor import ids, sessions
 from monitor.errors import Handler, Unauthorized
-from monitor.typedefs import ADMIN_TOKEN, SESSION
+from monitor.inputs import is_text
+from monitor.typedefs import ADMIN_TOKEN, POOL, SESSION
 
 log = structlog.get_logger(__name__)
 
@@ -35,8 +38,12 @@ TOKEN_FILE = "admin_token"
 PUBLIC_PREFIXES = ("/p/", "/static/")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login"})
 SESSION_COOKIE = "pbm_session"
+# A session ends this long after sign-in, or at sign-out, whichever comes first.
 SESSION_MAX_AGE_S = 7 * 24 * 3600
+# What a session cookie can look like (sessions.SESSION_ID_BYTES, URL-safe base64).
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 SESSION_KEY_LABEL = b"postback-monitor session v1"
+MAX_NEXT_CHARS = 2048
 
 
 def load_or_create_admin_token(data_dir: Path) -> tuple[str, bool]:
@@ -78,40 +85,42 @@ def is_public(path: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A signed-in browser: when it signed in, and the nonce its CSRF token comes from."""
+    """A signed-in browser: its stored session, which its CSRF token is bound to."""
 
-    issued_at: int
-    nonce: str
+    id_hash: bytes
 
     def csrf_token(self, admin_token: str) -> str:
-        return _mac(admin_token, f"csrf.{self.nonce}")
+        return _mac(admin_token, b"csrf." + self.id_hash)
 
 
-def _mac(admin_token: str, message: str) -> str:
+def _mac(admin_token: str, message: bytes) -> str:
     key = hmac.new(admin_token.encode(), SESSION_KEY_LABEL, hashlib.sha256).digest()
-    digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def new_session_cookie(admin_token: str, now: float | None = None) -> str:
-    issued = int(time.time() if now is None else now)
-    payload = f"v1.{issued}.{secrets.token_hex(16)}"
-    return f"{payload}.{_mac(admin_token, payload)}"
+def token_tag(admin_token: str) -> bytes:
+    """Which admin token a stored session was made under (keyed: the token is not kept)."""
+    return _mac(admin_token, b"session tag").encode()
 
 
-def read_session_cookie(value: str, admin_token: str, now: float | None = None) -> Session | None:
-    """The session a cookie value stands for, or None if forged, malformed or expired."""
-    version, _, rest = value.partition(".")
-    issued, _, rest = rest.partition(".")
-    nonce, _, mac = rest.partition(".")
-    if version != "v1" or not issued.isdigit() or not nonce or not mac:
+async def start_session(pool: asyncpg.Pool, admin_token: str) -> str:
+    """A new session; returns the cookie value that stands for it."""
+    return await sessions.create(pool, token_tag(admin_token), SESSION_MAX_AGE_S)
+
+
+async def current_session(pool: asyncpg.Pool, cookie: str, admin_token: str) -> Session | None:
+    """The live session a cookie stands for; None if unknown, ended, expired or made
+    under another admin token."""
+    if not SESSION_ID.fullmatch(cookie):
         return None
-    if not hmac.compare_digest(mac.encode(), _mac(admin_token, f"v1.{issued}.{nonce}").encode()):
-        return None
-    age = (time.time() if now is None else now) - int(issued)
-    if not -60 <= age <= SESSION_MAX_AGE_S:
-        return None
-    return Session(int(issued), nonce)
+    stored = await sessions.touch(pool, cookie, token_tag(admin_token))
+    return None if stored is None else Session(stored.id_hash)
+
+
+async def end_session(pool: asyncpg.Pool, cookie: str | None) -> None:
+    if cookie is not None and SESSION_ID.fullmatch(cookie):
+        await sessions.end(pool, cookie)
 
 
 def csrf_ok(request: web.Request, presented: str | None) -> bool:
@@ -124,10 +133,24 @@ def csrf_ok(request: web.Request, presented: str | None) -> bool:
 
 
 def safe_next(raw: str | None) -> str:
-    """A local path to go back to after sign-in; anything else becomes ``/``."""
-    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+    """A path on this site to go back to after sign-in; anything else becomes ``/``.
+
+    Judged as it is sent and as browsers read it: yarl and browsers drop tabs and
+    newlines (slash, tab, slash is ``//``: another host) and browsers read a backslash
+    as ``/``, so any control character or backslash refuses the value, and what goes
+    into ``Location`` must still start with exactly one ``/``."""
+    if not raw or len(raw) > MAX_NEXT_CHARS or not is_text(raw):
         return "/"
-    return raw
+    if "\\" in raw or any(map(_is_control, raw)):
+        return "/"
+    sent = str(URL(raw))
+    if not sent.startswith("/") or sent.startswith("//"):
+        return "/"
+    return sent
+
+
+def _is_control(ch: str) -> bool:
+    return ch < " " or "\x7f" <= ch <= "\x9f"
 
 
 @web.middleware
@@ -140,8 +163,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request[SESSION] = None
         return await handler(request)
     if not request.path.startswith("/api/"):
-        cookie = request.cookies.get(SESSION_COOKIE)
-        session = None if cookie is None else read_session_cookie(cookie, admin_token)
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        session = await current_session(request.app[POOL], cookie, admin_token)
         if session is not None:
             request[SESSION] = session
             return await handler(request)

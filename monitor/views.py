@@ -23,15 +23,16 @@ from monitor.api import endpoint_id
 from monitor.auth import (
     SESSION_COOKIE,
     SESSION_MAX_AGE_S,
-    new_session_cookie,
+    end_session,
     safe_next,
+    start_session,
     token_matches,
 )
 from monitor.endpoints import Endpoint, validate_fields
 from monitor.errors import BadRequest, DomainError
 from monitor.inputs import check_json, whole_number
 from monitor.presets import PRESETS
-from monitor.typedefs import ADMIN_TOKEN, CONFIG, ENDPOINTS, HITS
+from monitor.typedefs import ADMIN_TOKEN, CONFIG, ENDPOINTS, HITS, POOL
 
 STATIC_DIR = Path(__file__).parent / "static"
 LOGIN_CSRF_COOKIE = "pbm_login"
@@ -95,9 +96,10 @@ async def login(request: web.Request) -> web.Response:
     token = form.get("token", "").strip()
     if not token_matches(token, request.app[ADMIN_TOKEN]):
         return await login_page(request, "That is not the admin token.", 401)
-    response = web.HTTPSeeOther(safe_next(str(form.get("next", ""))))
+    response = web.HTTPSeeOther(safe_next(form.get("next")))
+    cookie = await start_session(request.app[POOL], request.app[ADMIN_TOKEN])
     response.set_cookie(
-        SESSION_COOKIE, new_session_cookie(request.app[ADMIN_TOKEN]), max_age=SESSION_MAX_AGE_S,
+        SESSION_COOKIE, cookie, max_age=SESSION_MAX_AGE_S,
         httponly=True, samesite="Lax", path="/", secure=is_https(request),
     )  # fmt: skip
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -106,6 +108,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     await pages.read_form(request)
+    await end_session(request.app[POOL], request.cookies.get(SESSION_COOKIE))
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response

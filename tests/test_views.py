@@ -17,7 +17,6 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from monitor import present
-from monitor.auth import new_session_cookie, read_session_cookie
 from tests.conftest import ADMIN_TOKEN, AUTH, capture_path
 from tests.server import ServerProcess
 from tests.signin import csrf_of, sign_in
@@ -75,7 +74,7 @@ async def test_sign_in_sets_a_safe_cookie_and_sign_out_ends_it(client: TestClien
     cookie = resp.cookies["pbm_session"]
     assert cookie["httponly"] is True
     assert cookie["samesite"] == "Lax"
-    assert read_session_cookie(cookie.value, ADMIN_TOKEN) is not None
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", cookie.value)  # a random id, nothing readable
 
     page = await client.get("/endpoints")
     assert page.status == 200
@@ -85,16 +84,6 @@ async def test_sign_in_sets_a_safe_cookie_and_sign_out_ends_it(client: TestClien
     assert resp.status == 303
     assert resp.headers["Location"] == "/login"
     assert (await client.get("/endpoints", allow_redirects=False)).status == 303
-
-
-def test_session_cookie_signature_and_expiry() -> None:
-    cookie = new_session_cookie(ADMIN_TOKEN, now=1_000_000)
-    assert read_session_cookie(cookie, ADMIN_TOKEN, now=1_000_100) is not None
-    assert read_session_cookie(cookie, ADMIN_TOKEN + "x", now=1_000_100) is None
-    assert read_session_cookie(cookie, ADMIN_TOKEN, now=1_000_000 + 8 * 86400) is None
-    issued, nonce = cookie.split(".")[1:3]
-    assert read_session_cookie(cookie.replace(nonce, "0" * len(nonce)), ADMIN_TOKEN) is None
-    assert read_session_cookie(f"v1.{issued}", ADMIN_TOKEN) is None
 
 
 async def test_pages_send_security_headers(client: TestClient) -> None:
