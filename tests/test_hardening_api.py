@@ -67,9 +67,7 @@ async def test_a_body_over_the_cap_is_413_with_a_json_error(client: TestClient) 
     assert b'"body_too_large"' in answer
 
 
-async def test_bad_values_are_400_naming_the_field(
-    client: TestClient, make_endpoint: Any
-) -> None:
+async def test_bad_values_are_400_naming_the_field(client: TestClient, make_endpoint: Any) -> None:
     endpoint = await make_endpoint("strict")
     ident = endpoint["id"]
     # ids: ASCII digits within bigint, else no such endpoint
@@ -87,9 +85,7 @@ async def test_bad_values_are_400_naming_the_field(
         resp = await client.get(path, params={name: "a\x00b"}, headers=AUTH)
         assert resp.status == 400, (path, name)
         assert name in await resp.text()
-    resp = await client.get(
-        f"/api/endpoints/{ident}/hits", params={"limit": "²"}, headers=AUTH
-    )
+    resp = await client.get(f"/api/endpoints/{ident}/hits", params={"limit": "²"}, headers=AUTH)
     assert resp.status == 400
     resp = await client.get(
         f"/api/endpoints/{ident}/hits", params={"since": "9999-12-31T23:59:59-14:00"},
