@@ -59,8 +59,8 @@ class Config:
     port: int = _setting(8080, "TCP port to listen on.")
     workers: int = _setting(
         1,
-        "Processes serving on the port (SO_REUSEPORT), each with its own writer; a parent "
-        "restarts any that dies.",
+        "Processes serving on the port, each with its own writer; the parent binds the port "
+        "once and its workers accept on the socket they inherit, and it restarts any that dies.",
     )
     public_url: str | None = _setting(
         None, "Base URL used to print capture URLs (default: http://HOST:PORT)."

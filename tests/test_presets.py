@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from monitor.macros import find_macro
 from monitor.params import parse_query
+from monitor.present import FLAG_NAMES
 from monitor.presets import PRESETS, get_preset, postback_url, preset_list, template_macros
 from monitor.rules import compile_settings, judge
 from tests import rawhttp
@@ -193,9 +194,5 @@ def test_readme_documents_every_preset_and_flag() -> None:
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{preset.key}` |"))
         assert f"`{preset.click_id_param}`" in row
         assert (f"`{preset.template}`" if preset.template else "none") in row
-    flags = (
-        "missing_param", "unreplaced_macro", "invalid_amount", "invalid_currency",
-        "duplicate_click_id", "ip_not_allowed", "secret_mismatch", "body_truncated",
-    )  # fmt: skip
-    for flag in flags:
+    for flag in FLAG_NAMES:  # every flag the web views explain
         assert f"| `{flag}` |" in readme, flag
