@@ -336,6 +336,9 @@ class EndpointCache:
         self._by_token: dict[str, Endpoint] = {}
         self._miss_lookups = RateLimiter()
         self._token_of: dict[int, str] = {}
+        # Ids changed while reload_all reads its snapshot: the snapshot may predate
+        # the change, so they are read again after it (None: no reload running).
+        self._changed_during_reload: set[int] | None = None
 
     def get(self, token: str) -> Endpoint | None:
         return self._by_token.get(token)
@@ -371,6 +374,8 @@ class EndpointCache:
         return endpoint
 
     def put(self, endpoint: Endpoint) -> None:
+        if self._changed_during_reload is not None:
+            self._changed_during_reload.add(endpoint.id)
         old_token = self._token_of.get(endpoint.id)
         if old_token is not None and old_token != endpoint.token:
             self._by_token.pop(old_token, None)
@@ -378,14 +383,29 @@ class EndpointCache:
         self._token_of[endpoint.id] = endpoint.token
 
     def forget(self, endpoint_id: int) -> None:
+        if self._changed_during_reload is not None:
+            self._changed_during_reload.add(endpoint_id)
         token = self._token_of.pop(endpoint_id, None)
         if token is not None:
             self._by_token.pop(token, None)
 
     async def reload_all(self) -> None:
-        endpoints = await self.store.list()
+        """Replace the cache with a fresh snapshot, without losing what changed meanwhile.
+
+        An endpoint created, changed or deleted while the snapshot is read (its
+        NOTIFY already handled, or a miss looked up) would otherwise be undone by
+        the older snapshot, and its postbacks would get 404s until its next change.
+        """
+        changed: set[int] = set()
+        self._changed_during_reload = changed
+        try:
+            endpoints = await self.store.list()
+        finally:
+            self._changed_during_reload = None
         self._by_token = {e.token: e for e in endpoints}
         self._token_of = {e.id: e.token for e in endpoints}
+        for endpoint_id in changed:
+            await self.refresh(endpoint_id)
 
     async def refresh(self, endpoint_id: int) -> None:
         try:

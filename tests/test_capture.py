@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from typing import Any
@@ -252,5 +253,37 @@ async def test_made_up_tokens_do_not_become_a_flood_of_queries(
             assert await cache.lookup(ids.capture_token()) is None
         assert CountingStore.lookups <= MISS_LOOKUPS_PER_S + 5
         assert (await cache.lookup(endpoint["token"])) is not None  # cached now
+    finally:
+        await pool.close()
+
+
+async def test_a_reload_keeps_what_changed_while_its_snapshot_was_read(
+    make_endpoint: Any, pg_url: str
+) -> None:
+    """A reload's snapshot read before an endpoint existed must not drop it from the cache."""
+    from monitor.db import create_pool
+    from monitor.endpoints import EndpointCache, EndpointStore
+
+    snapshot_taken = asyncio.Event()
+    go_on = asyncio.Event()
+
+    class SlowListStore(EndpointStore):
+        async def list(self) -> Any:
+            endpoints = await super().list()
+            snapshot_taken.set()
+            await go_on.wait()  # the snapshot is older than what happens now
+            return endpoints
+
+    pool = await create_pool(pg_url, min_size=1, max_size=2)
+    try:
+        store = SlowListStore(pool)
+        cache = EndpointCache(store, pg_url)
+        reload = asyncio.create_task(cache.reload_all())
+        await snapshot_taken.wait()
+        created = await make_endpoint()  # after the snapshot; its NOTIFY is handled now
+        await cache.refresh(created["id"])
+        go_on.set()
+        await reload
+        assert cache.get(created["token"]) is not None
     finally:
         await pool.close()
