@@ -262,6 +262,17 @@ def test_prepare_multiprocess_before_forking_workers(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def served_per_worker(shared: Path) -> list[float]:
+    """Capture requests each worker process has recorded in the multiprocess files."""
+    return [
+        sample.value
+        for path in shared.glob("histogram_*.db")
+        for family in MultiProcessCollector.merge([str(path)])
+        for sample in family.samples
+        if sample.name == "postback_monitor_capture_duration_seconds_count"
+    ]
+
+
 async def test_workers_2_counts_on_metrics_equal_hits_sent(
     tmp_path: Path, pg_url: str, db: Any
 ) -> None:
@@ -270,9 +281,9 @@ async def test_workers_2_counts_on_metrics_equal_hits_sent(
     server.env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
     server.start()
     server.wait_listening_workers(2)
-    sent = 60
     try:
-        # A new connection per request, so SO_REUSEPORT spreads them over both workers.
+        # A new connection per request; workers share one accepting socket, so whichever
+        # is free takes the next connection: send rounds until both have served.
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
             async with session.post(
@@ -285,7 +296,12 @@ async def test_workers_2_counts_on_metrics_equal_hits_sent(
                 async with session.get(url) as resp:
                     assert resp.status == 200
 
-            await asyncio.gather(*(hit(i) for i in range(sent)))
+            sent = 0
+            for _ in range(20):
+                await asyncio.gather(*(hit(sent + i) for i in range(30)))
+                sent += 30
+                if len([n for n in served_per_worker(shared) if n > 0]) == 2:
+                    break
             await hit(0)  # one duplicate
             ep = str(endpoint["id"])
             # Whichever worker answers the scrape, it reports every worker's hits.
@@ -299,13 +315,7 @@ async def test_workers_2_counts_on_metrics_equal_hits_sent(
                 assert value(samples, "postback_monitor_capture_duration_seconds_count") == sent + 1
                 assert value(samples, "postback_monitor_writer_queued_hits") == 0
         # Both workers took hits (else the sums above would prove nothing).
-        served = [
-            sample.value
-            for path in shared.glob("histogram_*.db")
-            for family in MultiProcessCollector.merge([str(path)])
-            for sample in family.samples
-            if sample.name == "postback_monitor_capture_duration_seconds_count"
-        ]
+        served = served_per_worker(shared)
         assert len([n for n in served if n > 0]) == 2, served
         assert sum(served) == sent + 1
     finally:
