@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor import streams
 from monitor.api import endpoint_id, hit_filter
 from monitor.errors import BadRequest
 from monitor.hit import row_to_json
@@ -93,19 +94,11 @@ async def export_hits(request: web.Request) -> web.StreamResponse:
     )
     lines = _Lines(fmt)
     lines.header()
-    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
-        rows = conn.cursor(sql, *args, prefetch=CURSOR_PREFETCH_ROWS)
-        await response.prepare(request)
-        try:
+    async with request.app[POOL].acquire() as conn, streams.prepared(response, request):
+        async with conn.transaction(readonly=True):
+            rows = conn.cursor(sql, *args, prefetch=CURSOR_PREFETCH_ROWS)
             await _write_all(response, lines, (row_to_json(r, with_body=False) async for r in rows))
-        except Exception:
-            # The 200 is on the wire: the error answer the middleware makes of this
-            # exception would be a second status line inside the body. Break the
-            # connection first, so the client sees a failed download (no last chunk).
-            if request.transport is not None:
-                request.transport.abort()
-            raise
-    await response.write_eof()
+        await response.write_eof()
     return response
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from monitor import pages, present
+from monitor import pages, present, streams
 from monitor.api import endpoint_id
 from monitor.endpoints import Endpoint
 from monitor.errors import BadRequest, DomainError, NotFound
@@ -157,22 +157,22 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",  # let proxies pass events through at once
         }
     )
-    await response.prepare(request)
-    subscription = request.app[LIVE].subscribe(endpoint.id)
-    try:
-        await response.write(b"retry: 2000\n: connected\n\n")
-        while True:
-            if await subscription.wait(LIVE_HEARTBEAT_S):
-                await response.write(b"event: hits\ndata: new\n\n")
-                await asyncio.sleep(LIVE_MIN_INTERVAL_S)
-            else:
-                await response.write(b": keep-alive\n\n")
-    except (LiveClosed, ConnectionResetError):
-        pass
-    finally:
-        subscription.close()
-    with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
+    async with streams.prepared(response, request):
+        subscription = request.app[LIVE].subscribe(endpoint.id)
+        try:
+            await response.write(b"retry: 2000\n: connected\n\n")
+            while True:
+                if await subscription.wait(LIVE_HEARTBEAT_S):
+                    await response.write(b"event: hits\ndata: new\n\n")
+                    await asyncio.sleep(LIVE_MIN_INTERVAL_S)
+                else:
+                    await response.write(b": keep-alive\n\n")
+        except (LiveClosed, ConnectionResetError):
+            pass
+        finally:
+            subscription.close()
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
     return response
 
 
