@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
 from monitor.api import MAX_JSON_BODY_BYTES
@@ -93,15 +95,15 @@ async def test_bad_values_are_400_naming_the_field(client: TestClient, make_endp
     )  # fmt: skip
     assert resp.status == 400
     # JSON strings: NUL and lone surrogates, wherever they are in the document
-    for settings, field in [
+    for document, field in [
         ('{"required_params": ["ok", "a\\u0000"]}', "settings.required_params[1]"),
         ('{"secret": {"value": "\\ud800"}}', "settings.secret.value"),
         ('{"click_id_param": "\\udfff"}', "settings.click_id_param"),
     ]:
         resp = await client.patch(
-            f"/api/endpoints/{ident}", data=f'{{"settings": {settings}}}', headers=AUTH
+            f"/api/endpoints/{ident}", data=f'{{"settings": {document}}}', headers=AUTH
         )
-        assert resp.status == 400, settings
+        assert resp.status == 400, document
         assert field in (await resp.json())["error"]["message"]
     # form fields: the settings page, its JSON, and sign-in
     form = {"name": "n", "settings": "{}", "response_status": "²"}
@@ -216,3 +218,56 @@ async def test_an_export_that_fails_midway_breaks_the_connection(
     # The service carries on.
     resp = await client.get(path, headers=AUTH)
     assert resp.status == 200
+
+
+# Text as senders and scripts make it: characters that broke handlers, mixed with any.
+HOSTILE_CHARS = st.sampled_from(["\x00", "²", "٣", "９", "é", "\u2028", "%", "&", "\\", "\t", "-"])
+HOSTILE_TEXT = st.one_of(
+    st.sampled_from(HOSTILE),
+    st.lists(st.one_of(HOSTILE_CHARS, st.characters(codec="utf-8")), max_size=40).map("".join),
+)
+JSON_TEXT = st.one_of(HOSTILE_TEXT, st.sampled_from(["\ud800", "a\udfffb"]))
+QUERY_ROUTES = [
+    ("/api/endpoints/{}/hits", ["click_id", "flag", "cursor", "limit", "since", "flagged"]),
+    ("/api/endpoints/{}/export", ["click_id", "until", "format"]),
+    ("/endpoints/{}", ["q", "flag", "since", "cursor", "range"]),
+    ("/endpoints/{}/rows", ["q", "after"]),
+]
+SETTINGS_PLACES = [
+    lambda v: {"name": v},
+    lambda v: {"settings": {"required_params": [v]}},
+    lambda v: {"settings": {"click_id_param": v}},
+    lambda v: {"settings": {"secret": {"value": v}}},
+    lambda v: {"settings": {"dedupe": {"window": v}}},
+    lambda v: {"response": {"body": v}},
+    lambda v: {v: "key"},
+]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    route=st.sampled_from(QUERY_ROUTES),
+    query_value=HOSTILE_TEXT,
+    place=st.sampled_from(SETTINGS_PLACES),
+    json_value=JSON_TEXT,
+    data=st.data(),
+)
+async def test_hostile_text_anywhere_is_never_a_500(
+    client: TestClient,
+    make_endpoint: Any,
+    route: tuple[str, list[str]],
+    query_value: str,
+    place: Any,
+    json_value: str,
+    data: st.DataObject,
+) -> None:
+    ident = (await make_endpoint("property"))["id"]
+    template, names = route
+    name = data.draw(st.sampled_from(names))
+    resp = await client.get(template.format(ident), params={name: query_value}, headers=AUTH)
+    assert resp.status < 500, (template, name, query_value)
+    body = json.dumps(place(json_value))
+    resp = await client.patch(f"/api/endpoints/{ident}", data=body, headers=AUTH)
+    assert resp.status < 500, body
