@@ -16,6 +16,7 @@ from monitor.app import create_app
 from monitor.config import Config
 from monitor.db import connect
 from tests.pg import ScratchDatabase
+from tests.tracker import Tracker
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
 
@@ -109,6 +110,16 @@ def make_endpoint(client: TestClient) -> Any:
         return await resp.json()
 
     return make
+
+
+@pytest.fixture
+async def tracker() -> AsyncIterator[Tracker]:
+    """A local aiohttp server standing in for a tracker at the far end."""
+    t = await Tracker().start()
+    try:
+        yield t
+    finally:
+        await t.close()
 
 
 def capture_path(endpoint: dict[str, Any]) -> str:

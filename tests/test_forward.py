@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,6 @@ def config(config: Config) -> Config:
         forward_poll_s=0.1,
         outbound_timeout_s=5.0,
     )
-
-
-@pytest.fixture
-async def tracker() -> AsyncIterator[Tracker]:
-    t = await Tracker().start()
-    try:
-        yield t
-    finally:
-        await t.close()
 
 
 async def forwards(client: TestClient, hit_id: str) -> dict[str, Any]:

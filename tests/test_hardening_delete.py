@@ -37,15 +37,6 @@ ENDPOINT_TABLES = ("hits", "click_keys", "forward_outbox", "forward_attempts")
 
 
 @pytest.fixture
-async def tracker() -> AsyncIterator[Tracker]:
-    t = await Tracker().start()
-    try:
-        yield t
-    finally:
-        await t.close()
-
-
-@pytest.fixture
 async def store(pg_url: str, db: asyncpg.Connection) -> AsyncIterator[EndpointStore]:
     pool = await create_pool(pg_url)
     try:
