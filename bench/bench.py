@@ -155,8 +155,9 @@ class Monitor:
     """A `postback-monitor serve` process for the benchmark."""
 
     def __init__(self, database_url: str, workdir: Path, workers: int) -> None:
-        self.port = free_port()
+        self.port = free_port()  # management: the API
         self.url = f"http://127.0.0.1:{self.port}"
+        self.capture_port = free_port()  # what wrk drives
         self.log = open(workdir / f"monitor-{self.port}.log", "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("POSTBACK_MONITOR_")}
         env["DATABASE_URL"] = database_url
@@ -168,6 +169,8 @@ class Monitor:
                 "serve",
                 "--port",
                 str(self.port),
+                "--capture-port",
+                str(self.capture_port),
                 "--workers",
                 str(workers),
                 "--admin-token",
@@ -314,7 +317,7 @@ def main() -> int:
         monitor = Monitor(database_url, workdir, workers=1)
         try:
             endpoint = monitor.create_endpoint()
-            capture_url = f"{monitor.url}/p/{endpoint['token']}"
+            capture_url = endpoint["capture_url"]  # on the capture listener
             before = asyncio.run(count_hits(database_url, endpoint["id"]))
             one = measure(
                 "postback-monitor --workers 1", monitor.proc.pid, capture_url, args, pgdata
@@ -354,7 +357,7 @@ def main() -> int:
                 two = measure(
                     "postback-monitor --workers 2",
                     monitor.proc.pid,
-                    f"{monitor.url}/p/{endpoint['token']}",
+                    endpoint["capture_url"],
                     args,
                     pgdata,
                 )

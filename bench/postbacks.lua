@@ -1,6 +1,7 @@
 -- Realistic postbacks for wrk: 80% GET with query params, 10% form POST,
 -- 10% JSON POST (AppsFlyer-style), each with its own click id.
 -- PBM_DELAY_MS paces each connection (for latency at a fixed rate).
+-- wrk's URL is an endpoint's capture_url: the capture listener (--capture-port).
 
 local thread_count = 0
 

@@ -21,9 +21,10 @@ from monitor.db import connect, create_pool, database
 from monitor.endpoints import EndpointCache, EndpointStore
 from monitor.forwarder import forwarder_ctx
 from monitor.hits import HitStore
-from monitor.middleware import capture_handler, service_middleware
+from monitor.middleware import service_middleware
 from monitor.migrate import migrate
 from monitor.partitions import ensure_partitions, maintain_forever
+from monitor.paths import HEALTHZ, READYZ
 from monitor.ratelimit import RateLimiter
 from monitor.spool import Spool
 from monitor.typedefs import (
@@ -59,12 +60,10 @@ def create_app(config: Config) -> web.Application:
         [database_ctx, admin_token_ctx, endpoints_ctx, forwarder_ctx, writer_ctx]
     )
     metrics.setup(app)  # after the writer's context: it listens to commits
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get(HEALTHZ, health.healthz)
+    app.router.add_get(READYZ, health.readyz)
     api.add_routes(app)
     forward_api.add_routes(app)
-    app.router.add_route("*", "/p/{token}", capture_handler)
-    app.router.add_route("*", "/p/{token}/{tail:.*}", capture_handler)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
     return app
@@ -102,7 +101,7 @@ async def admin_token_ctx(app: web.Application) -> AsyncIterator[None]:
         token, created = await asyncio.to_thread(load_or_create_admin_token, config.data_dir)
         app[ADMIN_TOKEN] = token
         if created:
-            announce_admin_token(token, config.data_dir, config.base_url)
+            announce_admin_token(token, config.data_dir, config.management_url, config.base_url)
     yield
 
 

@@ -1,6 +1,6 @@
 """The admin token: where it comes from, and the middleware that demands it.
 
-Everything except capture (``/p/``), health and metrics needs the token, as
+Everything except health, metrics, sign-in and static files needs the token, as
 ``Authorization: Bearer <token>``. Comparison is constant-time.
 
 Web pages also accept a session cookie, made at sign-in: a random id standing for a
@@ -30,13 +30,15 @@ from yarl import URL
 from monitor import ids, sessions
 from monitor.errors import Handler, Unauthorized
 from monitor.inputs import is_text
+from monitor.paths import CAPTURE_PREFIX, HEALTHZ, READYZ
 from monitor.typedefs import ADMIN_TOKEN, POOL, SESSION
 
 log = structlog.get_logger(__name__)
 
 TOKEN_FILE = "admin_token"
-PUBLIC_PREFIXES = ("/p/", "/static/")
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login"})
+# Capture has its own listener; a postback sent here by mistake gets 404, not 401.
+PUBLIC_PREFIXES = (CAPTURE_PREFIX, "/static/")
+PUBLIC_PATHS = frozenset({HEALTHZ, READYZ, "/metrics", "/login"})
 SESSION_COOKIE = "pbm_session"
 # A session ends this long after sign-in, or at sign-out, whichever comes first.
 SESSION_MAX_AGE_S = 7 * 24 * 3600
@@ -59,11 +61,12 @@ def load_or_create_admin_token(data_dir: Path) -> tuple[str, bool]:
     return token, True
 
 
-def announce_admin_token(token: str, data_dir: Path, base_url: str) -> None:
+def announce_admin_token(token: str, data_dir: Path, management_url: str, capture_url: str) -> None:
     """Print a newly made token once, on the terminal that started the service; never logged."""
     print(
         f"Postback Monitor admin token (kept in {data_dir}/{TOKEN_FILE}):\n"
-        f"  {token}\nWeb address: {base_url}/",
+        f"  {token}\nWeb address: {management_url}/\n"
+        f"Capture URLs: {capture_url}{CAPTURE_PREFIX}<token> (each endpoint shows its own)",
         flush=True,
     )
 

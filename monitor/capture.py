@@ -3,11 +3,10 @@
 The endpoint comes from the in-memory cache, the rules judge the parsed hit, the
 writer commits it, and only then does the sender get the endpoint's response.
 
-The steps here know nothing of the HTTP server: ``admit`` (token and rate limit,
-before the body is read) and ``take`` (judge, write, answer) work on raw bytes.
-Two servers call them: ``monitor.front`` on the hot path, and the aiohttp handler
-below for connections aiohttp owns (tests' clients, a browser that also opened
-/p/ on its keep-alive connection).
+The steps here know nothing of HTTP: ``admit`` (token and rate limit, before the
+body is read) and ``judged_hit`` (parse and judge) work on raw bytes, and
+``stored_reply`` is the answer once the writer has the hit. The capture listener's
+protocol (``monitor.front``) reads the requests and calls them; it is the only one.
 """
 
 from __future__ import annotations
@@ -19,23 +18,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
-from aiohttp import web
-
 from monitor import ids
 from monitor.config import Config
 from monitor.endpoints import Endpoint, EndpointCache
 from monitor.hit import Hit
 from monitor.params import body_view, clean, query_view, text, truncated_flags
+from monitor.paths import CAPTURE_PREFIX
 from monitor.ratelimit import RateLimiter
 from monitor.rules import judge, make_flag
-from monitor.typedefs import CONFIG, ENDPOINT_CACHE, RATE_LIMITER, WRITER
-from monitor.writer import HitWriter, WriteFailed, WriterClosed, WriterOverloaded
+from monitor.writer import HitWriter
 
 RETRY_AFTER_S = "2"
 HIT_ID_HEADER = "X-Postback-Monitor-Hit-Id"
-READ_CHUNK_BYTES = 64 * 1024
 TEXT_PLAIN = "text/plain; charset=utf-8"
-CAPTURE_PREFIX = b"/p/"
+_PREFIX = CAPTURE_PREFIX.encode("ascii")
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -69,16 +65,12 @@ NOT_STORED = Reply(503, b"postback not stored, retry later\n", retry_after=RETRY
 
 @dataclass(frozen=True, slots=True)
 class Capture:
-    """What capture needs from the application, looked up once per server."""
+    """The components capture works with, handed over by the composition root."""
 
     config: Config
     cache: EndpointCache
     limiter: RateLimiter
     writer: HitWriter
-
-    @classmethod
-    def of(cls, app: web.Application) -> Capture:
-        return cls(app[CONFIG], app[ENDPOINT_CACHE], app[RATE_LIMITER], app[WRITER])
 
     def admit_cached(self, token: str) -> Endpoint | Reply | None:
         """``admit`` without I/O: None when the token is not in the cache."""
@@ -104,15 +96,6 @@ class Capture:
                     retry_after=RateLimiter.retry_after(wait_s),
                 )
         return endpoint
-
-    async def take(self, endpoint: Endpoint, received: Received) -> Reply:
-        """Judge and store one hit; the endpoint's response once it is committed or spooled."""
-        hit = self.judged_hit(endpoint, received)
-        try:
-            await self.writer.submit(hit)
-        except (WriterOverloaded, WriterClosed, WriteFailed):
-            return NOT_STORED
-        return stored_reply(endpoint, hit)
 
     def judged_hit(self, endpoint: Endpoint, received: Received) -> Hit:
         """The hit for one request, parsed and judged, ready for the writer."""
@@ -177,74 +160,12 @@ def stored_reply(endpoint: Endpoint, hit: Hit) -> Reply:
 
 def token_of(raw_path: bytes) -> str | None:
     """The token in a capture path (``/p/{token}[/{tail}]``), or None for another path."""
-    if not raw_path.startswith(CAPTURE_PREFIX):
+    if not raw_path.startswith(_PREFIX):
         return None
-    token = raw_path[3:].split(b"/", 1)[0].decode("utf-8", "surrogateescape")
+    token = raw_path[len(_PREFIX) :].split(b"/", 1)[0].decode("utf-8", "surrogateescape")
     if "%" in token:
         token = unquote(token, errors="surrogateescape")
     return token or None
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(
-    request: web.Request, keep_bytes: int, hard_max_bytes: int
-) -> tuple[bytes, int]:
-    """The first ``keep_bytes`` of the body and its real size, read as a stream."""
-    if not request.body_exists:  # most postbacks are GETs: no stream to drain
-        return b"", 0
-    if request.content_length is not None and request.content_length > hard_max_bytes:
-        raise BodyTooLarge
-    kept = bytearray()
-    size = 0
-    while True:
-        chunk = await request.content.read(READ_CHUNK_BYTES)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > hard_max_bytes:
-            raise BodyTooLarge
-        if len(kept) < keep_bytes:
-            kept += chunk[: keep_bytes - len(kept)]
-    return bytes(kept), size
-
-
-async def capture(request: web.Request) -> web.StreamResponse:
-    """The aiohttp handler: the same steps as the front server, for aiohttp's connections."""
-    steps = Capture.of(request.app)
-    admitted = await steps.admit(request.match_info["token"])
-    if isinstance(admitted, Reply):
-        return response(admitted)
-    config = steps.config
-    try:
-        body, body_size = await read_body(
-            request, config.max_body_bytes, config.hard_max_body_bytes
-        )
-    except BodyTooLarge:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=config.hard_max_body_bytes,
-            actual_size=request.content_length or config.hard_max_body_bytes + 1,
-        ) from None
-    received = Received(
-        request.method,
-        request.raw_path.encode("utf-8", "surrogateescape"),
-        request.raw_headers,
-        body,
-        body_size,
-        request.remote,
-    )
-    return response(await steps.take(admitted, received))
-
-
-def response(reply: Reply) -> web.Response:
-    headers = {"Content-Type": reply.content_type}
-    if reply.hit_id is not None:
-        headers[HIT_ID_HEADER] = reply.hit_id
-    if reply.retry_after is not None:
-        headers["Retry-After"] = reply.retry_after
-    return web.Response(status=reply.status, body=reply.body, headers=headers)
 
 
 def client_ip(peer: str | None, raw_headers: RawHeaders, config: Config) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -59,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(serve)
     # Set by `serve --workers N` on the processes it starts (the inherited listening
     # sockets); not for people.
-    serve.add_argument("--listen-fd", type=int, action="append", help=argparse.SUPPRESS)
+    serve.add_argument("--listen-fd", action="append", help=argparse.SUPPRESS)
     serve.set_defaults(run=None)
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
@@ -152,15 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _serve(config: Config, listen_fds: list[int] | None) -> int:
-    """One process, a worker (``listen_fds``: its parent's sockets) or a parent of workers."""
-    from monitor.front import ListenError
+def _serve(config: Config, listen_fds: list[str] | None) -> int:
+    """One process, a worker (``listen_fds``: its parent's sockets, ``ROLE:FD``) or a
+    parent of workers."""
+    from monitor.listen import ListenError, Listeners
 
     try:
         if listen_fds:
             from monitor.server import serve
 
-            return serve(config, inherited=[socket.socket(fileno=fd) for fd in listen_fds])
+            return serve(config, inherited=Listeners.inherited(listen_fds))
         if config.workers > 1:
             from monitor.supervisor import supervise
 

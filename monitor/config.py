@@ -55,15 +55,26 @@ class Config:
         "kept in DATA_DIR/admin_token.",
         secret=True,
     )
-    host: str = _setting("127.0.0.1", "Address to listen on.")
-    port: int = _setting(8080, "TCP port to listen on.")
+    host: str = _setting(
+        "127.0.0.1",
+        "Address of the management listener (web views, API, metrics): keep it private.",
+    )
+    port: int = _setting(8080, "TCP port of the management listener.")
+    capture_host: str = _setting(
+        "127.0.0.1",
+        "Address of the capture listener (postbacks on /p/, health); the one to expose.",
+    )
+    capture_port: int = _setting(8081, "TCP port of the capture listener.")
     workers: int = _setting(
         1,
-        "Processes serving on the port, each with its own writer; the parent binds the port "
-        "once and its workers accept on the socket they inherit, and it restarts any that dies.",
+        "Processes serving both listeners, each with its own writer; the parent binds the "
+        "ports once and its workers accept on the sockets they inherit, and it restarts any "
+        "that dies.",
     )
     public_url: str | None = _setting(
-        None, "Base URL used to print capture URLs (default: http://HOST:PORT)."
+        None,
+        "Public base URL of the capture listener, used in capture and postback URLs "
+        "(default: http://CAPTURE_HOST:CAPTURE_PORT).",
     )
     trusted_proxies: tuple[str, ...] = _setting(
         (),
@@ -162,8 +173,14 @@ class Config:
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 256:
             raise ConfigError(f"workers: from 1 to 256, got {self.workers}")
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"port: {self.port} is not a TCP port (1-65535)")
+        for name in ("port", "capture_port"):
+            if not 0 < getattr(self, name) < 65536:
+                raise ConfigError(f"{name}: {getattr(self, name)} is not a TCP port (1-65535)")
+        if (self.capture_host, self.capture_port) == (self.host, self.port):
+            raise ConfigError(
+                f"capture_port: {self.capture_port} on {self.capture_host or '*'} is the "
+                "management listener's (host, port); give capture its own"
+            )
         for name in (
             "batch_max_hits",
             "queue_max_hits",
@@ -232,15 +249,26 @@ class Config:
 
     @property
     def base_url(self) -> str:
+        """The capture listener's base, as senders reach it: capture and postback URLs."""
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return _local_url(self.capture_host, self.capture_port)
+
+    @property
+    def management_url(self) -> str:
+        """The management listener's base (web views, API), as this host reaches it."""
+        return _local_url(self.host, self.port)
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+def _local_url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0", "::"):  # every address: this host reaches it on loopback
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def settings() -> list[dataclasses.Field[Any]]:

@@ -19,6 +19,7 @@ import structlog
 from monitor import ids, presets
 from monitor.endpoint_settings import EndpointSettings, compile_endpoint_settings
 from monitor.errors import BadRequest, NotFound
+from monitor.paths import CAPTURE_PREFIX
 from monitor.ratelimit import RateLimiter
 from monitor.rules import Rules, SettingsError
 
@@ -104,7 +105,7 @@ class Endpoint:
         )
 
     def capture_url(self, base_url: str) -> str:
-        return f"{base_url}/p/{self.token}"
+        return f"{base_url}{CAPTURE_PREFIX}{self.token}"
 
     def postback_url(self, base_url: str) -> str | None:
         """The capture URL with the preset's postback template, ready to paste; None

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from monitor.paths import CAPTURE_PREFIX
+
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,7 +55,7 @@ def error_response(request: web.Request, status: int, code: str, message: str) -
         return web.json_response(
             {"error": {"code": code, "message": message}}, status=status, headers=headers
         )
-    if not request.path.startswith("/p/") and "text/html" in request.headers.get("Accept", ""):
+    if "text/html" in request.headers.get("Accept", ""):
         return web.Response(status=status, text=error_page(status, message), headers=headers,
                             content_type="text/html")  # fmt: skip
     return web.Response(status=status, text=f"{message}\n", headers=headers)
@@ -70,10 +72,11 @@ def error_page(status: int, message: str) -> str:
 
 
 def safe_path(request: web.Request) -> str:
-    """The request path fit for logs: capture tokens are secrets and never logged."""
+    """The request path fit for logs: capture tokens are secrets and never logged (a
+    postback sent to the management listener by mistake carries one)."""
     path = request.rel_url.path
-    if path.startswith("/p/"):
-        return "/p/<token>" + ("/..." if path.count("/") > 2 else "")
+    if path.startswith(CAPTURE_PREFIX):
+        return f"{CAPTURE_PREFIX}<token>" + ("/..." if path.count("/") > 2 else "")
     return path
 
 

@@ -1,14 +1,13 @@
-"""The listening socket's own HTTP/1.1 protocol: capture requests are answered here,
-every other connection is handed to aiohttp.
+"""The capture listener's own HTTP/1.1 protocol: postbacks, probes, nothing else.
 
 A postback needs none of aiohttp's web layer (Request and Response objects, router,
 middlewares, signals), which costs several times what parsing the request with
-llhttp (httptools) and writing a ready-made response does. So each new connection
-starts here. A connection whose request is not for ``/p/`` goes to aiohttp's own
-protocol with the bytes read so far, and stays there; a capture connection that
-later asks for another path is handed over too, once its responses are written.
-The capture steps themselves live in ``monitor.capture`` and are shared with the
-aiohttp handler.
+llhttp (httptools) and writing a ready-made response does. So the capture listener
+speaks HTTP itself: ``ANY /p/{token}[/{tail}]`` goes through the capture steps
+(``monitor.capture``), ``GET|HEAD /healthz`` and ``/readyz`` answer as on the
+management listener (a balancer in front of capture asks this port), and any other
+path gets a plain 404. The management side (web views, API, metrics) is aiohttp on
+its own listener.
 
 HTTP details kept: keep-alive and HTTP/1.0 close, pipelined requests answered in
 order, chunked bodies (their trailers are read and dropped: a trailer is not a
@@ -30,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from functools import partial
 from http import HTTPStatus
-from typing import cast
+from typing import Any, cast
 
 import httptools
 import structlog
@@ -44,7 +44,6 @@ from aiohttp import web
 
 from monitor import metrics
 from monitor.capture import (
-    CAPTURE_PREFIX,
     HIT_ID_HEADER,
     NOT_STORED,
     RETRY_AFTER_S,
@@ -57,8 +56,10 @@ from monitor.capture import (
 )
 from monitor.config import Config
 from monitor.endpoints import Endpoint
+from monitor.health import ALIVE
 from monitor.hit import Hit
-from monitor.read_deadlines import DeadlineProtocol
+from monitor.listen import BACKLOG
+from monitor.paths import CAPTURE_PREFIX, HEALTHZ, READYZ
 from monitor.writer import WriterClosed, WriterOverloaded
 
 log = structlog.get_logger(__name__)
@@ -74,8 +75,10 @@ FEED_BYTES = 4096
 # RFC 9112 asks a server to ignore at least one empty line before a request line;
 # past this many bytes of them the client is not sending HTTP.
 MAX_EMPTY_LINE_BYTES = 256
-# How much of a request's first line is needed to tell a capture request from another.
-ROUTE_PEEK_BYTES = 64
+_PREFIX = CAPTURE_PREFIX.encode("ascii")
+_PROBES = (HEALTHZ.encode("ascii"), READYZ.encode("ascii"))
+JSON = "application/json; charset=utf-8"
+LOGGED_PATH = f"{CAPTURE_PREFIX}<token>"  # tokens are secrets and never logged
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 INTERNAL_ERROR = Reply(500, b"internal server error\n")
 BAD_REQUEST = Reply(400, b"bad request\n")
@@ -84,6 +87,8 @@ HEAD_TOO_LARGE = Reply(431, b"request head too large\n")
 HEAD_TIMEOUT = Reply(408, b"request head not received in time\n")
 BODY_TIMEOUT = Reply(408, b"request body not received in time\n")
 BUSY = Reply(503, b"capture is busy, retry later\n", retry_after=RETRY_AFTER_S)
+NOT_FOUND = Reply(404, b"not found: this listener serves /p/{token}, /healthz and /readyz\n")
+ALIVE_REPLY = Reply(200, json.dumps(ALIVE).encode(), JSON)
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
@@ -134,21 +139,6 @@ def render(reply: Reply, *, head: bool, close: bool) -> bytes:
     return b"".join(lines)
 
 
-def routes_to_capture(data: bytes) -> bool | None:
-    """Whether a request starting at ``data`` is for ``/p/``; None until enough is read.
-
-    ``data`` starts at the request line (empty lines before it already dropped).
-    Garbage counts as capture: llhttp then refuses it with a 400.
-    """
-    space = data.find(b" ", 0, ROUTE_PEEK_BYTES)
-    if space < 0:
-        has_line = data.find(b"\n") >= 0
-        return True if has_line or len(data) >= ROUTE_PEEK_BYTES else None
-    if len(data) < space + 4:
-        return True if data.find(b"\n", space) >= 0 else None
-    return data.startswith(CAPTURE_PREFIX, space + 1)
-
-
 class _Request:
     """One request on a front connection, from its first byte to its answer."""
 
@@ -158,6 +148,7 @@ class _Request:
         "body",
         "body_size",
         "deciding",
+        "elsewhere",
         "fields",
         "head",
         "head_bytes",
@@ -182,6 +173,7 @@ class _Request:
         self.body_size = 0
         self.keep_alive = True
         self.head = False
+        self.elsewhere = False  # not for /p/: a probe or a 404, its body dropped
         # Decided before the body when the sender waits for 100 Continue.
         self.admitted: Endpoint | None = None
         self.deciding = False  # the database is asked about its token
@@ -193,7 +185,7 @@ class _Request:
 
 
 class FrontProtocol(asyncio.Protocol):
-    """One client connection while it speaks to capture."""
+    """One client connection to the capture listener."""
 
     def __init__(self, front: Front) -> None:
         self.front = front
@@ -202,11 +194,9 @@ class FrontProtocol(asyncio.Protocol):
         self.peer: str | None = None
         self.request: _Request | None = None  # the one being read
         self.pending: collections.deque[_Request] = collections.deque()  # unanswered, in order
-        self.held = b""  # the start of a request line, until it says where it goes
         self.empty_line_bytes = 0  # skipped before the next request line
         self.backlog = b""  # read while reading should have paused, not yet parsed
         self.feeding = False  # inside parser.feed_data: its callbacks must not feed again
-        self.handover_waiting = False
         self.closing = False
         self.linger = False
         self.eof = False
@@ -253,37 +243,26 @@ class FrontProtocol(asyncio.Protocol):
         if self.backlog:  # a read that was under way when reading paused: keep the order
             self.backlog += data
             return
-        if self.request is None:  # between requests: whose is the next one?
-            routed = self._route(data)
-            if routed is None:
+        if self.request is None:  # between requests
+            data = self._skip_empty_lines(data)
+            if not data:
                 return
-            data = routed
         self._feed(data)
 
     # ------------------------------------------------------------ reading
 
-    def _route(self, data: bytes) -> bytes | None:
-        """The bytes of a capture request from its first, or None when they went elsewhere
-        (held until the request line says where it goes, handed to aiohttp, refused)."""
-        if self.held:
-            data, self.held = self.held + data, b""
-        request_line = data.lstrip(b"\r\n")  # empty lines before a request, dropped in C
+    def _skip_empty_lines(self, data: bytes) -> bytes:
+        """``data`` from the next request line on; empty lines before it are dropped
+        (in C), and too many of them are refused."""
+        request_line = data.lstrip(b"\r\n")
         self.empty_line_bytes += len(data) - len(request_line)
         if self.empty_line_bytes > MAX_EMPTY_LINE_BYTES:
             self._refuse_and_close(EMPTY_LINES)
-            return None
-        if not request_line:
-            return None
-        if self.reading_since is None:
-            self.reading_since = time.monotonic()
-        route = routes_to_capture(request_line)
-        if route is None:
-            self.held = request_line  # shorter than ROUTE_PEEK_BYTES + 4
-            return None
-        self.empty_line_bytes = 0
-        if not route:
-            self._hand_over(request_line)
-            return None
+            return b""
+        if request_line:
+            self.empty_line_bytes = 0
+            if self.reading_since is None:
+                self.reading_since = time.monotonic()
         return request_line
 
     def _must_wait(self) -> bool:
@@ -340,7 +319,6 @@ class FrontProtocol(asyncio.Protocol):
             not self.paused
             or self.closing
             or self.feeding
-            or self.handover_waiting
             or self.write_paused
             or len(self.pending) > MAX_PENDING // 2
         ):
@@ -393,16 +371,13 @@ class FrontProtocol(asyncio.Protocol):
         self.reading_since = time.monotonic()  # the body's time starts
         request.method = self.parser.get_method().decode("ascii", "replace")
         request.head = request.method == "HEAD"
-        if not request.target.startswith(CAPTURE_PREFIX):
-            # Pipelined behind a capture request in the same read: aiohttp cannot
-            # take over mid-stream, so say plainly what to do instead.
-            request.refusal = Reply(400, b"send requests for other paths on their own connection\n")
-            raise _Refused
         length = _content_length(request.headers)
         if length is not None and length > self.front.config.hard_max_body_bytes:
             request.refusal = _too_large(self.front.config)
             raise _Refused
-        if _expects_continue(request.headers):
+        if not request.target.startswith(_PREFIX):
+            request.elsewhere = True  # its body is read and dropped; no 100 Continue
+        elif _expects_continue(request.headers):
             self._decide_before_body(request)
 
     def _decide_before_body(self, request: _Request) -> None:
@@ -432,7 +407,7 @@ class FrontProtocol(asyncio.Protocol):
             request.refusal = _too_large(config)
             raise _Refused
         kept = request.body_size - len(body)
-        if kept < config.max_body_bytes:
+        if kept < config.max_body_bytes and not request.elsewhere:
             request.body.append(body[: config.max_body_bytes - kept])
 
     def on_message_complete(self) -> None:
@@ -445,9 +420,12 @@ class FrontProtocol(asyncio.Protocol):
         request.started = time.perf_counter()
         self.pending.append(request)
         try:
-            self._start(request)
+            if request.elsewhere:
+                self._answer_elsewhere(request)
+            else:
+                self._start(request)
         except Exception:
-            log.exception("capture.failed", path="/p/<token>")
+            log.exception("capture.failed", path=LOGGED_PATH)
             self._finish(request, INTERNAL_ERROR)
 
     # ------------------------------------------------------------ answering
@@ -462,6 +440,25 @@ class FrontProtocol(asyncio.Protocol):
         if token is None:
             return UNKNOWN_TOKEN
         return front.capture.admit_cached(token)
+
+    def _answer_elsewhere(self, request: _Request) -> None:
+        """The probes, as the management listener answers them; any other path, 404."""
+        path = request.target.partition(b"?")[0]
+        if path not in _PROBES or request.method not in ("GET", "HEAD"):
+            self._answer(request, NOT_FOUND)
+        elif path == _PROBES[0]:
+            self._answer(request, ALIVE_REPLY)
+        else:
+            self.front.spawn(self._answer_readiness(request))
+
+    async def _answer_readiness(self, request: _Request) -> None:
+        try:
+            status, body = await self.front.readiness()
+            reply = Reply(status, json.dumps(body).encode(), JSON)
+        except Exception:
+            log.exception("readiness.failed")
+            reply = INTERNAL_ERROR
+        self._answer(request, reply)
 
     def _start(self, request: _Request) -> None:
         """Take a complete request. With its endpoint in the cache (nearly always)
@@ -488,7 +485,7 @@ class FrontProtocol(asyncio.Protocol):
             assert token is not None
             admitted: Endpoint | Reply = await self.front.capture.admit(token)
         except Exception:
-            log.exception("capture.failed", path="/p/<token>")
+            log.exception("capture.failed", path=LOGGED_PATH)
             admitted = INTERNAL_ERROR
         request.deciding = False
         try:
@@ -501,7 +498,7 @@ class FrontProtocol(asyncio.Protocol):
                     request.admitted = admitted
                     self._invite_body(request)
         except Exception:
-            log.exception("capture.failed", path="/p/<token>")
+            log.exception("capture.failed", path=LOGGED_PATH)
             self._finish(request, INTERNAL_ERROR)
 
     def _take(self, request: _Request, admitted: Endpoint | Reply) -> None:
@@ -536,7 +533,7 @@ class FrontProtocol(asyncio.Protocol):
         try:
             self._finish(request, NOT_STORED if failed else stored_reply(endpoint, hit))
         except Exception:  # a loop callback: nothing above would answer the request
-            log.exception("capture.failed", path="/p/<token>")
+            log.exception("capture.failed", path=LOGGED_PATH)
             self._finish(request, INTERNAL_ERROR)
 
     def _finish(self, request: _Request, reply: Reply) -> None:
@@ -546,6 +543,9 @@ class FrontProtocol(asyncio.Protocol):
         metrics.record_capture(
             reply.status, reply.hit_id is not None, time.perf_counter() - request.started
         )
+        self._answer(request, reply)
+
+    def _answer(self, request: _Request, reply: Reply) -> None:
         close = not request.keep_alive or self.front.stopping
         request.answer = render(reply, head=request.head, close=close)
         if close:
@@ -567,11 +567,6 @@ class FrontProtocol(asyncio.Protocol):
                 return
         if not pending:
             self.last_active = time.monotonic()
-            if self.handover_waiting:
-                self.handover_waiting = False
-                data, self.held = self.held, b""
-                self._hand_over(data)
-                return
         self._resume_reading()
         if self.feeding or self.closing or self.pending or self.backlog:
             return
@@ -634,25 +629,6 @@ class FrontProtocol(asyncio.Protocol):
         else:
             transport.close()
 
-    def _hand_over(self, data: bytes) -> None:
-        """Give the connection, and the bytes read of its next request, to aiohttp."""
-        if self.pending:
-            # Answers to capture requests are still due: hand over once they are written.
-            self.held = data
-            self.handover_waiting = True
-            self._pause_reading()
-            return
-        transport = self.transport
-        assert transport is not None
-        self.closing = True
-        self.front.connections.discard(self)
-        protocol = self.front.aiohttp_connection()
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        if self.paused:
-            transport.resume_reading()
-        protocol.data_received(data)
-
 
 class _Refused(Exception):
     """Raised from an llhttp callback to stop parsing a request that broke a limit."""
@@ -684,24 +660,26 @@ def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 class Front:
-    """The front server's shared state: settings, capture steps, open connections."""
+    """The capture listener's shared state: settings, capture steps, open connections.
+
+    ``readiness`` answers ``/readyz``: (status, JSON body), as the management side's.
+    """
 
     def __init__(
         self,
         config: Config,
         capture: Capture,
-        aiohttp_protocol: Callable[[], asyncio.Protocol],
+        readiness: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
         shutdown_timeout_s: float,
     ) -> None:
         self.config = config
         self.capture = capture
-        self.aiohttp_protocol = aiohttp_protocol
+        self.readiness = readiness
         self.shutdown_timeout_s = shutdown_timeout_s
         # The request line and the equivalent of four maximal header fields.
         self.max_head_bytes = config.max_url_bytes + 4 * config.max_header_bytes
         self.loop = asyncio.get_running_loop()
         self.connections: set[FrontProtocol] = set()
-        self.handed_over: set[DeadlineProtocol] = set()  # aiohttp's, timed by the sweeper
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0  # capture requests read and not yet answered, all connections
         self.stopping = False
@@ -709,13 +687,6 @@ class Front:
 
     def protocol(self) -> FrontProtocol:
         return FrontProtocol(self)
-
-    def aiohttp_connection(self) -> DeadlineProtocol:
-        """aiohttp's protocol for a connection handed over, with time limits on its requests."""
-        config = self.config
-        return DeadlineProtocol(
-            self.aiohttp_protocol(), self.handed_over, config.head_timeout_s, config.body_timeout_s
-        )
 
     def spawn(self, coro: collections.abc.Coroutine[None, None, None]) -> None:
         task = self.loop.create_task(coro)
@@ -732,8 +703,6 @@ class Front:
             now = time.monotonic()
             for connection in list(self.connections):
                 connection.check_deadlines(now)
-            for handed_over in list(self.handed_over):
-                handed_over.close_if_overdue(now)
 
     async def stop(self) -> None:
         """Close idle connections now; let the others finish their answers first."""
@@ -749,49 +718,11 @@ class Front:
             await asyncio.wait(set(self.tasks), timeout=self.shutdown_timeout_s)
 
 
-BACKLOG = 128  # connections waiting to be accepted, as aiohttp's default
-
-
-class ListenError(Exception):
-    """The capture address cannot be listened on: in use, not this host's, unknown."""
-
-
-def listen(config: Config) -> list[socket.socket]:
-    """Bind the configured address, once for the whole service.
-
-    Without SO_REUSEPORT: a second program on the same port (another ``serve``)
-    fails to start instead of silently taking part of the traffic. Workers of
-    ``serve --workers N`` inherit these sockets from their parent.
-    """
-    host = config.host or None  # "" is every address, as in asyncio
-    shown = f"[{config.host}]" if ":" in config.host else config.host or "*"
-    sockets: list[socket.socket] = []
-    try:
-        found = socket.getaddrinfo(
-            host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        for family, kind, proto, _, address in dict.fromkeys(found):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio
-            sock.bind(address)
-            sock.listen(BACKLOG)
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        raise ListenError(
-            f"cannot listen on {shown}:{config.port}: {exc.strerror or exc}"
-        ) from None
-    return sockets
-
-
-class FrontSite(web.BaseSite):
-    """The listening sockets with the front protocol on them.
+class CaptureSite(web.BaseSite):
+    """The capture listener's sockets with the front protocol on them.
 
     An aiohttp site so that ``runner.cleanup()`` stops it first: no new
-    connections, the front's answers finish, and only then do aiohttp's own
+    connections, capture's answers finish, and only then do the management
     connections close and the app's resources (writer, pool, database) go.
     """
 
@@ -823,19 +754,3 @@ class FrontSite(web.BaseSite):
             server.close()  # stop accepting
         await super().stop()
         await self.front.stop()
-
-
-async def start(
-    runner: web.AppRunner,
-    config: Config,
-    *,
-    sockets: list[socket.socket],
-    shutdown_timeout_s: float,
-) -> FrontSite:
-    """Serve the front protocol on ``sockets`` (from ``listen``); after ``runner.setup()``."""
-    server = runner.server
-    assert server is not None
-    front = Front(config, Capture.of(runner.app), server, shutdown_timeout_s)
-    site = FrontSite(runner, front, sockets)
-    await site.start()
-    return site

@@ -1,49 +1,65 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness probes for load balancers and orchestrators.
+
+Both listeners answer them with the same words: the management side through the
+handlers here, the capture front through ``readiness`` passed to it (a balancer in
+front of capture asks the capture port, an orchestrator may ask either).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import asyncpg
 from aiohttp import web
 
+from monitor.embedded import KeepRunning
 from monitor.typedefs import DATABASE_KEEPER, POOL, WRITER
+from monitor.writer import HitWriter
 
 READY_DB_TIMEOUT_S = 2.0
+ALIVE: dict[str, Any] = {"status": "ok"}
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response(ALIVE)
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the database answers and the writer is not backed up."""
+    app = request.app
+    status, body = await readiness(app[POOL], app[WRITER], app[DATABASE_KEEPER])
+    return web.json_response(body, status=status)
+
+
+async def readiness(
+    pool: asyncpg.Pool, writer: HitWriter, keeper: KeepRunning | None
+) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body): ready when the database answers and the writer is not backed up."""
     problems = []
     try:
         async with asyncio.timeout(READY_DB_TIMEOUT_S):
-            await request.app[POOL].fetchval("SELECT 1")
+            await pool.fetchval("SELECT 1")
     except Exception as exc:
-        problems.append(f"database: {_database_problem(request.app, exc)}")
-    writer = request.app[WRITER]
+        problems.append(f"database: {_database_problem(writer, keeper, exc)}")
     if writer.queue_depth >= writer.queue_max_hits // 2:
         problems.append(f"writer: {writer.queue_depth} hits queued")
     if problems:
-        return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+        return 503, {"status": "unavailable", "problems": problems}
     if writer.spool is not None and writer.spool.has_pending():
         # Capture still answers (into the spool), but the database is not keeping up.
-        return web.json_response(
-            {"status": "degraded", "problems": [f"spool: {writer.spool_pending} hits pending"]},
-            status=503,
-        )
-    return web.json_response({"status": "ready", "queue_depth": writer.queue_depth})
+        return 503, {
+            "status": "degraded",
+            "problems": [f"spool: {writer.spool_pending} hits pending"],
+        }
+    return 200, {"status": "ready", "queue_depth": writer.queue_depth}
 
 
-def _database_problem(app: web.Application, exc: Exception) -> str:
+def _database_problem(writer: HitWriter, keeper: KeepRunning | None, exc: Exception) -> str:
     """What is wrong with the database and what the service does about it, in words."""
-    keeper = app[DATABASE_KEEPER]
     problem = keeper.problem() if keeper is not None else None
     if problem is None:
         problem = f"PostgreSQL is not answering ({_reason(exc)})"
-    pending = app[WRITER].spool_pending
+    pending = writer.spool_pending
     if pending:
         problem += f"; hits are being spooled ({pending} pending)"
     return problem

@@ -2,7 +2,7 @@
 
 Three feeds, none of which touches capture or the writer: a writer committed-listener
 counts what was stored (hits, flags, duplicates, last hit time, batch size, commit
-time); a middleware on ``/p/`` times capture and counts unknown tokens and rejected
+time); the capture front times each request and counts unknown tokens and rejected
 requests; gauges of the writer's queue and spool are read each second and at scrape.
 
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
@@ -29,8 +29,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
 
-from monitor.capture import HIT_ID_HEADER
-from monitor.errors import Handler
 from monitor.hit import Hit
 from monitor.typedefs import CONFIG, POOL, WRITER
 
@@ -273,28 +271,6 @@ def record_capture(status: int, captured: bool, seconds: float) -> None:
         m.unknown_token.inc()
     elif status >= 400:
         m.capture_errors.labels(status_class(status)).inc()
-
-
-def measured_capture(handler: Handler) -> Handler:
-    """The capture handler, timed and counted: stored, unknown token, or refused."""
-
-    async def measured(request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            record_capture(exc.status, False, time.perf_counter() - started)
-            raise
-        except Exception:
-            record_capture(500, False, time.perf_counter() - started)
-            raise
-        # Only a stored hit's response carries its id; anything else was not stored,
-        # even when an endpoint is configured to answer with an error status.
-        captured = HIT_ID_HEADER in response.headers
-        record_capture(response.status, captured, time.perf_counter() - started)
-        return response
-
-    return measured
 
 
 def refresh_gauges(app: web.Application) -> None:

@@ -31,10 +31,8 @@ PAGE_HEADERS = {
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    # Capture responses are the endpoint owner's to configure; everything else is ours.
-    if not request.path.startswith("/p/"):
-        for name, value in PAGE_HEADERS.items():
-            response.headers.setdefault(name, value)
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
 
 
 def render(

@@ -1,21 +1,28 @@
-"""Time limits on reading a request, for the connections aiohttp serves.
+"""The management listener: aiohttp, with time limits on reading a request.
 
 aiohttp closes idle keep-alive connections, but not a request that arrives slowly:
 header lines trickled one every few seconds, or a form body sent a byte at a time,
 hold the connection (and a handler waiting on the body) open for as long as the
-client likes. The front hands every management connection to aiohttp wrapped in
+client likes. ``ManagementSite`` serves aiohttp's protocol wrapped in
 ``DeadlineProtocol``, which follows request boundaries with its own llhttp parser
-(management traffic is light) and lets the front's periodic sweeper close a
-connection whose request is overdue: no timer per request or connection.
+(management traffic is light), and a periodic sweeper closes a connection whose
+request is overdue: no timer per request or connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from typing import cast
 
 import httptools
+from aiohttp import web
+
+from monitor.listen import BACKLOG
+
+SWEEP_EVERY_S = 2.0  # how late past its deadline a slow connection may close
 
 
 class DeadlineProtocol(asyncio.Protocol):
@@ -97,3 +104,64 @@ class DeadlineProtocol(asyncio.Protocol):
         if now - since > limit:
             self.reading_since = None
             self.transport.close()
+
+
+class ManagementSite(web.BaseSite):
+    """The management listener's sockets with aiohttp's protocol on them, each
+    connection timed by ``DeadlineProtocol`` and swept."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        sockets: list[socket.socket],
+        head_timeout_s: float,
+        body_timeout_s: float,
+    ) -> None:
+        super().__init__(runner, backlog=BACKLOG)
+        assert runner.server is not None  # after runner.setup()
+        self.aiohttp_protocol = runner.server
+        self.sockets = sockets
+        self.head_timeout_s = head_timeout_s
+        self.body_timeout_s = body_timeout_s
+        self.connections: set[DeadlineProtocol] = set()
+        self.servers: list[asyncio.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        host, port = self.sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
+
+    def protocol(self) -> DeadlineProtocol:
+        return DeadlineProtocol(
+            self.aiohttp_protocol(), self.connections, self.head_timeout_s, self.body_timeout_s
+        )
+
+    async def start(self) -> None:
+        await super().start()  # registers the site with the runner, which stops it
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            server = await loop.create_server(self.protocol, sock=sock, backlog=BACKLOG)
+            self.servers.append(server)
+        self._sweeper = loop.create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                connection.close_if_overdue(now)
+
+    async def stop(self) -> None:
+        """Stop accepting; the runner then closes the open connections (its shutdown)."""
+        for server in self.servers:
+            server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await super().stop()

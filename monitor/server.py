@@ -1,11 +1,15 @@
 """``serve``: run the app until SIGINT/SIGTERM, then drain and stop.
 
-The address is bound first, so a busy port fails before anything starts. The
-socket speaks the front protocol (``monitor.front``): capture requests are
-answered there, other connections go to aiohttp. On the signal the site stops
-accepting, in-flight requests finish (they are waiting on the writer), then the
+Both listeners are bound first, so a busy port fails before anything starts. The
+capture listener speaks the front protocol (``monitor.front``); the management
+listener is aiohttp (``monitor.read_deadlines``). On the signal both stop
+accepting, in-flight captures finish (they are waiting on the writer), then the
 cleanup contexts run: the writer commits everything queued before the pool and
 the embedded database close.
+
+This module is the composition root of a server process: it hands the
+components the app's startup made (endpoint cache, rate limiter, writer, pool) to
+the capture front.
 """
 
 from __future__ import annotations
@@ -13,13 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from functools import partial
 
 import structlog
 from aiohttp import web
 
-from monitor import front
+from monitor import health, listen
 from monitor.app import create_app
+from monitor.capture import Capture
 from monitor.config import Config
+from monitor.front import CaptureSite, Front
+from monitor.read_deadlines import ManagementSite
+from monitor.typedefs import DATABASE_KEEPER, ENDPOINT_CACHE, POOL, RATE_LIMITER, WRITER
 
 log = structlog.get_logger(__name__)
 
@@ -34,18 +43,18 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve(config: Config, *, inherited: list[socket.socket] | None = None) -> int:
+def serve(config: Config, *, inherited: listen.Listeners | None = None) -> int:
     """Run one server process; a worker of ``serve --workers N`` gets its parent's
     listening sockets as ``inherited``.
 
-    Raises ``front.ListenError`` when the address cannot be bound.
+    Raises ``listen.ListenError`` when an address cannot be bound.
     """
     worker = inherited is not None
-    sockets = inherited if inherited is not None else front.listen(config)
+    listeners = inherited if inherited is not None else listen.bind(config)
     app = create_app(config)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    main = loop.create_task(_run(app, config, sockets, worker=worker))
+    main = loop.create_task(_run(app, config, listeners, worker=worker))
     try:
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):
@@ -66,7 +75,7 @@ def serve(config: Config, *, inherited: list[socket.socket] | None = None) -> in
 
 
 async def _run(
-    app: web.Application, config: Config, sockets: list[socket.socket], *, worker: bool
+    app: web.Application, config: Config, listeners: listen.Listeners, *, worker: bool
 ) -> None:
     runner = web.AppRunner(
         app,
@@ -80,11 +89,40 @@ async def _run(
     )
     await runner.setup()  # the app's startup: database, writer, caches
     try:
-        await front.start(runner, config, sockets=sockets, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S)
+        # Capture first: it is registered first, so the runner stops it first.
+        await start_capture(runner, config, listeners.capture, SHUTDOWN_TIMEOUT_S)
+        await start_management(runner, config, listeners.management)
         log.info(
-            "serve.started", url=config.base_url, host=config.host, port=config.port, worker=worker
+            "serve.started",
+            capture_url=config.base_url,
+            management_url=config.management_url,
+            worker=worker,
         )
         await asyncio.Event().wait()  # until a signal raises GracefulExit
     finally:
         log.info("serve.stopping")
         await runner.cleanup()
+
+
+async def start_capture(
+    runner: web.AppRunner,
+    config: Config,
+    sockets: list[socket.socket],
+    shutdown_timeout_s: float,
+) -> CaptureSite:
+    """Serve capture on ``sockets``, with the components the app's startup made."""
+    app = runner.app
+    capture = Capture(config, app[ENDPOINT_CACHE], app[RATE_LIMITER], app[WRITER])
+    readiness = partial(health.readiness, app[POOL], app[WRITER], app[DATABASE_KEEPER])
+    site = CaptureSite(runner, Front(config, capture, readiness, shutdown_timeout_s), sockets)
+    await site.start()
+    return site
+
+
+async def start_management(
+    runner: web.AppRunner, config: Config, sockets: list[socket.socket]
+) -> ManagementSite:
+    """Serve the app (web views, API, metrics) on ``sockets``, with read deadlines."""
+    site = ManagementSite(runner, sockets, config.head_timeout_s, config.body_timeout_s)
+    await site.start()
+    return site

@@ -1,10 +1,11 @@
-"""``serve --workers N``: N worker processes on one port, kept running by a parent.
+"""``serve --workers N``: N worker processes on both listeners, kept running by a parent.
 
-The parent binds the port and resolves what must be shared once (the embedded
-database, the admin token, the metrics directory), then starts each worker as
-``serve --listen-fd FD`` with the settings in its environment. Workers accept
-on the listening socket they inherit: no SO_REUSEPORT, so no other program can
-join the port and take part of its traffic. Each worker has its own writer
+The parent binds both listeners and resolves what must be shared once (the
+embedded database, the admin token, the metrics directory), then starts each
+worker as ``serve --listen-fd capture:FD --listen-fd management:FD`` with the
+settings in its environment. Workers accept on the listening sockets they
+inherit: no SO_REUSEPORT, so no other program can join a port and take part of
+its traffic. Each worker has its own writer
 (Postgres settles duplicates between them). A worker that dies is started
 again, and so is the embedded database (the parent owns it, workers reconnect).
 SIGTERM/SIGINT are passed on and the parent waits for the workers to drain
@@ -16,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +24,7 @@ import time
 
 import structlog
 
-from monitor import front, metrics
+from monitor import listen, metrics
 from monitor.auth import announce_admin_token, load_or_create_admin_token
 from monitor.config import Config, to_environ
 from monitor.db import EMBEDDED_DIR
@@ -37,14 +37,13 @@ STOP_TIMEOUT_S = 60.0
 CRASH_LOOP_S = 5.0  # a worker dying sooner than this after its start waits before restarting
 
 
-def worker_command(sockets: list[socket.socket]) -> list[str]:
-    fds = [f"--listen-fd={sock.fileno()}" for sock in sockets]
-    return [sys.executable, "-m", "monitor", "serve", *fds]
+def worker_command(listeners: listen.Listeners) -> list[str]:
+    return [sys.executable, "-m", "monitor", "serve", *listeners.as_args()]
 
 
 def supervise(config: Config) -> int:
-    """Raises ``front.ListenError`` when the address cannot be bound."""
-    sockets = front.listen(config)  # before the database: a busy port starts nothing
+    """Raises ``listen.ListenError`` when an address cannot be bound."""
+    listeners = listen.bind(config)  # before the database: a busy port starts nothing
     embedded: EmbeddedPostgres | None = None
     keeper: KeepRunning | None = None
     if config.database_url is None:
@@ -56,7 +55,7 @@ def supervise(config: Config) -> int:
     if config.admin_token is None:
         token, created = load_or_create_admin_token(config.data_dir)
         if created:
-            announce_admin_token(token, config.data_dir, config.base_url)
+            announce_admin_token(token, config.data_dir, config.management_url, config.base_url)
         config = config.replace(admin_token=token)
     own_metrics_dir = metrics.multiprocess_dir() is None
     metrics_dir = metrics.multiprocess_dir() or tempfile.mkdtemp(prefix="postback-monitor-metrics-")
@@ -79,7 +78,7 @@ def supervise(config: Config) -> int:
 
     def start(slot: int) -> None:
         workers[slot] = subprocess.Popen(
-            worker_command(sockets), env=env, pass_fds=[sock.fileno() for sock in sockets]
+            worker_command(listeners), env=env, pass_fds=listeners.fds()
         )
         started_at[slot] = time.monotonic()
         log.info("worker.started", slot=slot, pid=workers[slot].pid)
@@ -87,7 +86,12 @@ def supervise(config: Config) -> int:
     try:
         for slot in range(config.workers):
             start(slot)
-        log.info("serve.started", url=config.base_url, workers=config.workers)
+        log.info(
+            "serve.started",
+            capture_url=config.base_url,
+            management_url=config.management_url,
+            workers=config.workers,
+        )
         while not stopping:
             time.sleep(POLL_S)
             for slot, proc in list(workers.items()):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -8,13 +9,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from monitor.app import create_app
 from monitor.config import Config
 from monitor.db import connect
+from monitor.listen import listen
+from monitor.server import start_capture
 from tests.pg import ScratchDatabase
 from tests.tracker import Tracker
 
@@ -98,6 +103,55 @@ def config(pg_url: str, tmp_path: Path) -> Config:
 @pytest.fixture
 async def client(aiohttp_client: Any, config: Config, db: asyncpg.Connection) -> TestClient:
     return await aiohttp_client(create_app(config))
+
+
+class CaptureClient:
+    """Requests to the capture listener of the ``client`` fixture's app: the front
+    protocol that senders meet, not a copy of it."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, session: aiohttp.ClientSession, port: int) -> None:
+        self.session = session
+        self.port = port
+        self.base = f"http://{self.host}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.session.request(method, self.url(path), **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def head(self, path: str, **kwargs: Any) -> Any:
+        return self.request("HEAD", path, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def open_capture(client: TestClient, config: Config) -> AsyncIterator[CaptureClient]:
+    """The capture listener for ``client``'s app, on a free port, started after the
+    app's startup (its writer and endpoint cache exist), as ``serve`` starts it."""
+    runner = client.server.runner
+    assert isinstance(runner, web.AppRunner)
+    sockets = listen("127.0.0.1", 0, role="capture")
+    site = await start_capture(runner, config, sockets, shutdown_timeout_s=5)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield CaptureClient(session, site.port)
+    finally:
+        await site.stop()
+
+
+@pytest.fixture
+async def capture(client: TestClient, config: Config) -> AsyncIterator[CaptureClient]:
+    """The capture listener of the ``client`` fixture's app."""
+    async with open_capture(client, config) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -29,8 +29,10 @@ class ServerProcess:
         extra: list[str] | None = None,
         admin_token: str | None = ADMIN_TOKEN,
         port: int | None = None,
+        capture_port: int | None = None,
     ) -> None:
-        self.port = port or free_port()
+        self.port = port or free_port()  # management: web views, API, metrics
+        self.capture_port = capture_port or free_port()
         self.data_dir = data_dir
         self.args = [
             sys.executable,
@@ -39,6 +41,8 @@ class ServerProcess:
             "serve",
             "--port",
             str(self.port),
+            "--capture-port",
+            str(self.capture_port),
             "--data-dir",
             str(data_dir),
             "--log-format",
@@ -56,7 +60,13 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
+        """The management listener's base."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def capture_url(self) -> str:
+        """The capture listener's base: postbacks go to ``capture_url + "/p/TOKEN"``."""
+        return f"http://127.0.0.1:{self.capture_port}"
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +89,7 @@ class ServerProcess:
         raise RuntimeError(f"server not ready in {timeout_s}s:\n{self.log()}")
 
     def wait_listening_workers(self, count: int, timeout_s: float = 60.0) -> None:
-        """Wait until `count` worker processes listen on the port (serve --workers)."""
+        """Wait until `count` worker processes listen on both ports (serve --workers)."""
         import psutil
 
         assert self.proc is not None
@@ -91,9 +101,8 @@ class ServerProcess:
                     conns = child.net_connections(kind="tcp")
                 except psutil.NoSuchProcess:
                     continue
-                listening += any(
-                    c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in conns
-                )
+                ports = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
+                listening += {self.port, self.capture_port} <= ports
             if listening >= count:
                 return
             time.sleep(0.1)

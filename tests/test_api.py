@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import ADMIN_TOKEN, AUTH, capture_path
+from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path
 
 PROTECTED = [
     ("GET", "/api/endpoints"),
@@ -38,14 +38,18 @@ async def test_admin_token_required(
     assert resp.status in (200, 201, 404)
 
 
-async def test_health_and_capture_need_no_token(client: TestClient, make_endpoint: Any) -> None:
+async def test_health_and_capture_need_no_token(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
-    assert (await client.get(capture_path(endpoint))).status == 200
+    assert (await capture.get(capture_path(endpoint))).status == 200
 
 
-async def test_endpoint_crud(client: TestClient, make_endpoint: Any, db: Any) -> None:
+async def test_endpoint_crud(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, db: Any
+) -> None:
     created = await make_endpoint("Voluum test", description="campaign 7")
     assert set(created) >= {"id", "token", "name", "capture_url", "settings", "created_at"}
     assert created["capture_url"] == f"http://capture.test/p/{created['token']}"
@@ -70,24 +74,26 @@ async def test_endpoint_crud(client: TestClient, make_endpoint: Any, db: Any) ->
         "body": "ok",
         "content_type": "text/plain; charset=utf-8",
     }
-    assert (await client.get(capture_path(created))).status == 201
+    assert (await capture.get(capture_path(created))).status == 201
 
-    await client.get(capture_path(created) + "?click_id=1")
+    await capture.get(capture_path(created) + "?click_id=1")
     resp = await client.delete(f"/api/endpoints/{created['id']}", headers=AUTH)
     assert resp.status == 200
     assert (await resp.json())["hits_deleted"] == 2
     assert (await client.get(f"/api/endpoints/{created['id']}", headers=AUTH)).status == 404
-    assert (await client.get(capture_path(created))).status == 404
+    assert (await capture.get(capture_path(created))).status == 404
     assert await db.fetchval("SELECT count(*) FROM hits WHERE endpoint_id = $1", created["id"]) == 0
 
 
-async def test_rotate_token_stops_old_url(client: TestClient, make_endpoint: Any) -> None:
+async def test_rotate_token_stops_old_url(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
     resp = await client.post(f"/api/endpoints/{endpoint['id']}/rotate-token", headers=AUTH)
     rotated = await resp.json()
     assert rotated["token"] != endpoint["token"]
-    assert (await client.get(capture_path(endpoint))).status == 404
-    assert (await client.get(capture_path(rotated))).status == 200
+    assert (await capture.get(capture_path(endpoint))).status == 404
+    assert (await capture.get(capture_path(rotated))).status == 200
 
 
 @pytest.mark.parametrize(
@@ -144,10 +150,10 @@ async def test_bad_query_params_are_400(client: TestClient, make_endpoint: Any) 
 
 
 async def test_cursor_pagination_is_stable_under_concurrent_inserts(
-    client: TestClient, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
 ) -> None:
     endpoint = await make_endpoint()
-    await asyncio.gather(*(client.get(capture_path(endpoint) + f"?n={i}") for i in range(25)))
+    await asyncio.gather(*(capture.get(capture_path(endpoint) + f"?n={i}") for i in range(25)))
     seen: list[str] = []
     cursor = None
     page = 0
@@ -159,7 +165,7 @@ async def test_cursor_pagination_is_stable_under_concurrent_inserts(
         seen += [h["id"] for h in body["items"]]
         if page == 0:  # new hits arriving while paging must not shift later pages
             await asyncio.gather(
-                *(client.get(capture_path(endpoint) + f"?late={i}") for i in range(5))
+                *(capture.get(capture_path(endpoint) + f"?late={i}") for i in range(5))
             )
         page += 1
         cursor = body["next_cursor"]
@@ -170,9 +176,11 @@ async def test_cursor_pagination_is_stable_under_concurrent_inserts(
     assert seen == sorted(seen, reverse=True)  # UUIDv7 ids follow capture time
 
 
-async def test_list_items_omit_body_detail_has_it(client: TestClient, make_endpoint: Any) -> None:
+async def test_list_items_omit_body_detail_has_it(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
-    await client.post(capture_path(endpoint), data=b"payload")
+    await capture.post(capture_path(endpoint), data=b"payload")
     items = (
         await (await client.get(f"/api/endpoints/{endpoint['id']}/hits", headers=AUTH)).json()
     )["items"]

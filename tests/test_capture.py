@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests import rawhttp
-from tests.conftest import AUTH, capture_path
+from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
 
 
 async def only_hit(client: TestClient, endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -49,11 +49,16 @@ BODIES = [
 
 @pytest.mark.parametrize(("method", "content_type", "body"), BODIES)
 async def test_methods_and_bodies_round_trip(
-    client: TestClient, make_endpoint: Any, method: str, content_type: str, body: bytes
+    client: TestClient,
+    capture: CaptureClient,
+    make_endpoint: Any,
+    method: str,
+    content_type: str,
+    body: bytes,
 ) -> None:
     endpoint = await make_endpoint()
     headers = {"Content-Type": content_type} if content_type else {}
-    resp = await client.request(
+    resp = await capture.request(
         method, capture_path(endpoint) + "?click_id=x1", data=body or None, headers=headers
     )
     assert resp.status == 200
@@ -68,21 +73,23 @@ async def test_methods_and_bodies_round_trip(
     assert hit["endpoint_id"] == endpoint["id"]
 
 
-async def test_get_and_head(client: TestClient, make_endpoint: Any) -> None:
+async def test_get_and_head(client: TestClient, capture: CaptureClient, make_endpoint: Any) -> None:
     endpoint = await make_endpoint()
-    resp = await client.head(capture_path(endpoint) + "?a=1")
+    resp = await capture.head(capture_path(endpoint) + "?a=1")
     assert resp.status == 200
-    resp = await client.get(capture_path(endpoint) + "?a=2")
+    resp = await capture.get(capture_path(endpoint) + "?a=2")
     assert resp.status == 200
     resp = await client.get(f"/api/endpoints/{endpoint['id']}/hits", headers=AUTH)
     methods = [h["method"] for h in (await resp.json())["items"]]
     assert methods == ["GET", "HEAD"]
 
 
-async def test_body_hex_and_json_parsing(client: TestClient, make_endpoint: Any) -> None:
+async def test_body_hex_and_json_parsing(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
     body = b'{"click_id": "c-1", "amount": 2.5, "ok": true, "none": null, "items": [{"sku": "A"}]}'
-    await client.post(
+    await capture.post(
         capture_path(endpoint), data=body, headers={"Content-Type": "application/json"}
     )
     hit = await only_hit(client, endpoint)
@@ -95,14 +102,16 @@ async def test_body_hex_and_json_parsing(client: TestClient, make_endpoint: Any)
     assert hit["body_text"] == body.decode()
 
 
-async def test_raw_query_kept_exactly(client: TestClient, make_endpoint: Any) -> None:
+async def test_raw_query_kept_exactly(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
     raw = (
         "cid=%7Bclickid%7D&x=%ZZ&nul=%00&bad=%ff%fe&plus=a+b&flag&k=1&k=2"
         "&%D0%BA%D0%BB%D1%8E%D1%87=%F0%9F%98%80"
     )
     target = capture_path(endpoint) + "/tail/part?" + raw
-    status, _ = await rawhttp.send(client.host, client.port, rawhttp.get(target))
+    status, _ = await rawhttp.send(capture.host, capture.port, rawhttp.get(target))
     assert status == 200
     hit = await only_hit(client, endpoint)
     assert hit["query_string"] == raw
@@ -120,11 +129,13 @@ async def test_raw_query_kept_exactly(client: TestClient, make_endpoint: Any) ->
     ]
 
 
-async def test_two_hundred_params_and_megabyte_body(client: TestClient, make_endpoint: Any) -> None:
+async def test_two_hundred_params_and_megabyte_body(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
     query = "&".join(f"p{i}=v{i}" for i in range(200))
     body = bytes(i % 251 for i in range(1024 * 1024))
-    resp = await client.post(capture_path(endpoint) + "?" + query, data=body)
+    resp = await capture.post(capture_path(endpoint) + "?" + query, data=body)
     assert resp.status == 200
     hit = await only_hit(client, endpoint)
     assert hit["params"] == [[f"p{i}", f"v{i}"] for i in range(200)]
@@ -133,11 +144,11 @@ async def test_two_hundred_params_and_megabyte_body(client: TestClient, make_end
 
 
 async def test_oversized_body_kept_truncated_and_flagged(
-    client: TestClient, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
 ) -> None:
     endpoint = await make_endpoint()
     body = b"x" * (1024 * 1024 + 10)
-    resp = await client.post(capture_path(endpoint), data=io.BytesIO(body))
+    resp = await capture.post(capture_path(endpoint), data=io.BytesIO(body))
     assert resp.status == 200
     hit = await only_hit(client, endpoint)
     assert hit["body_size"] == len(body)
@@ -145,14 +156,16 @@ async def test_oversized_body_kept_truncated_and_flagged(
     assert [f["flag"] for f in hit["flags"]] == ["body_truncated"]
 
 
-async def test_headers_ordered_with_repeats(client: TestClient, make_endpoint: Any) -> None:
+async def test_headers_ordered_with_repeats(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     from multidict import CIMultiDict
 
     endpoint = await make_endpoint()
     headers = CIMultiDict(
         [("X-Tag", "one"), ("X-Other", "x"), ("X-Tag", "two"), ("User-Agent", "Tracker/1.0")]
     )
-    await client.get(capture_path(endpoint), headers=headers)
+    await capture.get(capture_path(endpoint), headers=headers)
     hit = await only_hit(client, endpoint)
     sent = [h for h in hit["headers"] if h[0].lower() in ("x-tag", "x-other")]
     assert sent == [["X-Tag", "one"], ["X-Other", "x"], ["X-Tag", "two"]]
@@ -161,19 +174,21 @@ async def test_headers_ordered_with_repeats(client: TestClient, make_endpoint: A
 
 
 async def test_unknown_token_is_404_and_not_stored(
-    client: TestClient, make_endpoint: Any, db: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, db: Any
 ) -> None:
     await make_endpoint()
-    resp = await client.get("/p/not-a-real-token?click_id=1")
+    resp = await capture.get("/p/not-a-real-token?click_id=1")
     assert resp.status == 404
     assert await db.fetchval("SELECT count(*) FROM hits") == 0
 
 
-async def test_configured_response(client: TestClient, make_endpoint: Any) -> None:
+async def test_configured_response(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint(
         response={"status": 202, "body": "success=true;", "content_type": "text/html"}
     )
-    resp = await client.get(capture_path(endpoint))
+    resp = await capture.get(capture_path(endpoint))
     assert resp.status == 202
     assert await resp.text() == "success=true;"
     assert resp.headers["Content-Type"].startswith("text/html")
@@ -185,12 +200,14 @@ async def test_forwarded_ip_only_from_trusted_proxy(
     from monitor.app import create_app
 
     for trusted, expected in (((), "127.0.0.1"), (("127.0.0.0/8",), "203.0.113.9")):
-        client = await aiohttp_client(create_app(config.replace(trusted_proxies=trusted)))
+        served = config.replace(trusted_proxies=trusted)
+        client = await aiohttp_client(create_app(served))
         resp = await client.post("/api/endpoints", json={"name": "p"}, headers=AUTH)
         endpoint = await resp.json()
-        await client.get(
-            capture_path(endpoint), headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
-        )
+        async with open_capture(client, served) as capture:
+            await capture.get(
+                capture_path(endpoint), headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+            )
         hit = await only_hit(client, endpoint)
         assert hit["remote_ip"] == expected
 
@@ -201,26 +218,27 @@ async def test_forwarded_header_rfc7239(aiohttp_client: Any, config: Any, db: An
     trusting = config.replace(trusted_proxies=("127.0.0.1/32",), trusted_proxy_header="Forwarded")
     client = await aiohttp_client(create_app(trusting))
     endpoint = await (await client.post("/api/endpoints", json={"name": "p"}, headers=AUTH)).json()
-    await client.get(
-        capture_path(endpoint), headers={"Forwarded": 'for="[2001:db8::1]:4711";proto=https'}
-    )
+    async with open_capture(client, trusting) as capture:
+        await capture.get(
+            capture_path(endpoint), headers={"Forwarded": 'for="[2001:db8::1]:4711";proto=https'}
+        )
     assert (await only_hit(client, endpoint))["remote_ip"] == "2001:db8::1"
 
 
 async def test_raw_non_utf8_bytes_in_request_line(
-    client: TestClient, make_endpoint: Any, db: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, db: Any
 ) -> None:
     endpoint = await make_endpoint()
     # Raw bytes >= 0x80 are not allowed in a request target: the HTTP parser refuses
     # them with a clear 400 (never a 500), and nothing half-parsed is stored.
     target = capture_path(endpoint).encode() + b"?v=\xff\xfe&s=caf\xc3\xa9"
     request = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    status, _ = await rawhttp.send(client.host, client.port, request)
+    status, _ = await rawhttp.send(capture.host, capture.port, request)
     assert status == 400
     assert await db.fetchval("SELECT count(*) FROM hits") == 0
     # The same bytes percent-encoded, as senders send them, are captured and decoded.
     status, _ = await rawhttp.send(
-        client.host, client.port, rawhttp.get(capture_path(endpoint) + "?v=%ff%fe&s=caf%c3%a9")
+        capture.host, capture.port, rawhttp.get(capture_path(endpoint) + "?v=%ff%fe&s=caf%c3%a9")
     )
     assert status == 200
     hit = await only_hit(client, endpoint)

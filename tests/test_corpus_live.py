@@ -17,20 +17,20 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from monitor.app import create_app
 from monitor.capture import HIT_ID_HEADER
 from monitor.config import Config
 from monitor.rules import compile_settings, judge
 from tests import rawhttp
-from tests.conftest import AUTH
+from tests.conftest import AUTH, CaptureClient
 from tests.test_corpus_pure import CORPUS
 
 SENDERS = 8
 
 
 @pytest.fixture
-async def proxied_client(aiohttp_client: Any, config: Config, db: Any) -> TestClient:
-    return await aiohttp_client(create_app(config.replace(trusted_proxies=("127.0.0.1/32",))))
+def config(config: Config) -> Config:
+    """The corpus names its senders' IPs in X-Forwarded-For, as a proxy would."""
+    return config.replace(trusted_proxies=("127.0.0.1/32",))
 
 
 def raw_request(entry: dict[str, Any], token: str) -> bytes:
@@ -57,8 +57,9 @@ def hit_id_of(response: bytes) -> str:
     raise AssertionError(f"no {HIT_ID_HEADER} header in:\n{head}")
 
 
-async def test_whole_corpus_through_a_live_server(proxied_client: TestClient) -> None:
-    client = proxied_client
+async def test_whole_corpus_through_a_live_server(
+    client: TestClient, capture: CaptureClient
+) -> None:
     endpoints: dict[str, dict[str, Any]] = {}
     for entry in CORPUS:
         key = json.dumps(entry["settings"], sort_keys=True)
@@ -70,8 +71,7 @@ async def test_whole_corpus_through_a_live_server(proxied_client: TestClient) ->
             )
             assert resp.status == 201, await resp.text()
             endpoints[key] = await resp.json()
-    host, port = client.server.host, client.server.port
-    assert port is not None
+    host, port = capture.host, capture.port
     limit = asyncio.Semaphore(SENDERS)
 
     async def send(entry: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ import yaml
 from aiohttp.test_utils import TestClient
 
 from monitor import metrics
-from tests.conftest import capture_path
+from tests.conftest import CaptureClient, capture_path
 from tests.server import free_port
 from tests.test_metrics import parse, send_mix, value
 
@@ -262,7 +262,7 @@ async def instant(session: aiohttp.ClientSession, url: str, expr: str) -> list[d
 
 @pytest.mark.slow
 async def test_every_query_returns_data_from_a_real_prometheus(
-    client: TestClient, make_endpoint: Any, prometheus: Prometheus
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, prometheus: Prometheus
 ) -> None:
     endpoints = [await make_endpoint("clean"), await make_endpoint("flawed")]
     # Counters live as long as the test process: earlier tests may have counted too.
@@ -270,7 +270,7 @@ async def test_every_query_returns_data_from_a_real_prometheus(
     # Spread over several scrapes, so rates and quantiles have something to work on.
     for round_ in range(4):
         await send_mix(client, endpoints[1], f"r{round_}-")
-        resp = await client.get(f"{capture_path(endpoints[0])}?click_id=ok{round_}&payout=1")
+        resp = await capture.get(f"{capture_path(endpoints[0])}?click_id=ok{round_}&payout=1")
         assert resp.status == 200
         # Forwarding counts what its attempts do; here they are stood in for.
         for outcome in ("delivered", "retrying", "failed"):

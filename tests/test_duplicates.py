@@ -19,7 +19,7 @@ from monitor.hit import Hit
 from monitor.params import parse_query
 from monitor.rules import compile_settings, judge
 from monitor.writer import COPY_COLUMNS, copy_record, settle_duplicates
-from tests.conftest import AUTH, capture_path
+from tests.conftest import AUTH, CaptureClient, capture_path
 from tests.server import ServerProcess
 
 CLICK_IDS = 100
@@ -62,7 +62,7 @@ async def test_two_processes_fifty_clients_five_copies_each(
             plans[position % CLIENTS].append(click_id)
 
         async def client(worker: int) -> list[int]:
-            base = servers[worker % 2].url
+            base = servers[worker % 2].capture_url
             async with aiohttp.ClientSession() as session:
 
                 async def one(click_id: str) -> int:
@@ -109,7 +109,7 @@ async def test_duplicate_found_after_a_restart(
     server = ServerProcess(tmp_path / "data", database_url=pg_url).start()
     try:
         endpoint = await post_json(f"{server.url}/api/endpoints", {"name": "restart"})
-        url = f"{server.url}/p/{endpoint['token']}?click_id=survivor&payout=2"
+        url = f"{server.capture_url}/p/{endpoint['token']}?click_id=survivor&payout=2"
         async with aiohttp.ClientSession() as session, session.get(url) as resp:
             assert resp.status == 200
             first_id = resp.headers["X-Postback-Monitor-Hit-Id"]
@@ -128,7 +128,9 @@ async def test_duplicate_found_after_a_restart(
     assert await db.fetchval("SELECT flags FROM hits WHERE id = $1", uuid.UUID(first_id)) == []
 
 
-async def test_dedupe_is_event_aware_by_default(client: TestClient, make_endpoint: Any) -> None:
+async def test_dedupe_is_event_aware_by_default(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
     path = capture_path(endpoint)
     for query in (
@@ -137,7 +139,7 @@ async def test_dedupe_is_event_aware_by_default(client: TestClient, make_endpoin
         "click_id=c1&event=purchase&payout=9.99",  # the purchase again: a duplicate
         "click_id=c1",  # no event is a key of its own
     ):
-        assert (await client.get(f"{path}?{query}")).status == 200
+        assert (await capture.get(f"{path}?{query}")).status == 200
     install, purchase, again, bare = await hits_oldest_first(client, endpoint)
     assert [duplicate_of(h) for h in (install, purchase, bare)] == [None, None, None]
     assert duplicate_of(again) == purchase["id"]
@@ -147,45 +149,49 @@ async def test_dedupe_is_event_aware_by_default(client: TestClient, make_endpoin
 
 
 async def test_dedupe_scope_click_id_ignores_the_event(
-    client: TestClient, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
 ) -> None:
     endpoint = await make_endpoint(settings={"dedupe": {"scope": "click_id"}})
     path = capture_path(endpoint)
     for query in ("click_id=c1&event=install", "click_id=c1&event=purchase"):
-        assert (await client.get(f"{path}?{query}")).status == 200
+        assert (await capture.get(f"{path}?{query}")).status == 200
     install, purchase = await hits_oldest_first(client, endpoint)
     assert duplicate_of(install) is None
     assert duplicate_of(purchase) == install["id"]
 
 
-async def test_dedupe_scope_off_never_flags(client: TestClient, make_endpoint: Any) -> None:
+async def test_dedupe_scope_off_never_flags(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint(settings={"dedupe": {"scope": "off"}})
     for _ in range(2):
-        assert (await client.get(f"{capture_path(endpoint)}?click_id=c1")).status == 200
+        assert (await capture.get(f"{capture_path(endpoint)}?click_id=c1")).status == 200
     assert [duplicate_of(h) for h in await hits_oldest_first(client, endpoint)] == [None, None]
 
 
 async def test_empty_and_macro_click_ids_never_dedupe(
-    client: TestClient, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
 ) -> None:
     endpoint = await make_endpoint()
     path = capture_path(endpoint)
     queries = ["click_id=", "click_id=", "click_id={clickid}", "click_id={clickid}", "payout=1"]
     queries += ["click_id=%7Bclickid%7D", "click_id=%7Bclickid%7D", "payout=1"]
     for query in queries:
-        assert (await client.get(f"{path}?{query}")).status == 200
+        assert (await capture.get(f"{path}?{query}")).status == 200
     hits = await hits_oldest_first(client, endpoint)
     assert len(hits) == len(queries)
     assert all(duplicate_of(h) is None for h in hits)
     assert [h["click_id"] for h in hits[:2]] == [None, None]
 
 
-async def test_window_with_real_time(client: TestClient, make_endpoint: Any) -> None:
+async def test_window_with_real_time(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint(settings={"dedupe": {"window": 1}})
     url = f"{capture_path(endpoint)}?click_id=w1"
     for pause_s in (0, 0, 1.3, 0):
         await asyncio.sleep(pause_s)
-        assert (await client.get(url)).status == 200
+        assert (await capture.get(url)).status == 200
     first, repeat, later, later_repeat = await hits_oldest_first(client, endpoint)
     assert duplicate_of(first) is None
     assert duplicate_of(repeat) == first["id"]

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import AUTH, capture_path
+from tests.conftest import AUTH, CaptureClient, capture_path
 
 # 10,000 hits of ~1.2 KB each: ~12 MB of export that must not sit in memory at once.
 SEED = """
@@ -28,10 +28,12 @@ SELECT gen_random_uuid(), $1, now() - make_interval(secs => g), 'GET', '/p/x',
 FROM generate_series(1, $2) AS g"""
 
 
-async def test_csv_and_ndjson_with_filters(client: TestClient, make_endpoint: Any) -> None:
+async def test_csv_and_ndjson_with_filters(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
     for query in ("?click_id=a1&payout=1", "?click_id=%3Dcmd()&payout=2", "?click_id={x}"):
-        assert (await client.get(capture_path(endpoint) + query)).status == 200
+        assert (await capture.get(capture_path(endpoint) + query)).status == 200
     base = f"/api/endpoints/{endpoint['id']}/export"
 
     resp = await client.get(base + "?format=ndjson", headers=AUTH)

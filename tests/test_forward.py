@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from monitor.config import Config
 from monitor.forwarding import backoff_s, compile_forward, render_template
 from monitor.rules import SettingsError
-from tests.conftest import ADMIN_TOKEN, AUTH, capture_path
+from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path
 from tests.server import ServerProcess
 from tests.tracker import Tracker, eventually
 
@@ -40,8 +40,8 @@ async def forwards(client: TestClient, hit_id: str) -> dict[str, Any]:
     return await resp.json()
 
 
-async def capture(client: TestClient, endpoint: dict[str, Any], query: str = "") -> str:
-    resp = await client.get(capture_path(endpoint) + query)
+async def capture_hit(capture: CaptureClient, endpoint: dict[str, Any], query: str = "") -> str:
+    resp = await capture.get(capture_path(endpoint) + query)
     assert resp.status == 200
     return resp.headers[HIT_ID]
 
@@ -103,11 +103,11 @@ async def test_endpoint_api_rejects_bad_forward_settings(make_endpoint: Any, cli
 
 
 async def test_happy_path_delivers_exactly_once(
-    client: TestClient, make_endpoint: Any, tracker: Tracker
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, tracker: Tracker
 ) -> None:
     template = tracker.url("/pb") + "?cid={click_id}&p={payout}&x={missing}"
     endpoint = await make_endpoint(settings={"forward_url": template})
-    hit_id = await capture(client, endpoint, "?click_id=a%20b&payout=1.5")
+    hit_id = await capture_hit(capture, endpoint, "?click_id=a%20b&payout=1.5")
     await eventually(lambda: len(tracker.requests) == 1)
     await asyncio.sleep(0.5)
     assert len(tracker.requests) == 1
@@ -125,11 +125,11 @@ async def test_happy_path_delivers_exactly_once(
 
 
 async def test_retries_until_success(
-    client: TestClient, make_endpoint: Any, tracker: Tracker
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, tracker: Tracker
 ) -> None:
     tracker.statuses = [500, 500]
     endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb?c={click_id}")})
-    hit_id = await capture(client, endpoint, "?click_id=r1")
+    hit_id = await capture_hit(capture, endpoint, "?click_id=r1")
 
     async def delivered() -> bool:
         return (await forwards(client, hit_id))["forward"]["state"] == "delivered"
@@ -146,13 +146,13 @@ async def test_retries_until_success(
 
 
 async def test_gives_up_after_max_attempts(
-    client: TestClient, make_endpoint: Any, tracker: Tracker
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, tracker: Tracker
 ) -> None:
     tracker.default = 503
     endpoint = await make_endpoint(
         settings={"forward_url": tracker.url("/pb"), "forward_max_attempts": 3}
     )
-    hit_id = await capture(client, endpoint, "?click_id=g1")
+    hit_id = await capture_hit(capture, endpoint, "?click_id=g1")
     await eventually(lambda: len(tracker.requests) >= 3)
     await asyncio.sleep(0.6)  # well past the longest backoff: nothing more is sent
     assert len(tracker.requests) == 3
@@ -161,9 +161,11 @@ async def test_gives_up_after_max_attempts(
     assert [a["status"] for a in doc["items"]] == [503, 503, 503]
 
 
-async def test_refused_target_fails_at_once(client: TestClient, make_endpoint: Any) -> None:
+async def test_refused_target_fails_at_once(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint(settings={"forward_url": "http://10.0.0.1/pb"})
-    hit_id = await capture(client, endpoint, "?click_id=s1")
+    hit_id = await capture_hit(capture, endpoint, "?click_id=s1")
     for _ in range(100):
         doc = await forwards(client, hit_id)
         if doc["forward"]["state"] != "pending":
@@ -176,14 +178,14 @@ async def test_refused_target_fails_at_once(client: TestClient, make_endpoint: A
 
 
 async def test_flagged_hits_are_skipped_when_asked(
-    client: TestClient, make_endpoint: Any, tracker: Tracker
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, tracker: Tracker
 ) -> None:
     endpoint = await make_endpoint(
         settings={"forward_url": tracker.url("/pb?c={click_id}"), "forward_flagged": False}
     )
-    first = await capture(client, endpoint, "?click_id=d1&event=sale")
-    duplicate = await capture(client, endpoint, "?click_id=d1&event=sale")
-    macro = await capture(client, endpoint, "?click_id={clickid}")
+    first = await capture_hit(capture, endpoint, "?click_id=d1&event=sale")
+    duplicate = await capture_hit(capture, endpoint, "?click_id=d1&event=sale")
+    macro = await capture_hit(capture, endpoint, "?click_id={clickid}")
     await eventually(lambda: len(tracker.requests) == 1)
     await asyncio.sleep(0.4)
     assert [r.header(HIT_ID) for r in tracker.requests] == [first]
@@ -196,12 +198,12 @@ async def test_flagged_hits_are_skipped_when_asked(
 
 
 async def test_passthrough_relays_method_path_query_body_and_headers(
-    client: TestClient, make_endpoint: Any, tracker: Tracker
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, tracker: Tracker
 ) -> None:
     endpoint = await make_endpoint(
         settings={"forward_url": tracker.url("/base/?k=1"), "forward_mode": "passthrough"}
     )
-    resp = await client.post(
+    resp = await capture.post(
         capture_path(endpoint) + "/conv/v2?click_id=p1&x=%7Bz%7D",
         data=b"payout=2.5&currency=EUR",
         headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "net/1"},
@@ -219,21 +221,21 @@ async def test_passthrough_relays_method_path_query_body_and_headers(
 
 
 async def test_per_endpoint_concurrency_limit(
-    client: TestClient, make_endpoint: Any, tracker: Tracker, config: Config
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, tracker: Tracker, config: Config
 ) -> None:
     assert config.forward_concurrency == 4
     tracker.delay_s = 0.3
     endpoint = await make_endpoint(settings={"forward_url": tracker.url("/slow")})
-    await asyncio.gather(*(capture(client, endpoint, f"?click_id=c{i}") for i in range(12)))
+    await asyncio.gather(*(capture_hit(capture, endpoint, f"?click_id=c{i}") for i in range(12)))
     await eventually(lambda: len(tracker.requests) == 12 and tracker.in_flight == 0)
     assert tracker.max_in_flight == 4
 
 
 async def test_replay_to_the_target_and_to_a_url_given_now(
-    client: TestClient, make_endpoint: Any, tracker: Tracker
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, tracker: Tracker
 ) -> None:
     endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb?c={click_id}")})
-    hit_id = await capture(client, endpoint, "?click_id=rp1&payout=3")
+    hit_id = await capture_hit(capture, endpoint, "?click_id=rp1&payout=3")
     await eventually(lambda: len(tracker.requests) == 1)
 
     resp = await client.post(f"/api/hits/{hit_id}/replay", headers=AUTH)
@@ -258,7 +260,7 @@ async def test_replay_to_the_target_and_to_a_url_given_now(
 
     # A hit of an endpoint without a target needs a URL; replays pass the guard too.
     plain = await make_endpoint(name="plain")
-    plain_hit = await capture(client, plain, "?click_id=z")
+    plain_hit = await capture_hit(capture, plain, "?click_id=z")
     resp = await client.post(f"/api/hits/{plain_hit}/replay", headers=AUTH)
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "no_forward_target"
     resp = await client.post(
@@ -275,13 +277,17 @@ async def test_replay_to_the_target_and_to_a_url_given_now(
 
 
 async def test_outbox_insert_is_idempotent(
-    client: TestClient, make_endpoint: Any, tracker: Tracker, db: asyncpg.Connection
+    client: TestClient,
+    capture: CaptureClient,
+    make_endpoint: Any,
+    tracker: Tracker,
+    db: asyncpg.Connection,
 ) -> None:
     """A replayed batch (spool) runs the hook again: still one outbox row per hit."""
     from monitor.forwarder import INSERT_OUTBOX
 
     endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb")})
-    hit_id = uuid.UUID(await capture(client, endpoint, "?click_id=i1"))
+    hit_id = uuid.UUID(await capture_hit(capture, endpoint, "?click_id=i1"))
     row = await db.fetchrow("SELECT * FROM forward_outbox WHERE hit_id = $1", hit_id)
     await db.execute(INSERT_OUTBOX, [endpoint["id"]], [hit_id], [row["hit_received_at"]])
     assert await db.fetchval("SELECT count(*) FROM forward_outbox") == 1
@@ -320,7 +326,9 @@ async def test_pending_forwards_resume_after_restart(
         )  # fmt: skip
         async with aiohttp.ClientSession() as s:
             for i in range(5):
-                async with s.get(f"{server.url}/p/{endpoint['token']}?click_id=k{i}") as resp:
+                async with s.get(
+                    f"{server.capture_url}/p/{endpoint['token']}?click_id=k{i}"
+                ) as resp:
                     assert resp.status == 200
         await eventually(lambda: len(tracker.requests) >= 5)
     finally:
@@ -371,7 +379,7 @@ async def test_two_processes_never_send_twice(
         hit_ids: list[str] = []
 
         async def fire(i: int) -> None:
-            url = f"{servers[i % 2].url}/p/{endpoint['token']}?click_id=t{i}"
+            url = f"{servers[i % 2].capture_url}/p/{endpoint['token']}?click_id=t{i}"
             async with aiohttp.ClientSession() as s, s.get(url) as resp:
                 assert resp.status == 200
                 hit_ids.append(resp.headers[HIT_ID])
@@ -396,7 +404,7 @@ async def test_two_processes_never_send_twice(
 
 
 async def test_forward_outcomes_are_counted_in_metrics(
-    client: TestClient, make_endpoint: Any, tracker: Tracker
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, tracker: Tracker
 ) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -414,7 +422,7 @@ async def test_forward_outcomes_are_counted_in_metrics(
     endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb?c={click_id}")})
     # Counters live for the whole test process and endpoint ids restart per test.
     before = await outcomes(endpoint["id"])
-    hit_id = await capture(client, endpoint, "?click_id=m1")
+    hit_id = await capture_hit(capture, endpoint, "?click_id=m1")
     for _ in range(100):
         if (await forwards(client, hit_id))["forward"]["state"] == "delivered":
             break

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from monitor.api import MAX_JSON_BODY_BYTES
-from tests.conftest import ADMIN_TOKEN, AUTH, capture_path
+from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path
 
 
 async def raw_request(client: TestClient, head: bytes, segments: list[bytes]) -> bytes:
@@ -125,11 +125,11 @@ HOSTILE = ["²", "\x00", "9" * 40, "-1", "x" * 5000, "9999-12-31T23:59:59-14:00"
 
 
 async def test_no_route_answers_500_to_hostile_strings(
-    client: TestClient, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
 ) -> None:
     endpoint = await make_endpoint("hostile")
     ident = endpoint["id"]
-    hit = (await client.get(capture_path(endpoint) + "?click_id=c1")).headers[
+    hit = (await capture.get(capture_path(endpoint) + "?click_id=c1")).headers[
         "X-Postback-Monitor-Hit-Id"
     ]
     queries = {

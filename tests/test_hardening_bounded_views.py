@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from monitor.params import MAX_PARAMS
-from tests.conftest import capture_path
+from tests.conftest import CaptureClient, capture_path
 from tests.test_capture import body_bytes, only_hit
 
 MIB = 1024 * 1024
@@ -23,10 +23,15 @@ MIB = 1024 * 1024
     ],
 )
 async def test_hostile_json_is_stored_whole_with_a_cut_view(
-    client: TestClient, make_endpoint: Any, body: bytes, body_params: int, reason: str
+    client: TestClient,
+    capture: CaptureClient,
+    make_endpoint: Any,
+    body: bytes,
+    body_params: int,
+    reason: str,
 ) -> None:
     endpoint = await make_endpoint()
-    resp = await client.post(
+    resp = await capture.post(
         capture_path(endpoint) + "?click_id=c1",
         data=body,
         headers={"Content-Type": "application/json"},
@@ -42,10 +47,10 @@ async def test_hostile_json_is_stored_whole_with_a_cut_view(
 
 
 async def test_lone_surrogate_in_json_is_stored_not_a_server_error(
-    client: TestClient, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
 ) -> None:
     endpoint = await make_endpoint()
-    resp = await client.post(
+    resp = await capture.post(
         capture_path(endpoint),
         data=b'{"click_id": "\\ud800"}',
         headers={"Content-Type": "application/json"},

@@ -79,7 +79,9 @@ async def test_sigkilled_postmaster_is_restarted_and_nothing_is_lost(
         endpoint = await create_endpoint(server)
         pid, url = postmaster(data_dir)
         stop = asyncio.Event()
-        load = asyncio.create_task(run_load(f"{server.url}/p/{endpoint['token']}", stop, workers=8))
+        load = asyncio.create_task(
+            run_load(f"{server.capture_url}/p/{endpoint['token']}", stop, workers=8)
+        )
         await asyncio.sleep(0.5)  # under load before the kill
         ready_again = asyncio.Event()
         watcher = asyncio.create_task(watch_readyz(server, ready_again))

@@ -82,7 +82,7 @@ async def test_delete_under_load_leaves_nothing_behind(
                 endpoint = await resp.json()
             stop = asyncio.Event()
             load = asyncio.create_task(
-                run_load(f"{server.url}/p/{endpoint['token']}", stop, workers=SENDERS)
+                run_load(f"{server.capture_url}/p/{endpoint['token']}", stop, workers=SENDERS)
             )
             await asyncio.sleep(0.5)  # load running on both workers
             async with api.delete(f"{server.url}/api/endpoints/{endpoint['id']}") as resp:

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from monitor.hits import STATS, HitFilter, list_query
 from monitor.writer import COPY_COLUMNS, copy_record
-from tests.conftest import AUTH, capture_path
+from tests.conftest import AUTH, CaptureClient, capture_path
 from tests.test_duplicates import make_hit
 
 QUERIES = [
@@ -23,10 +23,10 @@ QUERIES = [
 ]
 
 
-async def capture_all(client: TestClient, endpoint: dict[str, Any]) -> list[str]:
+async def capture_all(capture: CaptureClient, endpoint: dict[str, Any]) -> list[str]:
     ids = []
     for query in QUERIES:
-        resp = await client.get(f"{capture_path(endpoint)}?{query}")
+        resp = await capture.get(f"{capture_path(endpoint)}?{query}")
         assert resp.status == 200
         ids.append(resp.headers["X-Postback-Monitor-Hit-Id"])
     return ids
@@ -38,9 +38,9 @@ async def listed(client: TestClient, endpoint: dict[str, Any], query: str) -> li
     return [hit["id"] for hit in reversed((await resp.json())["items"])]
 
 
-async def test_filters(client: TestClient, make_endpoint: Any) -> None:
+async def test_filters(client: TestClient, capture: CaptureClient, make_endpoint: Any) -> None:
     endpoint = await make_endpoint()
-    clean, macro, amount, both, dup, clean2 = await capture_all(client, endpoint)
+    clean, macro, amount, both, dup, clean2 = await capture_all(capture, endpoint)
     assert await listed(client, endpoint, "") == [clean, macro, amount, both, dup, clean2]
     assert await listed(client, endpoint, "flagged=true") == [macro, amount, both, dup]
     assert await listed(client, endpoint, "flagged=false") == [clean, clean2]
@@ -88,7 +88,9 @@ async def stats(client: TestClient, endpoint: dict[str, Any], query: str = "") -
     return await resp.json()
 
 
-async def test_stats(client: TestClient, make_endpoint: Any, db: asyncpg.Connection) -> None:
+async def test_stats(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, db: asyncpg.Connection
+) -> None:
     endpoint = await make_endpoint()
     empty = await stats(client, endpoint)
     assert empty == {
@@ -99,7 +101,7 @@ async def test_stats(client: TestClient, make_endpoint: Any, db: asyncpg.Connect
         "duplicate_rate": 0.0,
         "last_hit_at": None,
     }
-    ids = await capture_all(client, endpoint)
+    ids = await capture_all(capture, endpoint)
     # Older hits: inside 7d but outside 24h, and outside every window.
     now = datetime.now(UTC)
     old = [

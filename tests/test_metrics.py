@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor import metrics
 from monitor.app import create_app
 from monitor.config import Config
-from tests.conftest import AUTH, capture_path
+from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
 from tests.server import ServerProcess
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -46,23 +46,25 @@ async def scrape(client: TestClient, **headers: str) -> Samples:
     return parse(await resp.text())
 
 
-async def send_mix(client: TestClient, endpoint: dict[str, Any], tag: str) -> None:
+async def send_mix(capture: CaptureClient, endpoint: dict[str, Any], tag: str) -> None:
     """Two clean GETs, a clean POST, a duplicate, a hit with two flags, an unknown token."""
     path = capture_path(endpoint)
     for query in (f"click_id={tag}a&payout=1.5", f"click_id={tag}b&payout=2"):
-        assert (await client.get(f"{path}?{query}")).status == 200
-    resp = await client.post(path, data={"click_id": f"{tag}c", "payout": "3"})
+        assert (await capture.get(f"{path}?{query}")).status == 200
+    resp = await capture.post(path, data={"click_id": f"{tag}c", "payout": "3"})
     assert resp.status == 200
-    assert (await client.get(f"{path}?click_id={tag}a&payout=1.5")).status == 200
-    assert (await client.get(f"{path}?click_id={{clickid}}&payout=abc")).status == 200
-    assert (await client.get("/p/no-such-token")).status == 404
+    assert (await capture.get(f"{path}?click_id={tag}a&payout=1.5")).status == 200
+    assert (await capture.get(f"{path}?click_id={{clickid}}&payout=abc")).status == 200
+    assert (await capture.get("/p/no-such-token")).status == 404
 
 
-async def test_stored_hits_are_counted(client: TestClient, make_endpoint: Any) -> None:
+async def test_stored_hits_are_counted(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint("counted")
     ep = str(endpoint["id"])
     before = await scrape(client)
-    await send_mix(client, endpoint, "count")
+    await send_mix(capture, endpoint, "count")
     after = await scrape(client)
 
     def delta(name: str, **labels: str) -> float:
@@ -89,13 +91,13 @@ async def test_stored_hits_are_counted(client: TestClient, make_endpoint: Any) -
 async def test_rejected_captures_are_counted_by_status_class(
     aiohttp_client: Any, config: Config, db: Any
 ) -> None:
-    client = await aiohttp_client(
-        create_app(config.replace(max_body_bytes=10, hard_max_body_bytes=10))
-    )
+    small = config.replace(max_body_bytes=10, hard_max_body_bytes=10)
+    client = await aiohttp_client(create_app(small))
     resp = await client.post("/api/endpoints", json={"name": "small"}, headers=AUTH)
     endpoint = await resp.json()
     before = await scrape(client)
-    assert (await client.post(capture_path(endpoint), data=b"x" * 100)).status == 413
+    async with open_capture(client, small) as capture:
+        assert (await capture.post(capture_path(endpoint), data=b"x" * 100)).status == 413
     after = await scrape(client)
     key = ("postback_monitor_capture_errors_total", frozenset({("status_class", "4xx")}))
     assert after[key] - before.get(key, 0.0) == 1
@@ -115,7 +117,8 @@ async def test_last_hit_time_survives_a_restart(
     await db.execute("INSERT INTO endpoints (token, name) VALUES ('tok-seed', 'seeded')")
     endpoint_id = await db.fetchval("SELECT id FROM endpoints WHERE token = 'tok-seed'")
     client = await aiohttp_client(create_app(config))
-    assert (await client.get("/p/tok-seed?click_id=seed1")).status == 200
+    async with open_capture(client, config) as capture:
+        assert (await capture.get("/p/tok-seed?click_id=seed1")).status == 200
     stored = await db.fetchval("SELECT max(received_at) FROM hits")
     metrics._metrics.last_hit_s.clear()  # as a fresh process would start
     await metrics.refresh_endpoints(client.app, seed_last_hits=True)
@@ -157,10 +160,10 @@ def promtool() -> str:
 
 
 async def test_promtool_finds_no_problems_in_a_real_scrape(
-    client: TestClient, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
 ) -> None:
     endpoint = await make_endpoint("linted")
-    await send_mix(client, endpoint, "lint")
+    await send_mix(capture, endpoint, "lint")
     metrics.record_forward(endpoint["id"], "delivered")
     resp = await client.get("/metrics")
     text = await resp.text()
@@ -204,7 +207,7 @@ async def test_processes_sharing_a_multiprocess_dir_sum_their_counts(
             sent = [7, 5]
             for server, n in zip(servers, sent, strict=True):
                 for i in range(n):
-                    url = f"{server.url}/p/{endpoint['token']}?click_id={server.port}-{i}"
+                    url = f"{server.capture_url}/p/{endpoint['token']}?click_id={server.port}-{i}"
                     async with session.get(url) as resp:
                         assert resp.status == 200
         ep = str(endpoint["id"])
@@ -292,7 +295,7 @@ async def test_workers_2_counts_on_metrics_equal_hits_sent(
                 endpoint = await resp.json()
 
             async def hit(i: int) -> None:
-                url = f"{server.url}/p/{endpoint['token']}?click_id=w{i}&payout=1"
+                url = f"{server.capture_url}/p/{endpoint['token']}?click_id=w{i}&payout=1"
                 async with session.get(url) as resp:
                     assert resp.status == 200
 

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from monitor.ratelimit import RateLimiter
-from tests.conftest import AUTH, capture_path
+from tests.conftest import AUTH, CaptureClient, capture_path
 
 
 def test_token_bucket_refills_at_the_rate() -> None:
@@ -19,17 +19,17 @@ def test_token_bucket_refills_at_the_rate() -> None:
 
 
 async def test_limited_endpoint_answers_429(
-    client: TestClient, make_endpoint: Any, db: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, db: Any
 ) -> None:
     limited = await make_endpoint("limited", settings={"rate_limit_per_s": 1})
     free = await make_endpoint("free")
-    statuses = [(await client.get(capture_path(limited) + f"?n={i}")).status for i in range(3)]
+    statuses = [(await capture.get(capture_path(limited) + f"?n={i}")).status for i in range(3)]
     assert statuses[0] == 200
     assert 429 in statuses[1:]
-    resp = await client.get(capture_path(limited) + "?n=again")
+    resp = await capture.get(capture_path(limited) + "?n=again")
     if resp.status == 429:
         assert int(resp.headers["Retry-After"]) >= 1
-    assert all([(await client.get(capture_path(free))).status == 200 for _ in range(3)])
+    assert all([(await capture.get(capture_path(free))).status == 200 for _ in range(3)])
     stored = await db.fetchval("SELECT count(*) FROM hits WHERE endpoint_id = $1", limited["id"])
     assert stored == statuses.count(200) + (resp.status == 200)
 

@@ -110,7 +110,9 @@ async def test_database_outage_spools_then_replays(
     try:
         endpoint = await create_endpoint(server)
         stop = asyncio.Event()
-        load = asyncio.create_task(run_load(f"{server.url}/p/{endpoint['token']}", stop, workers=8))
+        load = asyncio.create_task(
+            run_load(f"{server.capture_url}/p/{endpoint['token']}", stop, workers=8)
+        )
         await asyncio.sleep(1.5)
         await asyncio.to_thread(own_postgres.stop, force=True)
         await asyncio.sleep(2.5)  # capture keeps answering from the spool
@@ -143,7 +145,9 @@ async def test_sigkill_while_spooling_then_restart_drains(
     ).start()
     endpoint = await create_endpoint(server)
     stop = asyncio.Event()
-    load = asyncio.create_task(run_load(f"{server.url}/p/{endpoint['token']}", stop, workers=8))
+    load = asyncio.create_task(
+        run_load(f"{server.capture_url}/p/{endpoint['token']}", stop, workers=8)
+    )
     await asyncio.sleep(1.0)
     await asyncio.to_thread(own_postgres.stop, force=True)
     await asyncio.sleep(1.5)
@@ -169,7 +173,9 @@ async def test_sigkill_under_load_then_restart(
     server = ServerProcess(data_dir, database_url=own_postgres.url).start()
     endpoint = await create_endpoint(server)
     stop = asyncio.Event()
-    load = asyncio.create_task(run_load(f"{server.url}/p/{endpoint['token']}", stop, workers=16))
+    load = asyncio.create_task(
+        run_load(f"{server.capture_url}/p/{endpoint['token']}", stop, workers=16)
+    )
     await asyncio.sleep(2.0)
     server.signal(signal.SIGKILL)
     server.wait()
@@ -186,7 +192,9 @@ async def test_sigterm_under_load_exits_promptly(
     server = ServerProcess(tmp_path / "data", database_url=own_postgres.url).start()
     endpoint = await create_endpoint(server)
     stop = asyncio.Event()
-    load = asyncio.create_task(run_load(f"{server.url}/p/{endpoint['token']}", stop, workers=16))
+    load = asyncio.create_task(
+        run_load(f"{server.capture_url}/p/{endpoint['token']}", stop, workers=16)
+    )
     await asyncio.sleep(2.0)
     started = time.monotonic()
     server.signal(signal.SIGTERM)
@@ -211,7 +219,9 @@ async def test_full_spool_answers_503_not_200(
         endpoint = await create_endpoint(server)
         await asyncio.to_thread(own_postgres.stop, force=True)
         stop = asyncio.Event()
-        load = asyncio.create_task(run_load(f"{server.url}/p/{endpoint['token']}", stop, workers=4))
+        load = asyncio.create_task(
+            run_load(f"{server.capture_url}/p/{endpoint['token']}", stop, workers=4)
+        )
         await asyncio.sleep(3.0)
         stop.set()
         result = await load

@@ -48,7 +48,7 @@ async def test_zero_setup_start_with_embedded_postgres(tmp_path: Path) -> None:
         assert (data_dir / "admin_token").stat().st_mode & 0o077 == 0
         endpoint = await create_endpoint(server.url, token)
         async with aiohttp.ClientSession() as s:
-            async with s.get(f"{server.url}/p/{endpoint['token']}?click_id=zero") as resp:
+            async with s.get(f"{server.capture_url}/p/{endpoint['token']}?click_id=zero") as resp:
                 assert resp.status == 200
             async with s.get(
                 f"{server.url}/api/endpoints/{endpoint['id']}/hits",
@@ -79,7 +79,7 @@ async def test_sigterm_in_flight_loses_no_acknowledged_hit(
 ) -> None:
     server = ServerProcess(tmp_path / "data", database_url=pg_url).start()
     endpoint = await create_endpoint(server.url, ADMIN_TOKEN)
-    url = f"{server.url}/p/{endpoint['token']}"
+    url = f"{server.capture_url}/p/{endpoint['token']}"
     acknowledged: list[str] = []
     stop = asyncio.Event()
 
@@ -154,7 +154,7 @@ async def test_cli_endpoint_and_hits(pg_url: str, tmp_path: Path, db: asyncpg.Co
     server = ServerProcess(tmp_path / "data", database_url=pg_url).start()
     try:
         async with aiohttp.ClientSession() as s:
-            async with s.get(f"{server.url}/p/{endpoint['token']}?click_id=first") as resp:
+            async with s.get(f"{server.capture_url}/p/{endpoint['token']}?click_id=first") as resp:
                 assert resp.status == 200
         out = await asyncio.to_thread(
             cli,
@@ -194,7 +194,9 @@ async def test_cli_endpoint_and_hits(pg_url: str, tmp_path: Path, db: asyncpg.Co
         try:
             await asyncio.sleep(2.0)
             async with aiohttp.ClientSession() as s:
-                async with s.get(f"{server.url}/p/{endpoint['token']}?click_id=live-one") as resp:
+                async with s.get(
+                    f"{server.capture_url}/p/{endpoint['token']}?click_id=live-one"
+                ) as resp:
                     assert resp.status == 200
             line = await asyncio.wait_for(asyncio.to_thread(tail.stdout.readline), 15)  # type: ignore[union-attr]
             assert "click_id=live-one" in line

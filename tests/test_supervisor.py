@@ -64,7 +64,7 @@ async def test_two_workers_share_the_port_and_a_dead_one_comes_back(
                 f"{server.url}/api/endpoints", json={"name": "w"}, headers=AUTH
             ) as resp:
                 endpoint = await resp.json()
-            url = f"{server.url}/p/{endpoint['token']}"
+            url = f"{server.capture_url}/p/{endpoint['token']}"
             statuses = await asyncio.gather(
                 *(session.get(url, params={"n": str(i)}) for i in range(100))
             )

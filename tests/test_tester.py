@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from monitor.config import Config
 from monitor.outbound import Guard, OutboundClient
 from monitor.tester import Probe, lint, run
-from tests.conftest import AUTH
+from tests.conftest import AUTH, CaptureClient
 from tests.signin import sign_in
 from tests.tracker import Tracker
 
@@ -212,7 +212,7 @@ async def test_cli_test_command(tracker: Tracker, tmp_path: Any) -> None:
 
 
 async def test_web_tester_and_replay_pages(
-    client: TestClient, tracker: Tracker, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, tracker: Tracker, make_endpoint: Any
 ) -> None:
     assert (await client.get("/tester", allow_redirects=False)).status in (302, 303)
     csrf = await sign_in(client, "/tester")
@@ -228,7 +228,7 @@ async def test_web_tester_and_replay_pages(
     endpoint = await make_endpoint(
         settings={"forward_url": f"http://localhost:{tracker.port}/pb?c={{click_id}}"}
     )
-    hit = (await client.get(f"/p/{endpoint['token']}?click_id=w1")).headers[
+    hit = (await capture.get(f"/p/{endpoint['token']}?click_id=w1")).headers[
         "X-Postback-Monitor-Hit-Id"
     ]
     assert f"/hits/{hit}/forwards" in await (await client.get(f"/hits/{hit}")).text()

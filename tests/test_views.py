@@ -17,16 +17,16 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from monitor import present
-from tests.conftest import ADMIN_TOKEN, AUTH, capture_path
+from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path
 from tests.server import ServerProcess
 from tests.signin import csrf_of, sign_in
 
 XSS = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 
 
-async def fire(client: TestClient, endpoint: dict[str, Any], query: str = "", **kw: Any) -> str:
+async def fire(capture: CaptureClient, endpoint: dict[str, Any], query: str = "", **kw: Any) -> str:
     method = kw.pop("method", "GET")
-    resp = await client.request(method, capture_path(endpoint) + query, **kw)
+    resp = await capture.request(method, capture_path(endpoint) + query, **kw)
     assert resp.status == 200, await resp.text()
     return resp.headers["X-Postback-Monitor-Hit-Id"]
 
@@ -145,13 +145,13 @@ async def test_create_endpoint_form_errors_are_shown(client: TestClient) -> None
 
 
 async def test_endpoint_page_lists_hits_with_flags_and_filters(
-    client: TestClient, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
 ) -> None:
     await sign_in(client)
     endpoint = await make_endpoint("voluum", settings={"preset": "voluum"})
-    clean = await fire(client, endpoint, "?cid=abc-1&payout=2.50&currency=EUR&et=sale")
-    macro = await fire(client, endpoint, "?cid={clickid}&payout=1")
-    posted = await fire(client, endpoint, method="POST", data={"cid": "body-7", "payout": "1,50"})
+    clean = await fire(capture, endpoint, "?cid=abc-1&payout=2.50&currency=EUR&et=sale")
+    macro = await fire(capture, endpoint, "?cid={clickid}&payout=1")
+    posted = await fire(capture, endpoint, method="POST", data={"cid": "body-7", "payout": "1,50"})
     base = f"/endpoints/{endpoint['id']}"
 
     page = await (await client.get(base)).text()
@@ -178,11 +178,13 @@ async def test_endpoint_page_lists_hits_with_flags_and_filters(
     assert "unknown flag" in await resp.text()
 
 
-async def test_pagination_keeps_filters(client: TestClient, make_endpoint: Any) -> None:
+async def test_pagination_keeps_filters(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     await sign_in(client)
     endpoint = await make_endpoint("many")
-    ids = [await fire(client, endpoint, f"?click_id=c{i}&payout=1,{i}") for i in range(55)]
-    await fire(client, endpoint, "?click_id=clean&payout=1")
+    ids = [await fire(capture, endpoint, f"?click_id=c{i}&payout=1,{i}") for i in range(55)]
+    await fire(capture, endpoint, "?click_id=clean&payout=1")
     base = f"/endpoints/{endpoint['id']}"
     page = await (await client.get(base + "?flag=invalid_amount")).text()
     older = re.search(r'href="(\?[^"]*cursor=[^"]+)" id="older"', page)
@@ -196,15 +198,17 @@ async def test_pagination_keeps_filters(client: TestClient, make_endpoint: Any) 
     assert "data-live=" not in second  # live updates only on the first page
 
 
-async def test_new_rows_after_cursor(client: TestClient, make_endpoint: Any) -> None:
+async def test_new_rows_after_cursor(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     await sign_in(client)
     endpoint = await make_endpoint("rows")
-    first = await fire(client, endpoint, "?click_id=a")
+    first = await fire(capture, endpoint, "?click_id=a")
     page = await (await client.get(f"/endpoints/{endpoint['id']}")).text()
     cursor = re.search(rf'data-hit-id="{first}" data-cursor="([^"]+)"', page)
     assert cursor
-    second = await fire(client, endpoint, "?click_id=b")
-    third = await fire(client, endpoint, "?click_id=c&payout=x")
+    second = await fire(capture, endpoint, "?click_id=b")
+    third = await fire(capture, endpoint, "?click_id=c&payout=x")
     rows = await (
         await client.get(f"/endpoints/{endpoint['id']}/rows?after={cursor.group(1)}")
     ).text()
@@ -239,13 +243,13 @@ async def test_hit_page_escapes_everything_captured(client: TestClient, make_end
 
 
 async def test_hit_page_explains_flags_and_links_duplicates(
-    client: TestClient, make_endpoint: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
 ) -> None:
     await sign_in(client)
     endpoint = await make_endpoint("flags", settings={"required_params": ["click_id", "payout"]})
-    first = await fire(client, endpoint, "?click_id=dup-1&payout=1&event=sale")
-    second = await fire(client, endpoint, "?click_id=dup-1&payout=1&event=sale")
-    macro = await fire(client, endpoint, "?click_id={clickid}&payout=")
+    first = await fire(capture, endpoint, "?click_id=dup-1&payout=1&event=sale")
+    second = await fire(capture, endpoint, "?click_id=dup-1&payout=1&event=sale")
+    macro = await fire(capture, endpoint, "?click_id={clickid}&payout=")
 
     text = await (await client.get(f"/hits/{second}")).text()
     assert "duplicate_click_id" in text
@@ -259,11 +263,13 @@ async def test_hit_page_explains_flags_and_links_duplicates(
     assert '<tr class="flagged">' in params
 
 
-async def test_hit_page_bodies(client: TestClient, make_endpoint: Any) -> None:
+async def test_hit_page_bodies(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     await sign_in(client)
     endpoint = await make_endpoint("bodies")
     json_hit = await fire(
-        client, endpoint, method="POST", json={"event": "sale", "data": {"click_id": "j1"}}
+        capture, endpoint, method="POST", json={"event": "sale", "data": {"click_id": "j1"}}
     )
     binary_hit = await fire(
         client,
@@ -272,7 +278,7 @@ async def test_hit_page_bodies(client: TestClient, make_endpoint: Any) -> None:
         data=b"\x00\xffPK\x03\x04binary",
         headers={"Content-Type": "application/octet-stream"},
     )
-    form_hit = await fire(client, endpoint, method="POST", data={"click_id": "f1", "sum": "3"})
+    form_hit = await fire(capture, endpoint, method="POST", data={"click_id": "f1", "sum": "3"})
 
     text = await (await client.get(f"/hits/{json_hit}")).text()
     assert "&#34;data&#34;: {\n    &#34;click_id&#34;: &#34;j1&#34;" in text
@@ -310,7 +316,9 @@ def test_curl_command_quotes_everything() -> None:
     assert present.curl_command("http://h", get).endswith("'http://h/p/tok?q=%C3%A9%20b'")
 
 
-async def test_settings_edit_rotate_and_delete(client: TestClient, make_endpoint: Any) -> None:
+async def test_settings_edit_rotate_and_delete(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     csrf = await sign_in(client)
     endpoint = await make_endpoint("settings")
     base = f"/endpoints/{endpoint['id']}"
@@ -339,10 +347,10 @@ async def test_settings_edit_rotate_and_delete(client: TestClient, make_endpoint
 
     resp = await client.post(base + "/rotate", data={"csrf": csrf})
     assert resp.status == 400
-    assert (await client.get(capture_path(endpoint))).status == 202
+    assert (await capture.get(capture_path(endpoint))).status == 202
     resp = await client.post(base + "/rotate", data={"csrf": csrf, "confirm": "yes"})
     assert resp.status == 200
-    assert (await client.get(capture_path(endpoint))).status == 404
+    assert (await capture.get(capture_path(endpoint))).status == 404
     rotated = await (await client.get(f"/api{base}", headers=AUTH)).json()
     assert rotated["capture_url"] in await resp.text()
 
@@ -353,7 +361,9 @@ async def test_settings_edit_rotate_and_delete(client: TestClient, make_endpoint
     assert (await client.get(f"/api{base}", headers=AUTH)).status == 404
 
 
-async def test_live_stream_announces_new_hits(client: TestClient, make_endpoint: Any) -> None:
+async def test_live_stream_announces_new_hits(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     await sign_in(client)
     endpoint = await make_endpoint("live")
     other = await make_endpoint("other")
@@ -361,8 +371,8 @@ async def test_live_stream_announces_new_hits(client: TestClient, make_endpoint:
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/event-stream"
     assert (await resp.content.readuntil(b"\n\n")).startswith(b"retry:")
-    await fire(client, other, "?click_id=elsewhere")
-    await fire(client, endpoint, "?click_id=here")
+    await fire(capture, other, "?click_id=elsewhere")
+    await fire(capture, endpoint, "?click_id=here")
     event = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 10)
     assert event == b"event: hits\ndata: new\n\n"
     resp.close()

@@ -15,18 +15,18 @@ from monitor.db import connect, create_pool
 from monitor.hit import Hit
 from monitor.typedefs import WRITER
 from monitor.writer import PIPELINE_DEPTH, HitWriter
-from tests.conftest import AUTH, capture_path
+from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
 from tests.test_duplicates import make_hit
 
 
 async def test_thousand_hits_from_fifty_clients(
-    client: TestClient, make_endpoint: Any, db: Any
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, db: Any
 ) -> None:
     endpoint = await make_endpoint()
     batches: list[int] = []
     writer = client.app[WRITER]
     writer.committed_listeners.append(lambda hits, _s: batches.append(len(hits)))
-    url = str(client.make_url(capture_path(endpoint)))
+    url = capture.url(capture_path(endpoint))
 
     async def sender(worker: int) -> list[int]:
         async with aiohttp.ClientSession() as session:
@@ -47,15 +47,17 @@ async def test_thousand_hits_from_fifty_clients(
     assert len(batches) < 1000  # requests shared transactions
 
 
-async def test_duplicates_flagged_first_wins(client: TestClient, make_endpoint: Any) -> None:
+async def test_duplicates_flagged_first_wins(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     endpoint = await make_endpoint()
     path = capture_path(endpoint)
-    first = await client.get(path + "?click_id=abc&payout=1")
+    first = await capture.get(path + "?click_id=abc&payout=1")
     assert first.status == 200
     # Several repeats in one batch, and one in a later batch.
-    await asyncio.gather(*(client.get(path + "?click_id=abc&payout=1") for _ in range(3)))
-    await client.get(path + "?click_id=abc&payout=1")
-    await client.get(path + "?click_id=other")
+    await asyncio.gather(*(capture.get(path + "?click_id=abc&payout=1") for _ in range(3)))
+    await capture.get(path + "?click_id=abc&payout=1")
+    await capture.get(path + "?click_id=other")
     hits = (
         await (
             await client.get(f"/api/endpoints/{endpoint['id']}/hits?limit=10", headers=AUTH)
@@ -75,36 +77,40 @@ async def test_duplicates_flagged_first_wins(client: TestClient, make_endpoint: 
 async def test_overload_answers_503_with_retry_after(
     aiohttp_client: Any, config: Any, db: Any, pg_url: str
 ) -> None:
-    client = await aiohttp_client(create_app(config.replace(queue_max_hits=2, batch_max_hits=1)))
-    endpoint = await (await client.post("/api/endpoints", json={"name": "o"}, headers=AUTH)).json()
-    path = capture_path(endpoint)
-    # Stall the database: the first batch waits on this lock, the queue fills behind it.
-    locker = await __import__("asyncpg").connect(pg_url)
-    tx = locker.transaction()
-    await tx.start()
-    await locker.execute("LOCK TABLE hits IN ACCESS EXCLUSIVE MODE")
-    try:
-        # One hit at a time: PIPELINE_DEPTH one-hit batches wait on the lock, the
-        # next two fill the queue, and the one after is refused.
-        pending: list[asyncio.Task[Any]] = []
-        for i in range(PIPELINE_DEPTH + 3):
-            pending.append(asyncio.create_task(client.get(path + f"?n={i}")))
-            await asyncio.sleep(0.2)
-        refused = [t for t in pending if t.done()]
-        assert len(refused) == 1
-        assert refused[0] is pending[-1]
-        resp = refused[0].result()
-        assert resp.status == 503
-        assert resp.headers["Retry-After"].isdigit()
-        assert client.app[WRITER].queue_depth == 2
-    finally:
-        await tx.rollback()
-        await locker.close()
-    accepted = pending[:-1]
-    statuses = [(await t).status for t in accepted]
-    assert statuses == [200] * len(accepted)
-    count = await db.fetchval("SELECT count(*) FROM hits")
-    assert count == len(accepted)
+    small = config.replace(queue_max_hits=2, batch_max_hits=1)
+    client = await aiohttp_client(create_app(small))
+    async with open_capture(client, small) as capture:
+        endpoint = await (
+            await client.post("/api/endpoints", json={"name": "o"}, headers=AUTH)
+        ).json()
+        path = capture_path(endpoint)
+        # Stall the database: the first batch waits on this lock, the queue fills behind it.
+        locker = await __import__("asyncpg").connect(pg_url)
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute("LOCK TABLE hits IN ACCESS EXCLUSIVE MODE")
+        try:
+            # One hit at a time: PIPELINE_DEPTH one-hit batches wait on the lock, the
+            # next two fill the queue, and the one after is refused.
+            pending: list[asyncio.Task[Any]] = []
+            for i in range(PIPELINE_DEPTH + 3):
+                pending.append(asyncio.create_task(capture.get(path + f"?n={i}")))
+                await asyncio.sleep(0.2)
+            refused = [t for t in pending if t.done()]
+            assert len(refused) == 1
+            assert refused[0] is pending[-1]
+            resp = refused[0].result()
+            assert resp.status == 503
+            assert resp.headers["Retry-After"].isdigit()
+            assert client.app[WRITER].queue_depth == 2
+        finally:
+            await tx.rollback()
+            await locker.close()
+        accepted = pending[:-1]
+        statuses = [(await t).status for t in accepted]
+        assert statuses == [200] * len(accepted)
+        count = await db.fetchval("SELECT count(*) FROM hits")
+        assert count == len(accepted)
 
 
 async def add_endpoint(db: Any, endpoint_id: int) -> None:

@@ -1,0 +1,91 @@
+"""Binding the two listeners, once for the whole service.
+
+Capture (postbacks, probes) and management (web views, API, metrics) each have
+their own address, so an operator can expose capture to the internet and keep
+management on localhost or a VPN. Both are bound before anything else starts: a
+busy port on either is one clear line, and nothing (database, workers) is left
+half started. Workers of ``serve --workers N`` inherit both from their parent.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monitor.config import Config
+
+BACKLOG = 128  # connections waiting to be accepted, as aiohttp's default
+CAPTURE = "capture"
+MANAGEMENT = "management"
+
+
+class ListenError(Exception):
+    """An address cannot be listened on: in use, not this host's, unknown."""
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """The listening sockets of both listeners (one per address family of a host)."""
+
+    capture: list[socket.socket]
+    management: list[socket.socket]
+
+    def fds(self) -> list[int]:
+        return [sock.fileno() for sock in self.capture + self.management]
+
+    def as_args(self) -> list[str]:
+        """``--listen-fd`` arguments for a worker that inherits these sockets."""
+        return [f"--listen-fd={CAPTURE}:{sock.fileno()}" for sock in self.capture] + [
+            f"--listen-fd={MANAGEMENT}:{sock.fileno()}" for sock in self.management
+        ]
+
+    @classmethod
+    def inherited(cls, values: Sequence[str]) -> Listeners:
+        """The sockets named by ``--listen-fd ROLE:FD`` arguments (from ``as_args``)."""
+        found: dict[str, list[socket.socket]] = {CAPTURE: [], MANAGEMENT: []}
+        for value in values:
+            role, _, fd = value.partition(":")
+            found[role].append(socket.socket(fileno=int(fd)))
+        return cls(found[CAPTURE], found[MANAGEMENT])
+
+
+def bind(config: Config) -> Listeners:
+    """Both listeners' sockets; raises ``ListenError`` naming the one that failed."""
+    management = listen(config.host, config.port, role=MANAGEMENT)
+    try:
+        capture = listen(config.capture_host, config.capture_port, role=CAPTURE)
+    except ListenError:
+        for sock in management:
+            sock.close()
+        raise
+    return Listeners(capture, management)
+
+
+def listen(host: str, port: int, *, role: str) -> list[socket.socket]:
+    """Bind ``host:port`` without SO_REUSEPORT: a second program on the same port
+    (another ``serve``) fails to start instead of silently taking part of the traffic."""
+    shown = f"[{host}]" if ":" in host else host or "*"
+    sockets: list[socket.socket] = []
+    try:
+        found = socket.getaddrinfo(
+            host or None,  # "" is every address, as in asyncio
+            port,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
+        )
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio
+            sock.bind(address)
+            sock.listen(BACKLOG)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(
+            f"cannot listen on {shown}:{port} ({role}): {exc.strerror or exc}"
+        ) from None
+    return sockets
