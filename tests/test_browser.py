@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import asyncpg
@@ -22,8 +22,16 @@ import pytest
 
 from monitor.app import create_app
 from monitor.config import Config
+from monitor.listen import listen
+from monitor.server import start_capture
 from tests.conftest import ADMIN_TOKEN, AUTH
 from tests.server import free_port
+
+
+class Bases(NamedTuple):
+    management: str
+    capture: str
+
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -54,20 +62,22 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 async def server(
     aiohttp_server: Any, pg_url: str, tmp_path: Path, db: asyncpg.Connection
-) -> AsyncIterator[str]:
-    """The app on a real port whose own URL is its public URL (capture URLs work)."""
-    port = free_port()
+) -> AsyncIterator[Bases]:
+    """Both listeners on real ports: the pages on management, and the capture URLs
+    they show working."""
     config = Config(
         database_url=pg_url,
         data_dir=tmp_path / "data",
         admin_token=ADMIN_TOKEN,
         host="127.0.0.1",
-        port=port,
-        public_url=f"http://127.0.0.1:{port}",
+        port=free_port(),
+        capture_port=free_port(),
         batch_max_wait_ms=1.0,
     )
-    await aiohttp_server(create_app(config), host="127.0.0.1", port=port)
-    yield config.base_url
+    app_server = await aiohttp_server(create_app(config), host="127.0.0.1", port=config.port)
+    sockets = listen("127.0.0.1", config.capture_port, role="capture")
+    await start_capture(app_server.runner, config, sockets, shutdown_timeout_s=5)
+    yield Bases(config.management_url, config.base_url)
 
 
 @pytest.fixture
@@ -117,9 +127,9 @@ async def api_hits(base: str, endpoint_id: int) -> list[dict[str, Any]]:
             return items
 
 
-async def test_request_bin_loop(server: str, page: Any, tmp_path: Path) -> None:
+async def test_request_bin_loop(server: Bases, page: Any, tmp_path: Path) -> None:
     expect = async_api.expect
-    base = server
+    base = server.management
     await page.goto(base + "/endpoints/1")
     await page.wait_for_url("**/login?next=**")
     await shot(page, tmp_path, "sign-in")
@@ -132,7 +142,7 @@ async def test_request_bin_loop(server: str, page: Any, tmp_path: Path) -> None:
     await page.wait_for_url("**/endpoints/*?created=1")
     endpoint_id = int(page.url.split("/endpoints/")[1].split("?")[0])
     capture_url = (await page.text_content("#capture-url")) or ""
-    assert capture_url.startswith(f"{base}/p/")
+    assert capture_url.startswith(f"{server.capture}/p/")
     postback = await page.text_content("#postback-url")
     assert postback == capture_url + "?click_id={transaction_id}&event={event_name}" + (
         "&payout={payout_amount}&sub1={sub1}"
@@ -255,9 +265,9 @@ async def test_request_bin_loop(server: str, page: Any, tmp_path: Path) -> None:
     await page.wait_for_url("**/login?next=**")
 
 
-async def test_xss_payload_is_shown_as_text(server: str, page: Any) -> None:
+async def test_xss_payload_is_shown_as_text(server: Bases, page: Any) -> None:
     expect = async_api.expect
-    base = server
+    base = server.management
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), asyncio.ensure_future(d.dismiss())))
     await sign_in(page, base)

@@ -54,6 +54,15 @@ def test_bad_number_from_environment() -> None:
         config_mod.load({}, {"POSTBACK_MONITOR_PORT": "eighty"})
 
 
-def test_base_url() -> None:
-    assert Config(host="0.0.0.0", port=81).base_url == "http://127.0.0.1:81"
+def test_base_url_is_the_capture_listener() -> None:
+    assert Config(capture_host="0.0.0.0", capture_port=81).base_url == "http://127.0.0.1:81"
+    assert Config(capture_host="::1", port=81).base_url == "http://[::1]:8081"
     assert Config(public_url="https://pb.example/").base_url == "https://pb.example"
+    both = Config(host="10.0.0.5", port=9000, capture_port=9001, public_url="https://pb.example")
+    assert both.management_url == "http://10.0.0.5:9000"
+
+
+def test_the_listeners_need_their_own_address() -> None:
+    with pytest.raises(ConfigError, match="capture_port"):
+        Config(port=9000, capture_port=9000)
+    assert Config(host="127.0.0.2", port=9000, capture_port=9000).capture_port == 9000

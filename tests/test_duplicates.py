@@ -116,7 +116,9 @@ async def test_duplicate_found_after_a_restart(
     finally:
         assert server.stop() == 0
 
-    server = ServerProcess(tmp_path / "data", database_url=pg_url, port=server.port).start()
+    server = ServerProcess(
+        tmp_path / "data", database_url=pg_url, port=server.port, capture_port=server.capture_port
+    ).start()
     try:
         async with aiohttp.ClientSession() as session, session.get(url) as resp:
             assert resp.status == 200

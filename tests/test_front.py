@@ -1,8 +1,9 @@
-"""The front protocol on a real socket: HTTP details of capture, and hand-over to aiohttp.
+"""The capture listener's protocol on a real socket: HTTP details of capture, the
+probes, and what each listener refuses.
 
 The server runs in the test's event loop exactly as ``serve`` runs it (an aiohttp
-runner with the front site on the port), so the clients below speak raw bytes to
-the same code a sender meets.
+runner with the capture site and the management site, each on its own port), so
+the clients below speak raw bytes to the same code a sender meets.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import json
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp import web
 
-from monitor import front
+from monitor import front, listen
 from monitor.app import create_app
 from monitor.config import Config
+from monitor.server import start_capture, start_management
 from tests.conftest import ADMIN_TOKEN
 
 HOST = "127.0.0.1"
@@ -62,31 +65,64 @@ class Conn:
         self.writer.close()
 
 
-@pytest.fixture
-async def served(config: Config, db: asyncpg.Connection) -> AsyncIterator[tuple[int, Any]]:
-    """(port, open_connection) for a server with the front site, as `serve` runs it."""
-    config = config.replace(host=HOST, port=free_port(), max_url_bytes=2048, max_body_bytes=1000)
-    runner = web.AppRunner(create_app(config), access_log=None)
-    await runner.setup()
-    site = await front.start(runner, config, sockets=front.listen(config), shutdown_timeout_s=5)
-    opened: list[Conn] = []
+@dataclass
+class Served:
+    """A server as ``serve`` runs it: ``connect`` opens a raw connection to capture,
+    ``manage`` one to the management listener."""
 
-    async def connect() -> Conn:
-        conn = Conn(*await asyncio.open_connection(HOST, site.port))
-        opened.append(conn)
+    runner: web.AppRunner
+    front: front.Front
+    capture_port: int
+    management_port: int
+    opened: list[Conn] = field(default_factory=list)
+
+    async def connect(self, receive_buffer: int | None = None) -> Conn:
+        return await self._open(self.capture_port, receive_buffer)
+
+    async def manage(self) -> Conn:
+        return await self._open(self.management_port, None)
+
+    async def _open(self, port: int, receive_buffer: int | None) -> Conn:
+        sock = socket.socket()
+        if receive_buffer is not None:  # before connecting: it sets the TCP window
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
+        conn = Conn(*await asyncio.open_connection(sock=sock))
+        self.opened.append(conn)
         return conn
 
-    try:
-        yield site.port, connect
-    finally:
-        for conn in opened:
+    async def stop(self) -> None:
+        for conn in self.opened:
             conn.close()
-        await runner.cleanup()
+        await self.runner.cleanup()
 
 
-async def make_endpoint(connect: Any, **fields: Any) -> dict[str, Any]:
-    """Created through the API on the same port: aiohttp answers it."""
-    conn = await connect()
+async def launch(config: Config) -> Served:
+    """Both listeners on free ports, started as ``serve`` starts them."""
+    config = config.replace(
+        host=HOST, port=free_port(), capture_host=HOST, capture_port=free_port()
+    )
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    listeners = listen.bind(config)
+    capture = await start_capture(runner, config, listeners.capture, shutdown_timeout_s=5)
+    management = await start_management(runner, config, listeners.management)
+    return Served(runner, capture.front, capture.port, management.port)
+
+
+@pytest.fixture
+async def served(config: Config, db: asyncpg.Connection) -> AsyncIterator[Served]:
+    server = await launch(config.replace(max_url_bytes=2048, max_body_bytes=1000))
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def make_endpoint(served: Served, **fields: Any) -> dict[str, Any]:
+    """Created through the API on the management listener."""
+    conn = await served.manage()
     body = json.dumps({"name": "front", **fields}).encode()
     await conn.send(
         b"POST /api/endpoints HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -113,10 +149,10 @@ async def stored(db: asyncpg.Connection, headers: dict[str, str]) -> asyncpg.Rec
 
 
 async def test_keep_alive_and_pipelined_answers_come_in_order(
-    served: tuple[int, Any], db: asyncpg.Connection
+    served: Served, db: asyncpg.Connection
 ) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect)
+    connect = served.connect
+    endpoint = await make_endpoint(served)
     path = f"/p/{endpoint['token']}"
     conn = await connect()
     await conn.send(get(path + "?n=0"))
@@ -133,43 +169,65 @@ async def test_keep_alive_and_pipelined_answers_come_in_order(
     assert queries == [f"n={n}".encode() for n in range(6)]
 
 
-async def test_a_capture_connection_is_handed_to_aiohttp_for_other_paths(
-    served: tuple[int, Any], db: asyncpg.Connection
+async def test_other_paths_on_the_capture_listener_are_404_and_keep_the_connection(
+    served: Served, db: asyncpg.Connection
 ) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect)
-    conn = await connect()
-    await conn.send(get(f"/p/{endpoint['token']}?step=1"))
-    assert (await conn.response())[0] == 200
-    await conn.send(get("/api/endpoints", f"Authorization: Bearer {ADMIN_TOKEN}\r\n"))
-    status, headers, body = await conn.response()
-    assert status == 200 and headers["content-type"].startswith("application/json")
-    assert json.loads(body)["items"][0]["id"] == endpoint["id"]
-    # aiohttp owns the connection now and captures through its own handler.
-    await conn.send(get(f"/p/{endpoint['token']}?step=3"))
+    endpoint = await make_endpoint(served)
+    conn = await served.connect()
+    auth = f"Authorization: Bearer {ADMIN_TOKEN}\r\n"
+    await conn.send(
+        get(f"/p/{endpoint['token']}?step=1")
+        + get("/api/endpoints", auth)
+        + get("/")
+        + b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        + get(f"/p/{endpoint['token']}?step=5")
+    )
     status, headers, _ = await conn.response()
-    assert status == 200
-    assert bytes((await stored(db, headers))["raw_query"]) == b"step=3"
+    assert status == 200 and bytes((await stored(db, headers))["raw_query"]) == b"step=1"
+    for _ in range(3):
+        status, headers, body = await conn.response()
+        assert status == 404 and headers["content-type"].startswith("text/plain")
+        assert b"/p/{token}" in body
+    status, headers, _ = await conn.response()
+    assert status == 200 and bytes((await stored(db, headers))["raw_query"]) == b"step=5"
 
 
-async def test_a_request_for_another_path_pipelined_behind_capture_is_refused(
-    served: tuple[int, Any],
+async def test_the_management_listener_does_not_serve_capture(
+    served: Served, db: asyncpg.Connection
 ) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect)
-    conn = await connect()
-    await conn.send(get(f"/p/{endpoint['token']}") + get("/healthz"))
-    assert (await conn.response())[0] == 200
-    status, _, body = await conn.response()
-    assert status == 400 and b"own connection" in body
-    assert await conn.closed_by_server()
+    endpoint = await make_endpoint(served)
+    conn = await served.manage()
+    for method in ("GET", "POST"):
+        await conn.send(
+            f"{method} /p/{endpoint['token']}?click_id=m HTTP/1.1\r\nHost: x\r\n".encode()
+            + b"Content-Length: 0\r\n\r\n"
+        )
+        assert (await conn.response())[0] == 404
+    assert await db.fetchval("SELECT count(*) FROM hits") == 0
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_probes_answer_alike_on_both_listeners(served: Served, method: str) -> None:
+    answers = []
+    for conn in (await served.connect(), await served.manage()):
+        for path in ("/healthz", "/readyz"):
+            await conn.send(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            status, headers, body = await conn.response(head=method == "HEAD")
+            assert headers["content-type"] == "application/json; charset=utf-8"
+            answers.append((path, status, sorted(json.loads(body)) if body else None))
+    capture_side, management_side = answers[:2], answers[2:]
+    assert capture_side == management_side
+    assert capture_side[0][1] == capture_side[1][1] == 200
+    if method == "GET":
+        assert capture_side[0][2] == ["status"]
+        assert capture_side[1][2] == ["queue_depth", "status"]
 
 
 async def test_chunked_body_expect_continue_and_head(
-    served: tuple[int, Any], db: asyncpg.Connection
+    served: Served, db: asyncpg.Connection
 ) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect)
+    connect = served.connect
+    endpoint = await make_endpoint(served)
     path = f"/p/{endpoint['token']}"
     conn = await connect()
     await conn.send(
@@ -201,9 +259,9 @@ async def test_chunked_body_expect_continue_and_head(
     assert (await conn.response())[0] == 200
 
 
-async def test_http_1_0_is_answered_then_closed(served: tuple[int, Any]) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect)
+async def test_http_1_0_is_answered_then_closed(served: Served) -> None:
+    connect = served.connect
+    endpoint = await make_endpoint(served)
     conn = await connect()
     await conn.send(f"GET /p/{endpoint['token']}?v=1 HTTP/1.0\r\n\r\n".encode())
     status, headers, _ = await conn.response()
@@ -223,21 +281,19 @@ async def test_http_1_0_is_answered_then_closed(served: tuple[int, Any]) -> None
     ids=["target", "header", "body", "bad-length", "garbage"],
 )
 async def test_limits_and_garbage_get_a_4xx_and_a_closed_connection(
-    served: tuple[int, Any], request_bytes: bytes, status: int
+    served: Served, request_bytes: bytes, status: int
 ) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect)
+    connect = served.connect
+    endpoint = await make_endpoint(served)
     conn = await connect()
     await conn.send(request_bytes.replace(b"TOKEN", endpoint["token"].encode()))
     assert (await conn.response())[0] == status
     assert await conn.closed_by_server()
 
 
-async def test_streamed_body_over_the_hard_cap_is_refused(
-    served: tuple[int, Any], config: Config
-) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect)
+async def test_streamed_body_over_the_hard_cap_is_refused(served: Served, config: Config) -> None:
+    connect = served.connect
+    endpoint = await make_endpoint(served)
     conn = await connect()
     await conn.send(
         f"POST /p/{endpoint['token']} HTTP/1.1\r\nHost: x\r\n".encode()
@@ -253,10 +309,10 @@ async def test_streamed_body_over_the_hard_cap_is_refused(
 
 
 async def test_truncated_body_unknown_token_and_rate_limit(
-    served: tuple[int, Any], db: asyncpg.Connection
+    served: Served, db: asyncpg.Connection
 ) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect, settings={"rate_limit_per_s": 1})
+    connect = served.connect
+    endpoint = await make_endpoint(served, settings={"rate_limit_per_s": 1})
     path = f"/p/{endpoint['token']}"
     conn = await connect()
     body = b"a=" + b"b" * 1500  # max_body_bytes is 1000 here
@@ -279,13 +335,11 @@ async def test_truncated_body_unknown_token_and_rate_limit(
     assert (status, body) == (404, b"unknown capture token\n")
 
 
-async def test_idle_connections_are_closed(
-    served: tuple[int, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, connect = served
+async def test_idle_connections_are_closed(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    connect = served.connect
     monkeypatch.setattr(front, "IDLE_TIMEOUT_S", 0.2)
     monkeypatch.setattr(front, "SWEEP_EVERY_S", 0.1)
-    endpoint = await make_endpoint(connect)
+    endpoint = await make_endpoint(served)
     conn = await connect()
     await conn.send(get(f"/p/{endpoint['token']}"))
     assert (await conn.response())[0] == 200
@@ -295,10 +349,10 @@ async def test_idle_connections_are_closed(
 
 
 async def test_a_half_closed_client_still_gets_its_answer(
-    served: tuple[int, Any], db: asyncpg.Connection
+    served: Served, db: asyncpg.Connection
 ) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect)
+    connect = served.connect
+    endpoint = await make_endpoint(served)
     conn = await connect()
     await conn.send(get(f"/p/{endpoint['token']}?eof=1"))
     conn.writer.write_eof()  # as `nc -N` does: the request, then FIN
@@ -309,10 +363,10 @@ async def test_a_half_closed_client_still_gets_its_answer(
 
 
 async def test_an_upgrade_request_is_answered_as_a_plain_one_then_closed(
-    served: tuple[int, Any], db: asyncpg.Connection
+    served: Served, db: asyncpg.Connection
 ) -> None:
-    _, connect = served
-    endpoint = await make_endpoint(connect)
+    connect = served.connect
+    endpoint = await make_endpoint(served)
     conn = await connect()
     await conn.send(
         get(f"/p/{endpoint['token']}?up=1", "Connection: Upgrade\r\nUpgrade: websocket\r\n")

@@ -18,21 +18,34 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
 
-from monitor import front
-from monitor.app import create_app
+from monitor import front, read_deadlines
 from monitor.config import Config, ConfigError
 from tests.conftest import ADMIN_TOKEN
-from tests.test_front import HOST, Conn, free_port, get, make_endpoint
+from tests.test_front import HOST, Conn, get, launch, make_endpoint
+from tests.test_front import Served as Server
 
 
 @dataclass
 class Served:
-    port: int
-    front: front.Front
-    connect: Callable[..., Awaitable[Conn]]
+    """A started server (``tests.test_front.Served``) and the endpoint in its cache."""
+
+    server: Server
     endpoint: dict[str, Any]
+
+    @property
+    def front(self) -> front.Front:
+        return self.server.front
+
+    @property
+    def port(self) -> int:
+        return self.server.capture_port
+
+    async def connect(self, receive_buffer: int | None = None) -> Conn:
+        return await self.server.connect(receive_buffer)
+
+    async def manage(self) -> Conn:
+        return await self.server.manage()
 
     async def server_side(self, conn: Conn) -> front.FrontProtocol:
         """The front's protocol of ``conn``, the one connection open."""
@@ -49,46 +62,25 @@ Serve = Callable[..., Awaitable[Served]]
 async def serve(config: Config, db: asyncpg.Connection) -> AsyncIterator[Serve]:
     """Start the server with settings changed for the test, and one endpoint in its
     cache from the start; stopped after the test."""
-    runners: list[web.AppRunner] = []
-    opened: list[Conn] = []
-
-    async def launch(served_config: Config) -> tuple[front.FrontSite, Any]:
-        runner = web.AppRunner(create_app(served_config), access_log=None)
-        await runner.setup()
-        runners.append(runner)
-        site = await front.start(
-            runner, served_config, sockets=front.listen(served_config), shutdown_timeout_s=5
-        )
-
-        async def connect(receive_buffer: int | None = None) -> Conn:
-            sock = socket.socket()
-            if receive_buffer is not None:  # before connecting: it sets the TCP window
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-            sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, (HOST, site.port))
-            conn = Conn(*await asyncio.open_connection(sock=sock))
-            opened.append(conn)
-            return conn
-
-        return site, connect
+    servers: list[Server] = []
 
     async def start(endpoint: dict[str, Any] | None = None, **changes: Any) -> Served:
-        served_config = config.replace(host=HOST, port=free_port(), **changes)
+        served_config = config.replace(**changes)
         # Made through a first server: the one under test then loads it at start,
         # before any request, as a real deployment's endpoints are.
-        _, connect = await launch(served_config)
-        made = await make_endpoint(connect, **(endpoint or {}))
-        await runners.pop().cleanup()
-        site, connect = await launch(served_config.replace(port=free_port()))
-        return Served(site.port, site.front, connect, made)
+        first = await launch(served_config)
+        try:
+            made = await make_endpoint(first, **(endpoint or {}))
+        finally:
+            await first.stop()
+        servers.append(await launch(served_config))
+        return Served(servers[-1], made)
 
     try:
         yield start
     finally:
-        for conn in opened:
-            conn.close()
-        for runner in runners:
-            await runner.cleanup()
+        for server in servers:
+            await server.stop()
 
 
 async def remote_ip_and_flags(db: asyncpg.Connection, headers: dict[str, str]) -> tuple[str, Any]:
@@ -342,6 +334,7 @@ SLOW_HEADERS = [b"X-Slow: %d\r\n" % n for n in range(100)]
 @pytest.fixture
 def quick_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(front, "SWEEP_EVERY_S", 0.05)
+    monkeypatch.setattr(read_deadlines, "SWEEP_EVERY_S", 0.05)
 
 
 @pytest.mark.usefixtures("quick_sweeps")
@@ -373,8 +366,8 @@ async def test_capture_times_out_a_trickled_head_and_a_trickled_body(serve: Serv
 @pytest.mark.usefixtures("quick_sweeps")
 async def test_management_times_out_a_trickled_head_and_a_trickled_body(serve: Serve) -> None:
     served = await serve(**TIMEOUTS)
-    head = await served.connect()
-    body = await served.connect()
+    head = await served.manage()
+    body = await served.manage()
     auth = f"Authorization: Bearer {ADMIN_TOKEN}\r\n".encode()
     heads = [b"GET /api/endpoints HTTP/1.1\r\n", auth, *SLOW_HEADERS]
     bodies = [
@@ -393,6 +386,6 @@ async def test_management_times_out_a_trickled_head_and_a_trickled_body(serve: S
     for task in trickling:
         task.cancel()
     # A request sent at an ordinary pace is not affected.
-    conn = await served.connect()
+    conn = await served.manage()
     await conn.send(get("/api/endpoints", auth.decode()))
     assert (await conn.response())[0] == 200

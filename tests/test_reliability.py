@@ -157,7 +157,9 @@ async def test_sigkill_while_spooling_then_restart_drains(
     result = await load
     assert list((data_dir / "spool").glob("*.spool")), "nothing was spooled"
     await asyncio.to_thread(own_postgres.start)
-    restarted = ServerProcess(data_dir, database_url=own_postgres.url, port=server.port).start()
+    restarted = ServerProcess(
+        data_dir, database_url=own_postgres.url, port=server.port, capture_port=server.capture_port
+    ).start()
     try:
         assert "spool.drained" in restarted.log()
     finally:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, AUTH
-from tests.server import ServerProcess
+from tests.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,9 @@ async def test_zero_setup_start_with_embedded_postgres(tmp_path: Path) -> None:
     server = ServerProcess(data_dir, database_url=None, admin_token=None).start()
     try:
         token = (data_dir / "admin_token").read_text().strip()
-        assert token in server.log()  # printed once, on first start
+        assert token in server.log()  # printed once, on first start, with both listeners
+        assert f"Web address: {server.url}/" in server.log()
+        assert f"Capture URLs: {server.capture_url}/p/<token>" in server.log()
         assert (data_dir / "admin_token").stat().st_mode & 0o077 == 0
         endpoint = await create_endpoint(server.url, token)
         async with aiohttp.ClientSession() as s:
@@ -234,14 +237,18 @@ def test_bad_setting_fails_at_start_naming_it(tmp_path: Path) -> None:
     _ = AUTH
 
 
-def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flag", "listener"), [("--port", "management"), ("--capture-port", "capture")]
+)
+def test_port_in_use_is_one_clear_line(tmp_path: Path, flag: str, listener: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        ports = {"--port": str(free_port()), "--capture-port": str(free_port()), flag: str(port)}
         out = subprocess.run(
             [
-                *(sys.executable, "-m", "monitor", "serve", "--port", str(port)),
+                *(sys.executable, "-m", "monitor", "serve", *chain.from_iterable(ports.items())),
                 *("--data-dir", str(tmp_path), "--database-url", "postgresql://127.0.0.1:1/none"),
             ],
             capture_output=True,
@@ -250,5 +257,34 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
         )
     assert out.returncode == 1
     assert out.stderr.splitlines() == [
-        f"postback-monitor: cannot listen on 127.0.0.1:{port}: Address already in use"
+        f"postback-monitor: cannot listen on 127.0.0.1:{port} ({listener}): Address already in use"
     ]
+
+
+def test_both_listeners_on_one_address_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "serve", "--port", "9000", "--capture-port", "9000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "capture_port" in out.stderr
+
+
+async def test_capture_url_is_the_capture_listener(tmp_path: Path, pg_url: str) -> None:
+    server = ServerProcess(tmp_path / "data", database_url=pg_url).start()
+    try:
+        endpoint = await create_endpoint(server.url, ADMIN_TOKEN)
+        expected = f"http://127.0.0.1:{server.capture_port}/p/{endpoint['token']}"
+        assert endpoint["capture_url"] == expected
+        async with aiohttp.ClientSession() as s:
+            async with s.get(endpoint["capture_url"]) as resp:
+                assert resp.status == 200
+            async with s.get(f"{server.url}/p/{endpoint['token']}") as resp:
+                assert resp.status == 404  # not on the management listener
+        started = next(line for line in server.log().splitlines() if "serve.started" in line)
+        assert json.loads(started)["capture_url"] == server.capture_url
+        assert json.loads(started)["management_url"] == server.url
+    finally:
+        assert server.stop() == 0

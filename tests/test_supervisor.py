@@ -69,6 +69,10 @@ async def test_two_workers_share_the_port_and_a_dead_one_comes_back(
                 *(session.get(url, params={"n": str(i)}) for i in range(100))
             )
             assert all(r.status == 200 for r in statuses)
+            # Every worker accepts on both listeners; each answers the probes alike.
+            for base in (server.url, server.capture_url) * 4:
+                async with session.get(f"{base}/readyz") as resp:
+                    assert resp.status == 200 and (await resp.json())["status"] == "ready"
 
             victim = sorted(pids)[0]
             os.kill(victim, signal.SIGKILL)
@@ -126,5 +130,6 @@ async def test_a_second_serve_cannot_take_part_of_the_port(
         assert first.stop() == 0, first.log()[-2000:]
     assert second.returncode == 1
     assert second.stderr.splitlines() == [
-        f"postback-monitor: cannot listen on 127.0.0.1:{first.port}: Address already in use"
+        f"postback-monitor: cannot listen on 127.0.0.1:{first.port} (management): "
+        "Address already in use"
     ]

@@ -220,11 +220,13 @@ async def test_new_rows_after_cursor(
     assert 'id="summary"' in rows
 
 
-async def test_hit_page_escapes_everything_captured(client: TestClient, make_endpoint: Any) -> None:
+async def test_hit_page_escapes_everything_captured(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
     await sign_in(client)
     endpoint = await make_endpoint("xss", settings={"required_params": ["click_id"]})
     hit_id = await fire(
-        client,
+        capture,
         endpoint,
         "?click_id=" + XSS.replace("&", "%26").replace("#", "%23"),
         headers={"X-Evil": XSS},
@@ -272,7 +274,7 @@ async def test_hit_page_bodies(
         capture, endpoint, method="POST", json={"event": "sale", "data": {"click_id": "j1"}}
     )
     binary_hit = await fire(
-        client,
+        capture,
         endpoint,
         method="PUT",
         data=b"\x00\xffPK\x03\x04binary",
@@ -402,8 +404,8 @@ def test_live_streams_across_processes_and_shutdown(tmp_path: Path, pg_url: str)
     viewing = ServerProcess(tmp_path / "b", database_url=pg_url).start()
     conns: list[http.client.HTTPConnection] = []
 
-    def connect(server: ServerProcess) -> http.client.HTTPConnection:
-        conns.append(http.client.HTTPConnection("127.0.0.1", server.port, timeout=20))
+    def connect(server: ServerProcess, port: int | None = None) -> http.client.HTTPConnection:
+        conns.append(http.client.HTTPConnection("127.0.0.1", port or server.port, timeout=20))
         return conns[-1]
 
     try:
@@ -418,7 +420,7 @@ def test_live_streams_across_processes_and_shutdown(tmp_path: Path, pg_url: str)
             assert resp.status == 200
             assert resp.readline().startswith(b"retry:")
             streams.append(resp)
-        fire = connect(capturing)
+        fire = connect(capturing, capturing.capture_port)
         fire.request("GET", capture_path(endpoint) + "?click_id=x")
         assert fire.getresponse().status == 200
         for resp in streams:
