@@ -1,13 +1,15 @@
 # Production image: `postback-monitor serve` as a non-root user.
 # DATABASE_URL (and POSTBACK_MONITOR_ADMIN_TOKEN) come from the environment.
+# Two listeners: capture on 8081 (publish it to the internet), management (web
+# views, API, /metrics) on 8080 (publish it on loopback or a private network only).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    POSTBACK_MONITOR_HOST=0.0.0.0 \
     POSTBACK_MONITOR_PORT=8080 \
+    POSTBACK_MONITOR_CAPTURE_PORT=8081 \
     POSTBACK_MONITOR_DATA_DIR=/var/lib/postback-monitor
 
 WORKDIR /src
@@ -20,6 +22,6 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/postback-monitor --create-h
 USER postback
 WORKDIR /var/lib/postback-monitor
 
-EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)" || exit 1
-CMD ["postback-monitor", "serve"]
+EXPOSE 8080 8081
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8081/healthz', timeout=2)" || exit 1
+CMD ["postback-monitor", "serve", "--host", "0.0.0.0", "--capture-host", "0.0.0.0"]

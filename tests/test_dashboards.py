@@ -269,7 +269,7 @@ async def test_every_query_returns_data_from_a_real_prometheus(
     before = parse(await (await client.get("/metrics")).text())
     # Spread over several scrapes, so rates and quantiles have something to work on.
     for round_ in range(4):
-        await send_mix(client, endpoints[1], f"r{round_}-")
+        await send_mix(capture, endpoints[1], f"r{round_}-")
         resp = await capture.get(f"{capture_path(endpoints[0])}?click_id=ok{round_}&payout=1")
         assert resp.status == 200
         # Forwarding counts what its attempts do; here they are stood in for.
