@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from monitor import front, listen
+from monitor import front, front_protocol, listen
 from monitor.app import create_app
 from monitor.config import Config
 from monitor.server import start_capture, start_management
@@ -337,7 +337,7 @@ async def test_truncated_body_unknown_token_and_rate_limit(
 
 async def test_idle_connections_are_closed(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     connect = served.connect
-    monkeypatch.setattr(front, "IDLE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(front_protocol, "IDLE_TIMEOUT_S", 0.2)
     monkeypatch.setattr(front, "SWEEP_EVERY_S", 0.1)
     endpoint = await make_endpoint(served)
     conn = await connect()

@@ -19,7 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from monitor import front, read_deadlines
+from monitor import front, front_protocol, read_deadlines
 from monitor.config import Config, ConfigError
 from tests.conftest import ADMIN_TOKEN
 from tests.test_front import HOST, Conn, get, launch, make_endpoint
@@ -47,7 +47,7 @@ class Served:
     async def manage(self) -> Conn:
         return await self.server.manage()
 
-    async def server_side(self, conn: Conn) -> front.FrontProtocol:
+    async def server_side(self, conn: Conn) -> front_protocol.FrontProtocol:
         """The front's protocol of ``conn``, the one connection open."""
         await conn.send(get("/p/"))  # one answer: the server has accepted the connection
         assert (await conn.response())[0] == 404
@@ -185,7 +185,7 @@ async def test_requests_pipelined_in_one_read_wait_unparsed_past_the_pending_lim
     for _ in range(2000):
         assert (await conn.response())[0] == 200
     watching.cancel()
-    assert most_pending <= front.MAX_PENDING + front.FEED_BYTES // 18 + 1
+    assert most_pending <= front_protocol.MAX_PENDING + front_protocol.FEED_BYTES // 18 + 1
     assert await db.fetchval("SELECT count(*) FROM hits") == 2000
 
 
