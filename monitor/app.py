@@ -23,8 +23,9 @@ from monitor.forwarder import forwarder_ctx
 from monitor.hits import HitStore
 from monitor.middleware import capture_handler, service_middleware
 from monitor.migrate import migrate
-from monitor.partitions import ensure_partitions, maintain_forever
+from monitor.partitions import ensure_partitions
 from monitor.ratelimit import RateLimiter
+from monitor.retention import maintain_forever
 from monitor.spool import Spool
 from monitor.typedefs import (
     ADMIN_TOKEN,
