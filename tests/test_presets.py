@@ -13,7 +13,14 @@ from aiohttp.test_utils import TestClient
 from monitor.macros import find_macro
 from monitor.params import parse_query
 from monitor.present import FLAG_NAMES
-from monitor.presets import PRESETS, get_preset, postback_url, preset_list, template_macros
+from monitor.presets import (
+    PRESETS,
+    get_preset,
+    load_presets,
+    postback_url,
+    preset_list,
+    template_macros,
+)
 from monitor.rules import compile_settings, judge
 from tests import rawhttp
 from tests.conftest import AUTH
@@ -111,6 +118,45 @@ def test_preset_list_is_json_ready() -> None:
 def test_get_preset_is_case_and_space_insensitive() -> None:
     assert get_preset(" RedTrack ") is PRESETS["redtrack"]
     assert get_preset("red track") is None
+
+
+GOOD_ENTRY = """
+[demo]
+name = "Demo"
+direction = "sender"
+click_id_param = "click_id"
+required_params = ["click_id"]
+template = "click_id={click_id}"
+method = "GET"
+notes = "A test preset."
+"""
+
+
+def test_presets_load_from_the_data_file_in_file_order() -> None:
+    assert list(PRESETS)[:2] == ["voluum", "binom"]
+    demo = load_presets(GOOD_ENTRY)["demo"]
+    assert demo.key == "demo" and demo.required_params == ("click_id",)
+    # A param the platform does not send is left out of the file: None, as before.
+    assert demo.event_param is None and demo.currency_param is None
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (("[demo]", "[Demo]"), "lowercase key"),
+        (('method = "GET"', 'method = "GET"\npayout = "x"'), "unknown field"),
+        (('method = "GET"', 'method = "PUT"'), "method must be"),
+        (('direction = "sender"', 'direction = "both"'), "direction must be"),
+        (('click_id_param = "click_id"', ""), "click_id_param must be a string"),
+        (('required_params = ["click_id"]', 'required_params = "click_id"'), "required_params"),
+        (('notes = "A test preset."', 'notes = "x"\nevent_param = ""'), "event_param"),
+        (('notes = "A test preset."', 'notes = "x"\nkey = "other"'), "unknown field"),
+    ],
+)
+def test_a_bad_preset_entry_is_refused_by_name(change: tuple[str, str], named: str) -> None:
+    with pytest.raises(ValueError, match=named) as caught:
+        load_presets(GOOD_ENTRY.replace(*change), "presets.toml")
+    assert "presets.toml: [" in str(caught.value)
 
 
 # ---------------------------------------------------------------- through the API
