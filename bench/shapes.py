@@ -28,7 +28,7 @@ from monitor.db import _encode_jsonb
 from monitor.endpoint_settings import compile_endpoint_settings
 from monitor.endpoints import Endpoint
 from monitor.hit import Hit
-from monitor.writer import copy_record
+from monitor.hit_rows import copy_record
 
 MIB = 1024 * 1024
 URL_LIMIT = 32 * 1024

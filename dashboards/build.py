@@ -271,11 +271,17 @@ def build() -> dict[str, object]:
         .with_panel(
             series(
                 "Queue and spool",
-                "Hits waiting for the writer, and acknowledged hits waiting in the local "
-                "spool for the database (summed over processes).",
+                "Hits waiting for the writer, acknowledged hits waiting in the local "
+                "spool for the database (summed over processes), and hits refused "
+                "(503) in the interval because the spool was full.",
                 "short",
                 query("sum(postback_monitor_writer_queued_hits)", "queued"),
                 query("sum(postback_monitor_spool_pending_hits)", "spooled", ref="B"),
+                query(
+                    f"sum(increase(postback_monitor_spool_refused_hits_total[{RATE}]))",
+                    "refused: spool full",
+                    ref="C",
+                ),
             )
         )
         .with_row(dash.Row("Forwarding"))

@@ -23,9 +23,10 @@ from monitor.forwarder import forwarder_ctx
 from monitor.hits import HitStore
 from monitor.middleware import service_middleware
 from monitor.migrate import migrate
-from monitor.partitions import ensure_partitions, maintain_forever
+from monitor.partitions import ensure_partitions
 from monitor.paths import HEALTHZ, READYZ
 from monitor.ratelimit import RateLimiter
+from monitor.retention import maintain_forever
 from monitor.spool import Spool
 from monitor.typedefs import (
     ADMIN_TOKEN,

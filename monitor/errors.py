@@ -1,4 +1,7 @@
-"""Domain errors that carry their HTTP status, and the one error middleware.
+"""The HTTP answers of errors, and the one error middleware.
+
+Storage and rules raise domain errors (``domain_errors``) that know nothing of
+HTTP; this module maps each to its status.
 
 ``/api/`` answers ``{"error": {"code", "message"}}``; other paths answer plain text.
 Unexpected exceptions are logged with their traceback and answered with a generic 500
@@ -13,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from monitor.domain_errors import DomainError, InvalidInput, NotFound
 from monitor.paths import CAPTURE_PREFIX
 
 log = structlog.get_logger(__name__)
@@ -20,33 +24,27 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class DomainError(Exception):
-    status = 400
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class BadRequest(DomainError):
-    status = 400
-
-
 class Unauthorized(DomainError):
-    status = 401
+    """The admin token or session is missing or wrong; raised by the web layer itself."""
 
 
-class NotFound(DomainError):
-    status = 404
+# The old name of InvalidInput, for the modules that still import it from here.
+BadRequest = InvalidInput
+
+# Each domain error's answer. A web-layer error may carry its own ``status`` instead
+# (api.BodyTooLarge: 413).
+STATUS_OF: dict[type[DomainError], int] = {InvalidInput: 400, Unauthorized: 401, NotFound: 404}
 
 
-class Conflict(DomainError):
-    status = 409
-
-
-class Unavailable(DomainError):
-    status = 503
+def http_status(exc: DomainError) -> int:
+    """The HTTP status that answers a domain error."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return status
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 400
 
 
 def error_response(request: web.Request, status: int, code: str, message: str) -> web.Response:
@@ -99,7 +97,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except DomainError as exc:
-        return error_response(request, exc.status, exc.code, exc.message)
+        return error_response(request, http_status(exc), exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise

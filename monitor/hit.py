@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from monitor.rules import Flag, Verdict
+from monitor.verdict import Flag, Verdict
 
 
 @dataclass(slots=True)

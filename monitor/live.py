@@ -19,9 +19,9 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from monitor.batch_commit import HITS_CHANNEL
 from monitor.db import connect
 from monitor.typedefs import DATABASE_URL, LIVE
-from monitor.writer import HITS_CHANNEL
 
 log = structlog.get_logger(__name__)
 

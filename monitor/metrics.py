@@ -1,9 +1,10 @@
 """Prometheus metrics: every definition, how they are fed, and ``GET /metrics``.
 
-Three feeds, none of which touches capture or the writer: a writer committed-listener
-counts what was stored (hits, flags, duplicates, last hit time, batch size, commit
-time); the capture front times each request and counts unknown tokens and rejected
-requests; gauges of the writer's queue and spool are read each second and at scrape.
+Three feeds, none of which touches capture or the writer: writer listeners count
+what was stored (hits, flags, duplicates, last hit time, batch size, commit time)
+and what a full spool refused; the capture front times each request and counts
+unknown tokens and rejected requests; gauges of the writer's queue and spool are
+read each second and at scrape.
 
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
 a method class, a status class, a forward outcome; never request data. With
@@ -140,6 +141,12 @@ class _Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.spool_refused = Counter(
+            "postback_monitor_spool_refused_hits",
+            "Hits answered 503 because the database could not take them and the local "
+            "spool was at its size cap (--spool-max-bytes).",
+            registry=r,
+        )
         self.endpoint_exists = Gauge(
             "postback_monitor_endpoint_exists",
             "1 for each endpoint, 0 once it is deleted: alerts and panels join on it, "
@@ -255,6 +262,11 @@ def set_last_hit(endpoint: str, received_s: float) -> None:
         m.last_hit.labels(endpoint).set(received_s)
 
 
+def count_spool_refused(hits: int) -> None:
+    """Writer spool-full listener: count hits refused because the spool was full."""
+    _metrics.spool_refused.inc(hits)
+
+
 def record_forward(endpoint_id: int, outcome: str) -> None:
     """Count one forward attempt's outcome (one of FORWARD_OUTCOMES) for an endpoint."""
     if outcome not in FORWARD_OUTCOMES:
@@ -278,7 +290,7 @@ def refresh_gauges(app: web.Application) -> None:
     if writer is None:
         return
     _metrics.queued.set(writer.queue_depth)
-    _metrics.spool_pending.set(getattr(writer, "spool_pending", 0))
+    _metrics.spool_pending.set(writer.spool_pending)
 
 
 def exposition() -> bytes:
@@ -345,6 +357,7 @@ async def _refresh_forever(app: web.Application) -> None:
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Listen to the writer's commits, seed last-hit times, keep the gauges fresh."""
     app[WRITER].committed_listeners.append(observe_commit)
+    app[WRITER].spool_full_listeners.append(count_spool_refused)
     await refresh_endpoints(app, seed_last_hits=True)
     refresher = asyncio.create_task(_refresh_forever(app), name="metrics-gauges")
     try:

@@ -6,7 +6,6 @@ Each day gets ``hits_pYYYYMMDD``; rows outside every dated partition fall into
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
@@ -15,7 +14,6 @@ import structlog
 log = structlog.get_logger(__name__)
 
 DAYS_AHEAD = 7
-CHECK_INTERVAL_S = 3600.0
 # Serialises partition creation across processes starting together.
 PARTITION_LOCK_KEY = 0x706F_7374_7061_7274
 
@@ -59,19 +57,3 @@ async def ensure_partitions(
     if created:
         log.info("partitions.created", partitions=created)
     return created
-
-
-async def maintain_forever(
-    pool: asyncpg.Pool, retention_days: int | None = None, interval_s: float = CHECK_INTERVAL_S
-) -> None:
-    """Hourly: create the coming partitions, then enforce retention."""
-    from monitor.retention import enforce
-
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            async with pool.acquire() as conn:
-                await ensure_partitions(conn)
-                await enforce(conn, retention_days)
-        except Exception as exc:
-            log.warning("partitions.failed", error=str(exc))

@@ -7,17 +7,25 @@ stands in for the receiver while debugging, so the template keeps the receiver's
 param names. Trackers' templates use the REPLACE / OPTIONAL fillers (Voluum's
 convention) where the upstream network's own macros go; left in, they are flagged
 ``unreplaced_macro``. See docs/rules.md for the table.
+
+The presets themselves are data (``presets.toml`` beside this module, shipped in
+the wheel), so adding a platform is an edit of that file, not of code.
 """
 
 from __future__ import annotations
 
+import re
+import tomllib
 from dataclasses import asdict, dataclass
+from importlib import resources
 
 from monitor.macros import find_macro
 
 
 @dataclass(frozen=True, slots=True)
 class Preset:
+    """One platform's param names and postback template (an entry of presets.toml)."""
+
     key: str
     name: str
     direction: str  # "sender" or "receiver"
@@ -31,198 +39,58 @@ class Preset:
     notes: str
 
 
-PRESETS: dict[str, Preset] = {
-    preset.key: preset
-    for preset in (
-        Preset(
-            key="voluum",
-            name="Voluum",
-            direction="receiver",
-            click_id_param="cid",
-            event_param="et",
-            amount_param="payout",
-            currency_param="currency",
-            required_params=("cid",),
-            template="cid=REPLACE&payout=OPTIONAL&txid=OPTIONAL&et=OPTIONAL",
-            method="GET",
-            notes="Replace REPLACE with the network's click id macro (e.g. {aff_sub}, #s2#) "
-            "and OPTIONAL with its payout and transaction id macros, or drop them.",
-        ),
-        Preset(
-            key="binom",
-            name="Binom",
-            direction="receiver",
-            click_id_param="cnv_id",
-            event_param="cnv_status",
-            amount_param="payout",
-            currency_param="cnv_currency",
-            required_params=("cnv_id",),
-            template="cnv_id=REPLACE&payout=OPTIONAL&cnv_status=OPTIONAL&cnv_currency=OPTIONAL",
-            method="GET",
-            notes="Binom's click.php postback names; put the network's macros in place of "
-            "the fillers.",
-        ),
-        Preset(
-            key="redtrack",
-            name="RedTrack",
-            direction="receiver",
-            click_id_param="clickid",
-            event_param="type",
-            amount_param="sum",
-            currency_param="currency",
-            required_params=("clickid",),
-            template="clickid=REPLACE&sum=OPTIONAL&type=OPTIONAL&currency=OPTIONAL",
-            method="GET",
-            notes="type is RedTrack's conversion type (case-sensitive); the network's "
-            "tokens may be {x}, [x] or ##x##.",
-        ),
-        Preset(
-            key="keitaro",
-            name="Keitaro",
-            direction="receiver",
-            click_id_param="subid",
-            event_param="status",
-            amount_param="payout",
-            currency_param="currency",
-            required_params=("subid",),
-            template="subid=REPLACE&status=OPTIONAL&payout=OPTIONAL&currency=OPTIONAL&tid=OPTIONAL",
-            method="GET",
-            notes="status is lead, sale, rejected or rebill; tid makes a rebill unique.",
-        ),
-        Preset(
-            key="everflow",
-            name="Everflow",
-            direction="sender",
-            click_id_param="click_id",
-            event_param="event",
-            amount_param="payout",
-            currency_param=None,
-            required_params=("click_id",),
-            template="click_id={transaction_id}&event={event_name}&payout={payout_amount}"
-            "&sub1={sub1}",
-            method="GET",
-            notes="Partner postback. Everflow blanks unknown macros instead of sending "
-            "them, so a wrong macro name shows up as missing_param.",
-        ),
-        Preset(
-            key="cake",
-            name="CAKE",
-            direction="sender",
-            click_id_param="click_id",
-            event_param=None,
-            amount_param="payout",
-            currency_param=None,
-            required_params=("click_id",),
-            template="click_id=#s2#&payout=#price#&lead_id=#leadid#&offer_id=#oid#",
-            method="GET",
-            notes="Affiliate postback with #token# macros; s2 usually carries the click "
-            "id. An unreplaced #token# cuts the URL at # (the rest is lost).",
-        ),
-        Preset(
-            key="tune",
-            name="TUNE / HasOffers",
-            direction="sender",
-            click_id_param="click_id",
-            event_param=None,
-            amount_param="payout",
-            currency_param=None,
-            required_params=("click_id",),
-            template="click_id={aff_sub}&transaction_id={transaction_id}&payout={payout}"
-            "&offer_id={offer_id}",
-            method="GET",
-            notes="Affiliate postback; aff_sub carries the affiliate's click id, "
-            "transaction_id is TUNE's own.",
-        ),
-        Preset(
-            key="affise",
-            name="Affise",
-            direction="sender",
-            click_id_param="click_id",
-            event_param="goal",
-            amount_param="sum",
-            currency_param="currency",
-            required_params=("click_id",),
-            template="click_id={sub1}&action_id={transactionid}&goal={goal}&status={status}"
-            "&sum={sum}&currency={currency}",
-            method="GET",
-            notes="Affise has no {clickid} macro for affiliates: pass your click id in "
-            "sub1 on the tracking link. Status 1 approved, 2 pending, 3 declined, 5 hold.",
-        ),
-        Preset(
-            key="scaleo",
-            name="Scaleo",
-            direction="sender",
-            click_id_param="click_id",
-            event_param="goal",
-            amount_param="payout",
-            currency_param="currency",
-            required_params=("click_id",),
-            template="click_id={aff_click_id}&goal={goal_id}&payout={payout}"
-            "&currency={currency}&sub_id1={sub_id1}",
-            method="GET",
-            notes="Affiliate postback; {aff_click_id} is the affiliate's click id. The "
-            "goal, payout and currency macro names are unverified against Scaleo's docs.",
-        ),
-        Preset(
-            key="propellerads",
-            name="PropellerAds",
-            direction="receiver",
-            click_id_param="visitor_id",
-            event_param=None,
-            amount_param="payout",
-            currency_param=None,
-            required_params=("visitor_id",),
-            template="visitor_id={externalid}&payout={payout}",
-            method="GET",
-            notes="The tracker-to-PropellerAds postback, with Voluum/Binom macros: the "
-            "campaign passes ${SUBID} to the tracker as its external id.",
-        ),
-        Preset(
-            key="appsflyer",
-            name="AppsFlyer",
-            direction="sender",
-            click_id_param="appsflyer_id",
-            event_param="event_name",
-            amount_param="event_revenue",
-            currency_param="event_revenue_currency",
-            required_params=("appsflyer_id", "event_name"),
-            template="",
-            method="POST",
-            notes="Push API: AppsFlyer chooses the fields (JSON body or query), so the "
-            "capture URL is used as is. appsflyer_id is per device: repeated in-app "
-            "events of one device share it, so consider a dedupe window.",
-        ),
-        Preset(
-            key="adjust",
-            name="Adjust",
-            direction="sender",
-            click_id_param="adid",
-            event_param="event",
-            amount_param="revenue",
-            currency_param="currency",
-            required_params=("adid",),
-            template="adid={adid}&activity_kind={activity_kind}&event={event_name}"
-            "&revenue={revenue}&currency={currency}&created_at={created_at}"
-            "&tracker={tracker}",
-            method="GET",
-            notes="Callback URL; Adjust drops placeholders it has no data for (they "
-            "arrive empty). adid is per device, as with AppsFlyer.",
-        ),
-        Preset(
-            key="generic",
-            name="Generic",
-            direction="sender",
-            click_id_param="click_id",
-            event_param="event",
-            amount_param="payout",
-            currency_param="currency",
-            required_params=("click_id",),
-            template="click_id={click_id}&event={event}&payout={payout}&currency={currency}",
-            method="GET",
-            notes="Common names; replace each {macro} with the sender's own macro.",
-        ),
-    )
-}
+DIRECTIONS = ("sender", "receiver")
+METHODS = ("GET", "POST")
+_KEY = re.compile(r"[a-z][a-z0-9_]*")
+_TEXT_FIELDS = ("name", "click_id_param", "template", "notes")
+_OPTIONAL_FIELDS = ("event_param", "amount_param", "currency_param")
+
+
+def load_presets(text: str, source: str = "presets.toml") -> dict[str, Preset]:
+    """The presets of a TOML document, in file order; ValueError names a bad entry.
+
+    Checked in full when the module is imported, so a typo in the data file stops
+    the service (and the tests) at startup rather than surfacing on a request."""
+    presets: dict[str, Preset] = {}
+    for key, entry in tomllib.loads(text).items():
+        where = f"{source}: [{key}]"
+        if not _KEY.fullmatch(key) or not isinstance(entry, dict):
+            raise ValueError(f"{where}: a preset is a table named by a lowercase key")
+        unknown = set(entry) - (set(Preset.__dataclass_fields__) - {"key"})
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        for name in _TEXT_FIELDS:
+            if not isinstance(entry.get(name), str):
+                raise ValueError(f"{where}: {name} must be a string")
+        for name in _OPTIONAL_FIELDS:
+            if not isinstance(entry.get(name, ""), str) or entry.get(name) == "":
+                raise ValueError(f"{where}: {name} must be a non-empty string or left out")
+        required = entry.get("required_params")
+        if not isinstance(required, list) or not all(isinstance(n, str) for n in required):
+            raise ValueError(f"{where}: required_params must be a list of strings")
+        if entry.get("direction") not in DIRECTIONS:
+            raise ValueError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
+        if entry.get("method") not in METHODS:
+            raise ValueError(f"{where}: method must be one of {', '.join(METHODS)}")
+        presets[key] = Preset(
+            key=key,
+            name=entry["name"],
+            direction=entry["direction"],
+            click_id_param=entry["click_id_param"],
+            event_param=entry.get("event_param"),
+            amount_param=entry.get("amount_param"),
+            currency_param=entry.get("currency_param"),
+            required_params=tuple(required),
+            template=entry["template"],
+            method=entry["method"],
+            notes=entry["notes"],
+        )
+    return presets
+
+
+PRESETS: dict[str, Preset] = load_presets(
+    resources.files("monitor").joinpath("presets.toml").read_text(encoding="utf-8")
+)
 
 
 def get_preset(key: str) -> Preset | None:

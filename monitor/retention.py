@@ -10,6 +10,7 @@ so duplicates are detected within the retention period.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -17,13 +18,14 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 import structlog
 
+from monitor.domain_errors import SettingsError
 from monitor.endpoint_settings import compile_endpoint_settings
-from monitor.partitions import EXISTING, PARTITION_LOCK_KEY
-from monitor.rules import SettingsError
+from monitor.partitions import EXISTING, PARTITION_LOCK_KEY, ensure_partitions
 
 log = structlog.get_logger(__name__)
 
 DELETE_BATCH_ROWS = 10_000
+CHECK_INTERVAL_S = 3600.0
 PARTITION_NAME = re.compile(r"^hits_p(\d{8})$")
 
 ENDPOINT_SETTINGS = "SELECT id, settings FROM endpoints"
@@ -106,3 +108,20 @@ async def enforce(
             deleted_keys=deleted_keys,
         )
     return report
+
+
+async def maintain_forever(
+    pool: asyncpg.Pool, retention_days: int | None = None, interval_s: float = CHECK_INTERVAL_S
+) -> None:
+    """Hourly: create the coming partitions, then enforce retention.
+
+    Here rather than in ``partitions`` because it needs both, and retention already
+    builds on partitions (their names and lock): one direction, no cycle."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            async with pool.acquire() as conn:
+                await ensure_partitions(conn)
+                await enforce(conn, retention_days)
+        except Exception as exc:
+            log.warning("partitions.failed", error=str(exc))

@@ -27,7 +27,7 @@ from typing import IO
 import structlog
 
 from monitor.hit import Hit
-from monitor.rules import Verdict
+from monitor.verdict import Verdict
 
 log = structlog.get_logger(__name__)
 

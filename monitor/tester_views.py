@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor import pages, tester
-from monitor.errors import DomainError
+from monitor.errors import DomainError, http_status
 from monitor.forward_api import hit_id, replay_request
 from monitor.presets import PRESETS
 from monitor.rules import SettingsError
@@ -79,6 +79,6 @@ async def replay(request: web.Request) -> web.Response:
     try:
         hit, req = await replay_request(request, hit_id(request), doc)
     except DomainError as exc:
-        return await forwards_page(request, exc.message, status=exc.status)
+        return await forwards_page(request, exc.message, status=http_status(exc))
     await request.app[FORWARDER].replay(hit, req)
     raise web.HTTPSeeOther(f"/hits/{hit['id']}/forwards?replayed=1")

@@ -16,9 +16,10 @@ from aiohttp.test_utils import TestClient
 
 from monitor import ids
 from monitor.hit import Hit
+from monitor.hit_rows import COPY_COLUMNS, copy_record
+from monitor.ledger import settle_duplicates
 from monitor.params import parse_query
 from monitor.rules import compile_settings, judge
-from monitor.writer import COPY_COLUMNS, copy_record, settle_duplicates
 from tests.conftest import AUTH, CaptureClient, capture_path
 from tests.server import ServerProcess
 

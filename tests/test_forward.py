@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,13 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from monitor.app import create_app
 from monitor.config import Config
 from monitor.forwarding import backoff_s, compile_forward, render_template
+from monitor.hit import Hit
 from monitor.rules import SettingsError
-from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path
+from monitor.typedefs import WRITER
+from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path, open_capture
 from tests.server import ServerProcess
 from tests.tracker import Tracker, eventually
 
@@ -284,13 +288,45 @@ async def test_outbox_insert_is_idempotent(
     db: asyncpg.Connection,
 ) -> None:
     """A replayed batch (spool) runs the hook again: still one outbox row per hit."""
-    from monitor.forwarder import INSERT_OUTBOX
+    from monitor.outbox import INSERT_OUTBOX
 
     endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb")})
     hit_id = uuid.UUID(await capture_hit(capture, endpoint, "?click_id=i1"))
     row = await db.fetchrow("SELECT * FROM forward_outbox WHERE hit_id = $1", hit_id)
     await db.execute(INSERT_OUTBOX, [endpoint["id"]], [hit_id], [row["hit_received_at"]])
     assert await db.fetchval("SELECT count(*) FROM forward_outbox") == 1
+
+
+async def test_each_batch_in_flight_wakes_the_forwarder_for_its_own_rows(
+    aiohttp_client: Any, config: Config, db: asyncpg.Connection, tracker: Tracker
+) -> None:
+    """Two batches in flight, both with outbox rows, the second committing after the
+    forwarder has sent the first's: its commit must wake the forwarder too, or its
+    forward waits for the poll interval (30 s here)."""
+    slow_poll = config.replace(forward_poll_s=30.0)
+    client = await aiohttp_client(create_app(slow_poll))
+    async with open_capture(client, slow_poll) as capture:
+        resp = await client.post(
+            "/api/endpoints", headers=AUTH,
+            json={"name": "w", "settings": {"forward_url": tracker.url("/pb?c={click_id}")}},
+        )  # fmt: skip
+        endpoint = await resp.json()
+        open_s = {"first": 0.3, "second": 1.5}
+
+        async def keep_open(_conn: asyncpg.Connection, hits: Sequence[Hit]) -> None:
+            # Runs after the forwarder's hook: both batches insert their outbox rows
+            # before the first commits, and the second commits well after the first.
+            await asyncio.sleep(max(open_s.get(hit.verdict.click_id or "", 0.0) for hit in hits))
+
+        client.app[WRITER].transaction_hooks.append(keep_open)
+
+        async def second() -> str:
+            await asyncio.sleep(0.1)  # a batch of its own, started while the first is open
+            return await capture_hit(capture, endpoint, "?click_id=second")
+
+        await asyncio.gather(capture_hit(capture, endpoint, "?click_id=first"), second())
+        await eventually(lambda: len(tracker.requests) == 2, timeout_s=5.0)
+        assert sorted(r.query[0][1] for r in tracker.requests) == ["first", "second"]
 
 
 # ------------------------------------------------------------------ real processes

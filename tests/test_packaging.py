@@ -34,6 +34,8 @@ def test_wheel_installs_and_migrates(tmp_path: Path, test_db: ScratchDatabase) -
     assert "monitor/templates/endpoint.html" in names
     assert "monitor/static/app.js" in names
     assert "monitor/static/style.css" in names
+    # The presets are data beside their loader.
+    assert "monitor/presets.toml" in names
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)

@@ -13,10 +13,17 @@ from aiohttp.test_utils import TestClient
 from monitor.macros import find_macro
 from monitor.params import parse_query
 from monitor.present import FLAG_NAMES
-from monitor.presets import PRESETS, get_preset, postback_url, preset_list, template_macros
+from monitor.presets import (
+    PRESETS,
+    get_preset,
+    load_presets,
+    postback_url,
+    preset_list,
+    template_macros,
+)
 from monitor.rules import compile_settings, judge
 from tests import rawhttp
-from tests.conftest import AUTH
+from tests.conftest import AUTH, CaptureClient
 
 CAPTURE = "https://pm.example.com/c/AbC123"
 EXPECTED_KEYS = {
@@ -113,6 +120,45 @@ def test_get_preset_is_case_and_space_insensitive() -> None:
     assert get_preset("red track") is None
 
 
+GOOD_ENTRY = """
+[demo]
+name = "Demo"
+direction = "sender"
+click_id_param = "click_id"
+required_params = ["click_id"]
+template = "click_id={click_id}"
+method = "GET"
+notes = "A test preset."
+"""
+
+
+def test_presets_load_from_the_data_file_in_file_order() -> None:
+    assert list(PRESETS)[:2] == ["voluum", "binom"]
+    demo = load_presets(GOOD_ENTRY)["demo"]
+    assert demo.key == "demo" and demo.required_params == ("click_id",)
+    # A param the platform does not send is left out of the file: None, as before.
+    assert demo.event_param is None and demo.currency_param is None
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (("[demo]", "[Demo]"), "lowercase key"),
+        (('method = "GET"', 'method = "GET"\npayout = "x"'), "unknown field"),
+        (('method = "GET"', 'method = "PUT"'), "method must be"),
+        (('direction = "sender"', 'direction = "both"'), "direction must be"),
+        (('click_id_param = "click_id"', ""), "click_id_param must be a string"),
+        (('required_params = ["click_id"]', 'required_params = "click_id"'), "required_params"),
+        (('notes = "A test preset."', 'notes = "x"\nevent_param = ""'), "event_param"),
+        (('notes = "A test preset."', 'notes = "x"\nkey = "other"'), "unknown field"),
+    ],
+)
+def test_a_bad_preset_entry_is_refused_by_name(change: tuple[str, str], named: str) -> None:
+    with pytest.raises(ValueError, match=named) as caught:
+        load_presets(GOOD_ENTRY.replace(*change), "presets.toml")
+    assert "presets.toml: [" in str(caught.value)
+
+
 # ---------------------------------------------------------------- through the API
 
 
@@ -154,12 +200,11 @@ async def test_endpoint_gives_the_ready_postback_url_of_its_preset(
 
 @pytest.mark.parametrize("key", ["everflow", "redtrack", "generic"])
 async def test_pasted_postback_url_is_flagged_until_its_macros_are_filled(
-    client: TestClient, make_endpoint: Any, key: str
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, key: str
 ) -> None:
     endpoint = await make_endpoint(key, settings={"preset": key})
     url = urlsplit(endpoint["postback_url"])
-    host, port = client.server.host, client.server.port
-    assert port is not None
+    host, port = capture.host, capture.port
 
     async def send(query: str) -> dict[str, Any]:
         status, response = await rawhttp.send(host, port, rawhttp.get(f"{url.path}?{query}"))

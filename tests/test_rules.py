@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.domain_errors import SettingsError
 from monitor.rules import (
     AMOUNT_NAMES,
     CLICK_ID_NAMES,
     CURRENCY_NAMES,
     Rules,
-    SettingsError,
-    Verdict,
     compile_settings,
     duplicate_flag,
     judge,
 )
+from monitor.verdict import Verdict
 
 SECRET = "k9Zx41pQmw"
 

@@ -1,4 +1,4 @@
-"""The spool file format and the writer's replay: torn tails, idempotent replays."""
+"""The spool file format and the writer's use of it: torn tails, a full spool, replays."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from monitor import ids
 from monitor.db import create_pool
 from monitor.hit import Hit
-from monitor.rules import Verdict
-from monitor.spool import Spool, SpoolFull, read_segment
-from monitor.writer import HitWriter
+from monitor.spool import Spool, SpoolFull, encode, read_segment
+from monitor.verdict import Verdict
+from monitor.writer import HitWriter, WriteFailed
 
 
 def make_hit(endpoint_id: int, click_id: str, body: bytes = b"\x00\xffraw") -> Hit:
@@ -129,3 +130,34 @@ def test_a_segment_replayed_by_another_worker_clears_the_owners_count(tmp_path: 
     assert owner.claim_oldest() is None
     assert owner.pending_hits == 0
     assert not owner.has_pending()
+
+
+async def test_a_full_spool_refuses_and_tells_its_listeners(
+    pg_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    """Database stalled: the first hit is spooled, the next does not fit and fails."""
+    endpoint_id = await db.fetchval(
+        "INSERT INTO endpoints (token, name) VALUES ($1, 'full') RETURNING id", uuid.uuid4().hex
+    )
+    fits, too_big = make_hit(endpoint_id, "a"), make_hit(endpoint_id, "b", body=b"x" * 1000)
+    spool = Spool(tmp_path / "spool", max_bytes=len(encode(fits)) + 100)
+    pool = await create_pool(pg_url)
+    blocker = await asyncpg.connect(pg_url)
+    await blocker.execute("BEGIN")
+    await blocker.execute("LOCK TABLE hits IN ACCESS EXCLUSIVE MODE")
+    writer = HitWriter(pool, spool=spool, commit_timeout_s=0.3)
+    refused: list[int] = []
+    writer.spool_full_listeners.append(refused.append)
+    writer.start()
+    try:
+        await writer.submit(fits)
+        assert writer.spool_pending == 1
+        with pytest.raises(WriteFailed):
+            await writer.submit(too_big)
+    finally:
+        await blocker.execute("ROLLBACK")
+        await blocker.close()
+        await writer.close()
+        await pool.close()
+    assert refused == [1]
+    assert [h.id for s in spool.segments() for h in read_segment(s)] == [fits.id]

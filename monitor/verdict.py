@@ -1,0 +1,48 @@
+"""What judging a hit produces: flags and the verdict that carries them.
+
+Plain data shared by the rules that make them, the capture steps that add their
+own flags (body_truncated), the writer that settles duplicates and the spool that
+stores them; it imports nothing of ours so every layer can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# A flag as stored on a hit: {"flag", "param", "value", "message", ...details}.
+Flag = dict[str, Any]
+
+# Flags are stored on every hit: bound their size whatever the sender puts on the wire.
+MAX_FLAG_VALUE_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The rules' answer for one hit: its flags, and what duplicate detection needs."""
+
+    flags: list[Flag]
+    click_id: str | None = None
+    event: str | None = None
+    click_id_param: str | None = None
+    # (click id, event or "") when this hit takes part in duplicate detection.
+    dedupe_key: tuple[str, str] | None = None
+    dedupe_window_s: float | None = None
+
+
+def make_flag(name: str, param: str | None, value: str | None, message: str, **extra: Any) -> Flag:
+    """A flag as stored on a hit; long values are clipped so flags stay small."""
+    return {
+        "flag": name,
+        "param": param,
+        "value": None if value is None else clip(value),
+        "message": message,
+        **extra,
+    }
+
+
+def clip(text: str) -> str:
+    """The text cut to the stored size of a flag value, marked with an ellipsis."""
+    if len(text) <= MAX_FLAG_VALUE_CHARS:
+        return text
+    return text[: MAX_FLAG_VALUE_CHARS - 1] + "…"
