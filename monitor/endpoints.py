@@ -17,8 +17,8 @@ import asyncpg
 import structlog
 
 from monitor import ids, presets
+from monitor.domain_errors import InvalidInput, NotFound
 from monitor.endpoint_settings import EndpointSettings, compile_endpoint_settings
-from monitor.errors import BadRequest, NotFound
 from monitor.paths import CAPTURE_PREFIX
 from monitor.ratelimit import RateLimiter
 from monitor.rules import Rules, SettingsError
@@ -150,22 +150,22 @@ DEFAULTS = EndpointFields("", "", 200, "OK", "text/plain; charset=utf-8", {})
 def validate_fields(
     doc: Any, base: EndpointFields = DEFAULTS, *, require_name: bool
 ) -> EndpointFields:
-    """Check a JSON document from the API or CLI; raises BadRequest naming the field."""
+    """Check a JSON document from the API or CLI; raises InvalidInput naming the field."""
     if not isinstance(doc, dict):
-        raise BadRequest("invalid_body", "the request body must be a JSON object")
+        raise InvalidInput("invalid_body", "the request body must be a JSON object")
     unknown = set(doc) - {"name", "description", "settings", "response"}
     if unknown:
-        raise BadRequest("invalid_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise InvalidInput("invalid_field", f"unknown field(s): {', '.join(sorted(unknown))}")
     name = doc.get("name", base.name)
     if require_name and "name" not in doc:
-        raise BadRequest("invalid_field", "name: required")
+        raise InvalidInput("invalid_field", "name: required")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
-        raise BadRequest(
+        raise InvalidInput(
             "invalid_field", f"name: a non-empty string of at most {MAX_NAME_CHARS} characters"
         )
     description = doc.get("description", base.description)
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_CHARS:
-        raise BadRequest(
+        raise InvalidInput(
             "invalid_field", f"description: a string of at most {MAX_DESCRIPTION_CHARS} characters"
         )
     _no_nul("name", name)
@@ -174,23 +174,25 @@ def validate_fields(
     try:
         compiled = compile_endpoint_settings(settings)
     except SettingsError as exc:
-        raise BadRequest("invalid_settings", str(exc)) from None
+        raise InvalidInput("invalid_settings", str(exc)) from None
     response = doc.get("response", {})
     if not isinstance(response, dict):
-        raise BadRequest(
+        raise InvalidInput(
             "invalid_field", "response: must be an object with status, body, content_type"
         )
     unknown = set(response) - {"status", "body", "content_type"}
     if unknown:
-        raise BadRequest(
+        raise InvalidInput(
             "invalid_field", f"response: unknown field(s): {', '.join(sorted(unknown))}"
         )
     status = response.get("status", base.response_status)
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
-        raise BadRequest("invalid_field", "response.status: an integer HTTP status from 200 to 599")
+        raise InvalidInput(
+            "invalid_field", "response.status: an integer HTTP status from 200 to 599"
+        )
     body = response.get("body", base.response_body)
     if not isinstance(body, str) or len(body) > MAX_RESPONSE_BODY_CHARS:
-        raise BadRequest(
+        raise InvalidInput(
             "invalid_field",
             f"response.body: a string of at most {MAX_RESPONSE_BODY_CHARS} characters",
         )
@@ -201,7 +203,9 @@ def validate_fields(
         or len(content_type) > 200
         or any(c in content_type for c in "\r\n\x00")
     ):
-        raise BadRequest("invalid_field", "response.content_type: a media type such as text/plain")
+        raise InvalidInput(
+            "invalid_field", "response.content_type: a media type such as text/plain"
+        )
     _no_nul("response.body", body)
     _no_nul("response.content_type", content_type)
     return EndpointFields(
@@ -211,11 +215,11 @@ def validate_fields(
 
 def _no_nul(name: str, value: str) -> None:
     if "\x00" in value:
-        raise BadRequest("invalid_field", f"{name}: must not contain NUL characters")
+        raise InvalidInput("invalid_field", f"{name}: must not contain NUL characters")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest("invalid_field", f"{name}: must be valid Unicode text") from None
+        raise InvalidInput("invalid_field", f"{name}: must be valid Unicode text") from None
 
 
 class EndpointStore:

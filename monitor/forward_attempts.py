@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from monitor.errors import NotFound
+from monitor.domain_errors import NotFound
 from monitor.forwarding import ForwardRequest
 from monitor.outbound import OutboundClient, OutboundError, OutboundRefused
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from monitor.errors import BadRequest, NotFound
+from monitor.domain_errors import InvalidInput, NotFound
 from monitor.hit import row_to_json
 from monitor.ids import uuid7_time
 
@@ -73,7 +73,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         when, _, hit_id = raw.partition("|")
         return datetime.fromisoformat(when), uuid.UUID(hit_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("invalid_cursor", "cursor: not a cursor this service returned") from None
+        raise InvalidInput("invalid_cursor", "cursor: not a cursor this service returned") from None
 
 
 def like_escape(text: str) -> str:
@@ -137,7 +137,7 @@ class HitStore:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of hits, newest first, and the cursor of the next page (or None)."""
         if not 1 <= limit <= MAX_PAGE:
-            raise BadRequest("invalid_limit", f"limit: between 1 and {MAX_PAGE}")
+            raise InvalidInput("invalid_limit", f"limit: between 1 and {MAX_PAGE}")
         sql, args = list_query(endpoint_id, flt or HitFilter(), cursor, limit)
         rows = await self.pool.fetch(sql, *args)
         next_cursor = None
@@ -168,7 +168,7 @@ class HitStore:
         """Counts over the last ``window`` (a key of STATS_WINDOWS) and the newest hit."""
         span = STATS_WINDOWS.get(window)
         if span is None:
-            raise BadRequest("invalid_query", f"window: one of {', '.join(STATS_WINDOWS)}")
+            raise InvalidInput("invalid_query", f"window: one of {', '.join(STATS_WINDOWS)}")
         row = await self.pool.fetchrow(STATS, endpoint_id, span)
         by_flag: dict[str, int] = dict(sorted(row["by_flag"].items()))
         total = row["total"]
