@@ -14,15 +14,16 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from monitor import api, forward_api, health, metrics, tester_views, views
+from monitor import api, forward_api, health, metrics_route, tester_views, views
 from monitor.auth import announce_admin_token, load_or_create_admin_token
 from monitor.config import Config
 from monitor.db import connect, create_pool, database
 from monitor.endpoints import EndpointCache, EndpointStore
-from monitor.forwarder import forwarder_ctx
+from monitor.forwarder import LEASE_MARGIN_S, Forwarder
 from monitor.hits import HitStore
 from monitor.middleware import service_middleware
 from monitor.migrate import migrate
+from monitor.outbound import Guard, OutboundClient
 from monitor.partitions import ensure_partitions
 from monitor.paths import HEALTHZ, READYZ
 from monitor.ratelimit import RateLimiter
@@ -37,6 +38,7 @@ from monitor.typedefs import (
     ENDPOINTS,
     FORWARDER,
     HITS,
+    OUTBOUND,
     POOL,
     RATE_LIMITER,
     WRITER,
@@ -60,7 +62,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend(
         [database_ctx, admin_token_ctx, endpoints_ctx, forwarder_ctx, writer_ctx]
     )
-    metrics.setup(app)  # after the writer's context: it listens to commits
+    metrics_route.setup(app)  # after the writer's context: it listens to commits
     app.router.add_get(HEALTHZ, health.healthz)
     app.router.add_get(READYZ, health.readyz)
     api.add_routes(app)
@@ -120,6 +122,37 @@ async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The outbound client and the forwarder; set up before the writer, which attaches it."""
+    config = app[CONFIG]
+    client = OutboundClient(
+        Guard(config.forward_allow),
+        connect_timeout_s=config.outbound_connect_timeout_s,
+        total_timeout_s=config.outbound_timeout_s,
+        max_response_bytes=config.outbound_max_response_bytes,
+    )
+    await client.start()
+    forwarder = Forwarder(
+        app[POOL],
+        app[ENDPOINT_CACHE],
+        client,
+        concurrency=config.forward_concurrency,
+        backoff_base_s=config.forward_backoff_s,
+        backoff_max_s=config.forward_backoff_max_s,
+        poll_s=config.forward_poll_s,
+        lease_s=config.outbound_timeout_s + LEASE_MARGIN_S,
+    )
+    app[OUTBOUND] = client
+    app[FORWARDER] = forwarder
+    forwarder.start()
+    try:
+        yield
+    finally:
+        await forwarder.close()
+        await client.close()
+        log.info("forwarder.stopped")
 
 
 async def writer_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -13,20 +13,17 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import structlog
-from aiohttp import web
 
 from monitor import forward_attempts, metrics
 from monitor.endpoints import EndpointCache
 from monitor.forward_attempts import LOAD_HIT, AttemptResult, log_attempt, send
 from monitor.forwarding import ForwardRequest, backoff_s, build_request
-from monitor.outbound import Guard, OutboundClient
+from monitor.outbound import OutboundClient
 from monitor.outbox import CLAIM, CLAIM_MAX_ENDPOINTS, RELEASE, SET_RETRY, SET_STATE, OutboxFeed
-from monitor.typedefs import CONFIG, ENDPOINT_CACHE, FORWARDER, OUTBOUND, POOL
 from monitor.writer import HitWriter
 
 log = structlog.get_logger(__name__)
@@ -188,34 +185,3 @@ class Forwarder:
     async def replay(self, hit: Any, req: ForwardRequest) -> dict[str, Any]:
         """Send a stored hit now, outside the outbox; logged as a ``replay`` attempt."""
         return await forward_attempts.replay(self.pool, self.client, hit, req)
-
-
-async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The outbound client and the forwarder; set up before the writer, which attaches it."""
-    config = app[CONFIG]
-    client = OutboundClient(
-        Guard(config.forward_allow),
-        connect_timeout_s=config.outbound_connect_timeout_s,
-        total_timeout_s=config.outbound_timeout_s,
-        max_response_bytes=config.outbound_max_response_bytes,
-    )
-    await client.start()
-    forwarder = Forwarder(
-        app[POOL],
-        app[ENDPOINT_CACHE],
-        client,
-        concurrency=config.forward_concurrency,
-        backoff_base_s=config.forward_backoff_s,
-        backoff_max_s=config.forward_backoff_max_s,
-        poll_s=config.forward_poll_s,
-        lease_s=config.outbound_timeout_s + LEASE_MARGIN_S,
-    )
-    app[OUTBOUND] = client
-    app[FORWARDER] = forwarder
-    forwarder.start()
-    try:
-        yield
-    finally:
-        await forwarder.close()
-        await client.close()
-        log.info("forwarder.stopped")

@@ -1,4 +1,4 @@
-"""Prometheus metrics: every definition, how they are fed, and ``GET /metrics``.
+"""Prometheus metrics: every definition and how they are fed.
 
 Three feeds, none of which touches capture or the writer: writer listeners count
 what was stored (hits, flags, duplicates, last hit time, batch size, commit time)
@@ -9,37 +9,28 @@ read each second and at scrape.
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
 a method class, a status class, a forward outcome; never request data. With
 ``PROMETHEUS_MULTIPROC_DIR`` set (``serve --workers N``) values live in files there
-and ``/metrics`` sums every worker's.
+and ``exposition`` sums every worker's. ``GET /metrics`` is served by ``metrics_route``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
-import hmac
 import os
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import prometheus_client
 import structlog
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
 
 from monitor.hit import Hit
-from monitor.typedefs import CONFIG, POOL, WRITER
 
 log = structlog.get_logger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4
-GAUGE_REFRESH_S = 1.0
-ENDPOINTS_REFRESH_S = 30.0
-QUERY_TIMEOUT_S = 10.0
 METHOD_CLASSES = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 ERROR_STATUS_CLASSES = ("4xx", "5xx")
 # Per forward attempt: delivered; retrying (failed, another attempt is due); failed
@@ -49,14 +40,6 @@ LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 BATCH_BUCKETS_HITS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-
-# The last hit time per endpoint since a restart is seeded from the table, so
-# "silent for 30 minutes" still holds across deploys. One index probe per endpoint.
-LAST_HIT_PER_ENDPOINT = """
-SELECT e.id, (SELECT max(h.received_at) FROM hits h WHERE h.endpoint_id = e.id) AS last_hit
-FROM endpoints e
-"""
-ENDPOINT_IDS = "SELECT id FROM endpoints"
 
 # Each counter with a timestamp series is twice the series for no use here.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -285,12 +268,23 @@ def record_capture(status: int, captured: bool, seconds: float) -> None:
         m.capture_errors.labels(status_class(status)).inc()
 
 
-def refresh_gauges(app: web.Application) -> None:
-    writer = app.get(WRITER)
-    if writer is None:
-        return
-    _metrics.queued.set(writer.queue_depth)
-    _metrics.spool_pending.set(writer.spool_pending)
+def set_writer_gauges(queue_depth: int, spool_pending: int) -> None:
+    """The writer's queue and spool, read each second and at scrape."""
+    _metrics.queued.set(queue_depth)
+    _metrics.spool_pending.set(spool_pending)
+
+
+def mark_endpoints(existing: set[str]) -> None:
+    """Which endpoints exist: 1 for each, 0 for those gone since the last call.
+
+    Set to 0, not removed: in multiprocess mode a removed series lives on in its file.
+    """
+    m = _metrics
+    for endpoint in existing:
+        m.endpoint_exists.labels(endpoint).set(1)
+    for endpoint in m.endpoints - existing:
+        m.endpoint_exists.labels(endpoint).set(0)
+    m.endpoints = existing
 
 
 def exposition() -> bytes:
@@ -300,76 +294,3 @@ def exposition() -> bytes:
     registry = CollectorRegistry()
     prom_multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     return prometheus_client.generate_latest(registry)
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    token = request.app[CONFIG].metrics_token
-    if token is not None:
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode("utf-8", "surrogateescape"), token.encode()
-        ):
-            raise web.HTTPUnauthorized(
-                text="a valid metrics token is required (Authorization: Bearer ...)\n",
-                headers={"WWW-Authenticate": 'Bearer realm="postback-monitor metrics"'},
-            )
-    refresh_gauges(request.app)
-    if multiprocess_dir() is None:
-        body = exposition()
-    else:
-        body = await asyncio.to_thread(exposition)  # reads every worker's files
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-
-async def refresh_endpoints(app: web.Application, *, seed_last_hits: bool = False) -> None:
-    """Mark which endpoints exist; at start, also take each one's last hit time."""
-    try:
-        async with asyncio.timeout(QUERY_TIMEOUT_S):
-            rows = await app[POOL].fetch(LAST_HIT_PER_ENDPOINT if seed_last_hits else ENDPOINT_IDS)
-    except Exception as exc:
-        # Metrics must not stop the service; the next refresh tries again.
-        log.warning("metrics.refresh_failed", error=f"{type(exc).__name__}: {exc}")
-        return
-    m = _metrics
-    existing = {str(row["id"]) for row in rows}
-    for endpoint in existing:
-        m.endpoint_exists.labels(endpoint).set(1)
-    # Set to 0, not removed: in multiprocess mode a removed series lives on in its file.
-    for endpoint in m.endpoints - existing:
-        m.endpoint_exists.labels(endpoint).set(0)
-    m.endpoints = existing
-    if seed_last_hits:
-        for row in rows:
-            if row["last_hit"] is not None:
-                set_last_hit(str(row["id"]), row["last_hit"].timestamp())
-
-
-async def _refresh_forever(app: web.Application) -> None:
-    next_endpoints = time.monotonic() + ENDPOINTS_REFRESH_S
-    while True:
-        refresh_gauges(app)
-        if time.monotonic() >= next_endpoints:
-            await refresh_endpoints(app)
-            next_endpoints = time.monotonic() + ENDPOINTS_REFRESH_S
-        await asyncio.sleep(GAUGE_REFRESH_S)
-
-
-async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Listen to the writer's commits, seed last-hit times, keep the gauges fresh."""
-    app[WRITER].committed_listeners.append(observe_commit)
-    app[WRITER].spool_full_listeners.append(count_spool_refused)
-    await refresh_endpoints(app, seed_last_hits=True)
-    refresher = asyncio.create_task(_refresh_forever(app), name="metrics-gauges")
-    try:
-        yield
-    finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
-        # Left registered: hits the writer commits while draining still count.
-
-
-def setup(app: web.Application) -> None:
-    """Add metrics to an app: call after the writer's cleanup context is registered."""
-    app.cleanup_ctx.append(metrics_ctx)
-    app.router.add_get("/metrics", metrics_handler)

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor import metrics
+from monitor import metrics, metrics_route
 from monitor.app import create_app
 from monitor.config import Config
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
@@ -121,7 +121,7 @@ async def test_last_hit_time_survives_a_restart(
         assert (await capture.get("/p/tok-seed?click_id=seed1")).status == 200
     stored = await db.fetchval("SELECT max(received_at) FROM hits")
     metrics._metrics.last_hit_s.clear()  # as a fresh process would start
-    await metrics.refresh_endpoints(client.app, seed_last_hits=True)
+    await metrics_route.refresh_endpoints(client.app, seed_last_hits=True)
     samples = await scrape(client)
     name = "postback_monitor_last_hit_timestamp_seconds"
     seeded = value(samples, name, endpoint=str(endpoint_id))
@@ -130,13 +130,13 @@ async def test_last_hit_time_survives_a_restart(
 
 async def test_deleted_endpoints_are_marked(client: TestClient, make_endpoint: Any) -> None:
     kept, deleted = await make_endpoint("kept"), await make_endpoint("deleted")
-    await metrics.refresh_endpoints(client.app)
+    await metrics_route.refresh_endpoints(client.app)
     samples = await scrape(client)
     for endpoint in (kept, deleted):
         assert value(samples, "postback_monitor_endpoint_exists", endpoint=str(endpoint["id"])) == 1
     resp = await client.delete(f"/api/endpoints/{deleted['id']}", headers=AUTH)
     assert resp.status == 200
-    await metrics.refresh_endpoints(client.app)
+    await metrics_route.refresh_endpoints(client.app)
     samples = await scrape(client)
     assert value(samples, "postback_monitor_endpoint_exists", endpoint=str(kept["id"])) == 1
     key = ("postback_monitor_endpoint_exists", frozenset({("endpoint", str(deleted["id"]))}))
