@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log_format, config.log_level)
     if args.run is None:
         return _serve(config, args.listen_fd)
-    from monitor.errors import DomainError
+    from monitor.web.errors import DomainError
 
     try:
         return asyncio.run(args.run(config, args))
@@ -158,14 +158,14 @@ def _serve(config: Config, listen_fds: list[str] | None) -> int:
 
     try:
         if listen_fds:
-            from monitor.server import serve
+            from monitor.server.serve import serve
 
             return serve(config, inherited=Listeners.inherited(listen_fds))
         if config.workers > 1:
-            from monitor.supervisor import supervise
+            from monitor.server.supervisor import supervise
 
             return supervise(config)
-        from monitor.server import serve
+        from monitor.server.serve import serve
 
         return serve(config)
     except ListenError as exc:
@@ -179,15 +179,15 @@ def _settings_arg(raw: str | None) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
-        from monitor.errors import BadRequest
+        from monitor.web.errors import BadRequest
 
         raise BadRequest("invalid_settings", "--settings: not valid JSON") from None
 
 
 async def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
-    from monitor.db import connect, database_url
-    from monitor.migrate import migrate
-    from monitor.partitions import ensure_partitions
+    from monitor.storage.db import connect, database_url
+    from monitor.storage.migrate import migrate
+    from monitor.storage.partitions import ensure_partitions
 
     async with database_url(config) as url:
         conn = await connect(url)
@@ -201,10 +201,10 @@ async def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _with_stores(config: Config, work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
-    from monitor.db import connect, create_pool, database_url
-    from monitor.endpoints import EndpointStore
-    from monitor.hits import HitStore
-    from monitor.migrate import migrate
+    from monitor.storage.db import connect, create_pool, database_url
+    from monitor.storage.endpoints import EndpointStore
+    from monitor.storage.hits import HitStore
+    from monitor.storage.migrate import migrate
 
     async with database_url(config) as url:
         conn = await connect(url)
@@ -236,7 +236,7 @@ def _print_endpoint(endpoint: Any, config: Config) -> None:
 
 
 async def cmd_endpoint_create(config: Config, args: argparse.Namespace) -> int:
-    from monitor.endpoints import validate_fields
+    from monitor.storage.endpoints import validate_fields
 
     doc: dict[str, Any] = {"name": args.name, "description": args.description}
     settings = _settings_arg(args.settings)
@@ -244,7 +244,7 @@ async def cmd_endpoint_create(config: Config, args: argparse.Namespace) -> int:
         if settings is None:
             settings = {}
         if not isinstance(settings, dict):
-            from monitor.errors import BadRequest
+            from monitor.web.errors import BadRequest
 
             raise BadRequest("invalid_settings", "--settings: must be a JSON object")
         settings = {**settings, "preset": args.preset}
@@ -316,7 +316,7 @@ async def cmd_endpoint_delete(config: Config, args: argparse.Namespace) -> int:
 async def cmd_hits_show(config: Config, args: argparse.Namespace) -> int:
     import uuid
 
-    from monitor.errors import NotFound
+    from monitor.web.errors import NotFound
 
     try:
         hit_id = uuid.UUID(args.hit_id)
@@ -345,10 +345,10 @@ async def cmd_hits_tail(config: Config, args: argparse.Namespace) -> int:
 
 async def cmd_test(config: Config, args: argparse.Namespace) -> int:
     """Exit 0 when the URL has no problems and its final answer is below 400."""
-    from monitor import tester
-    from monitor.errors import BadRequest
-    from monitor.outbound import Guard, OutboundClient
+    from monitor.forwarding import tester
+    from monitor.forwarding.outbound import Guard, OutboundClient
     from monitor.rules import SettingsError
+    from monitor.web.errors import BadRequest
 
     doc: dict[str, Any] = {
         "url": args.url,

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
 
-from monitor.hit import Hit
+from monitor.model.hit import Hit
 
 log = structlog.get_logger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from monitor.batch_commit import HITS_CHANNEL
-from monitor.hits import HitFilter
+from monitor.storage.batch_commit import HITS_CHANNEL
+from monitor.storage.hits import HitFilter
 
 POLL_S = 3.0
 RED, YELLOW, DIM, RESET = "\033[31m", "\033[33m", "\033[2m", "\033[0m"

@@ -15,11 +15,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from monitor.app import create_app
 from monitor.config import Config
-from monitor.db import connect
 from monitor.listen import listen
-from monitor.server import start_capture
+from monitor.server.app import create_app
+from monitor.server.serve import start_capture
+from monitor.storage.db import connect
 from tests.pg import ScratchDatabase
 from tests.tracker import Tracker
 

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from monitor.db import connect
-from monitor.embedded import EmbeddedPostgres
-from monitor.migrate import migrate
-from monitor.partitions import ensure_partitions
+from monitor.storage.db import connect
+from monitor.storage.embedded import EmbeddedPostgres
+from monitor.storage.migrate import migrate
+from monitor.storage.partitions import ensure_partitions
 
 
 def with_database(url: str, name: str) -> str:

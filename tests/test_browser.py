@@ -20,10 +20,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from monitor.app import create_app
 from monitor.config import Config
 from monitor.listen import listen
-from monitor.server import start_capture
+from monitor.server.app import create_app
+from monitor.server.serve import start_capture
 from tests.conftest import ADMIN_TOKEN, AUTH
 from tests.server import free_port
 

@@ -197,7 +197,7 @@ async def test_configured_response(
 async def test_forwarded_ip_only_from_trusted_proxy(
     aiohttp_client: Any, config: Any, db: Any
 ) -> None:
-    from monitor.app import create_app
+    from monitor.server.app import create_app
 
     for trusted, expected in (((), "127.0.0.1"), (("127.0.0.0/8",), "203.0.113.9")):
         served = config.replace(trusted_proxies=trusted)
@@ -213,7 +213,7 @@ async def test_forwarded_ip_only_from_trusted_proxy(
 
 
 async def test_forwarded_header_rfc7239(aiohttp_client: Any, config: Any, db: Any) -> None:
-    from monitor.app import create_app
+    from monitor.server.app import create_app
 
     trusting = config.replace(trusted_proxies=("127.0.0.1/32",), trusted_proxy_header="Forwarded")
     client = await aiohttp_client(create_app(trusting))
@@ -248,9 +248,9 @@ async def test_raw_non_utf8_bytes_in_request_line(
 async def test_made_up_tokens_do_not_become_a_flood_of_queries(
     client: TestClient, make_endpoint: Any, pg_url: str
 ) -> None:
-    from monitor import ids
-    from monitor.db import create_pool
-    from monitor.endpoints import MISS_LOOKUPS_PER_S, EndpointCache, EndpointStore
+    from monitor.model import ids
+    from monitor.storage.db import create_pool
+    from monitor.storage.endpoints import MISS_LOOKUPS_PER_S, EndpointCache, EndpointStore
 
     class CountingStore(EndpointStore):
         lookups = 0
@@ -279,8 +279,8 @@ async def test_a_reload_keeps_what_changed_while_its_snapshot_was_read(
     make_endpoint: Any, pg_url: str
 ) -> None:
     """A reload's snapshot read before an endpoint existed must not drop it from the cache."""
-    from monitor.db import create_pool
-    from monitor.endpoints import EndpointCache, EndpointStore
+    from monitor.storage.db import create_pool
+    from monitor.storage.endpoints import EndpointCache, EndpointStore
 
     snapshot_taken = asyncio.Event()
     go_on = asyncio.Event()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from monitor.capture import HIT_ID_HEADER
+from monitor.capture.steps import HIT_ID_HEADER
 from monitor.config import Config
 from monitor.rules import compile_settings, judge
 from tests import rawhttp

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from monitor.params import parse_body, parse_query
 from monitor.rules import compile_settings, judge
+from monitor.rules.params import parse_body, parse_query
 
 CORPUS_PATH = Path(__file__).parent / "data" / "corpus.json"
 CORPUS: list[dict[str, Any]] = json.loads(CORPUS_PATH.read_text(encoding="utf-8"))

@@ -14,12 +14,12 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from monitor import ids
-from monitor.hit import Hit
-from monitor.hit_rows import COPY_COLUMNS, copy_record
-from monitor.ledger import settle_duplicates
-from monitor.params import parse_query
+from monitor.model import ids
+from monitor.model.hit import Hit
 from monitor.rules import compile_settings, judge
+from monitor.rules.params import parse_query
+from monitor.storage.hit_rows import COPY_COLUMNS, copy_record
+from monitor.storage.ledger import settle_duplicates
 from tests.conftest import AUTH, CaptureClient, capture_path
 from tests.server import ServerProcess
 

@@ -14,12 +14,12 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from monitor.app import create_app
 from monitor.config import Config
-from monitor.forwarding import backoff_s, compile_forward, render_template
-from monitor.hit import Hit
+from monitor.model.hit import Hit
 from monitor.rules import SettingsError
-from monitor.typedefs import WRITER
+from monitor.rules.forwards import backoff_s, compile_forward, render_template
+from monitor.server.app import create_app
+from monitor.web.appkeys import WRITER
 from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path, open_capture
 from tests.server import ServerProcess
 from tests.tracker import Tracker, eventually
@@ -288,7 +288,7 @@ async def test_outbox_insert_is_idempotent(
     db: asyncpg.Connection,
 ) -> None:
     """A replayed batch (spool) runs the hook again: still one outbox row per hit."""
-    from monitor.outbox import INSERT_OUTBOX
+    from monitor.forwarding.outbox import INSERT_OUTBOX
 
     endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb")})
     hit_id = uuid.UUID(await capture_hit(capture, endpoint, "?click_id=i1"))

@@ -20,10 +20,12 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from monitor import front, front_protocol, listen
-from monitor.app import create_app
+from monitor import listen
+from monitor.capture import front
+from monitor.capture import protocol as front_protocol
 from monitor.config import Config
-from monitor.server import start_capture, start_management
+from monitor.server.app import create_app
+from monitor.server.serve import start_capture, start_management
 from tests.conftest import ADMIN_TOKEN
 
 HOST = "127.0.0.1"

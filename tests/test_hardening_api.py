@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from monitor.api import MAX_JSON_BODY_BYTES
+from monitor.web.api.routes import MAX_JSON_BODY_BYTES
 from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path
 
 

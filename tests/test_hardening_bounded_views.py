@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from monitor.params import MAX_PARAMS
+from monitor.rules.params import MAX_PARAMS
 from tests.conftest import CaptureClient, capture_path
 from tests.test_capture import body_bytes, only_hit
 

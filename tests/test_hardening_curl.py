@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor import present
+from monitor.web.views import present
 
 SECRET = "contents of a local file that must never leave this machine"
 

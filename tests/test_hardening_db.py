@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from monitor.db import EMBEDDED_DIR
-from monitor.embedded import DATABASE_NAME
+from monitor.storage.db import EMBEDDED_DIR
+from monitor.storage.embedded import DATABASE_NAME
 from tests.load import run_load
 from tests.server import ServerProcess
 from tests.test_reliability import (

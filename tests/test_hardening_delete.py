@@ -19,11 +19,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from monitor.db import create_pool
-from monitor.endpoints import EndpointStore
-from monitor.hit import Hit
-from monitor.spool import Spool
-from monitor.writer import HitWriter
+from monitor.model.hit import Hit
+from monitor.storage.db import create_pool
+from monitor.storage.endpoints import EndpointStore
+from monitor.storage.spool import Spool
+from monitor.storage.writer import HitWriter
 from tests.conftest import ADMIN_TOKEN
 from tests.load import run_load
 from tests.server import ServerProcess

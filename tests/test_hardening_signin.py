@@ -12,9 +12,9 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from monitor.app import create_app
-from monitor.auth import token_tag
 from monitor.config import Config
+from monitor.server.app import create_app
+from monitor.web.auth import token_tag
 from tests.conftest import ADMIN_TOKEN
 from tests.signin import sign_in
 

@@ -19,8 +19,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from monitor import front, front_protocol, read_deadlines
+from monitor.capture import front
+from monitor.capture import protocol as front_protocol
 from monitor.config import Config, ConfigError
+from monitor.web import read_deadlines
 from tests.conftest import ADMIN_TOKEN
 from tests.test_front import HOST, Conn, get, launch, make_endpoint
 from tests.test_front import Served as Server

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from monitor.hit_rows import COPY_COLUMNS, copy_record
-from monitor.hits import STATS, HitFilter, list_query
+from monitor.storage.hit_rows import COPY_COLUMNS, copy_record
+from monitor.storage.hits import STATS, HitFilter, list_query
 from tests.conftest import AUTH, CaptureClient, capture_path
 from tests.test_duplicates import make_hit
 

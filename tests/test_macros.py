@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.macros import FILLERS, TRIGGER_CHARS, find_macro, is_macro
+from monitor.rules.macros import FILLERS, TRIGGER_CHARS, find_macro, is_macro
 
 MACROS = [
     # (value as judge sees it, token reported)

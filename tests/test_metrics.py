@@ -18,9 +18,10 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor import metrics, metrics_route
-from monitor.app import create_app
+from monitor import metrics
 from monitor.config import Config
+from monitor.server.app import create_app
+from monitor.web import metrics_route
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
 from tests.server import ServerProcess
 

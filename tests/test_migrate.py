@@ -10,8 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from monitor.db import connect
-from monitor.migrate import Migration, SchemaTooNewError, load_migrations, migrate
+from monitor.storage.db import connect
+from monitor.storage.migrate import Migration, SchemaTooNewError, load_migrations, migrate
 from tests.pg import ScratchDatabase
 
 

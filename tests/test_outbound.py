@@ -10,7 +10,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from monitor.outbound import Guard, OutboundClient, OutboundError, OutboundRefused, why_refused
+from monitor.forwarding.outbound import (
+    Guard,
+    OutboundClient,
+    OutboundError,
+    OutboundRefused,
+    why_refused,
+)
 
 
 @pytest.fixture
@@ -159,7 +165,7 @@ async def test_guard_refuses(url: str) -> None:
 
     async def lookup(host: str, port: int) -> list[str]:
         if host == "localhost":
-            from monitor.outbound import system_lookup
+            from monitor.forwarding.outbound import system_lookup
 
             return await system_lookup(host, port)
         return await dns(host, port)

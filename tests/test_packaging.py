@@ -31,11 +31,11 @@ def test_wheel_installs_and_migrates(tmp_path: Path, test_db: ScratchDatabase) -
     names = zipfile.ZipFile(wheel).namelist()
     assert "monitor/sql/001_init.sql" in names
     # The web views' templates and static files live inside the package.
-    assert "monitor/templates/endpoint.html" in names
-    assert "monitor/static/app.js" in names
-    assert "monitor/static/style.css" in names
+    assert "monitor/web/views/templates/endpoint.html" in names
+    assert "monitor/web/views/static/app.js" in names
+    assert "monitor/web/views/static/style.css" in names
     # The presets are data beside their loader.
-    assert "monitor/presets.toml" in names
+    assert "monitor/rules/presets.toml" in names
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)

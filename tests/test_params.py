@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.params import (
+from monitor.rules.params import (
     MAX_JSON_DEPTH,
     MAX_JSON_VALUES,
     MAX_PARAMS,

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
-from monitor.macros import find_macro
-from monitor.params import parse_query
-from monitor.present import FLAG_NAMES
-from monitor.presets import (
+from monitor.rules import compile_settings, judge
+from monitor.rules.macros import find_macro
+from monitor.rules.params import parse_query
+from monitor.rules.presets import (
     PRESETS,
     get_preset,
     load_presets,
@@ -21,7 +21,7 @@ from monitor.presets import (
     preset_list,
     template_macros,
 )
-from monitor.rules import compile_settings, judge
+from monitor.web.views.present import FLAG_NAMES
 from tests import rawhttp
 from tests.conftest import AUTH, CaptureClient
 

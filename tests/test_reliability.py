@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from monitor.embedded import EmbeddedPostgres
+from monitor.storage.embedded import EmbeddedPostgres
 from tests.conftest import ADMIN_TOKEN
 from tests.load import LoadResult, run_load
 from tests.server import ServerProcess

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from monitor.partitions import ensure_partitions, partition_name
-from monitor.retention import enforce
+from monitor.storage.partitions import ensure_partitions, partition_name
+from monitor.storage.retention import enforce
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.domain_errors import SettingsError
+from monitor.model.errors import SettingsError
+from monitor.model.verdict import Verdict
 from monitor.rules import (
     AMOUNT_NAMES,
     CLICK_ID_NAMES,
@@ -20,7 +21,6 @@ from monitor.rules import (
     duplicate_flag,
     judge,
 )
-from monitor.verdict import Verdict
 
 SECRET = "k9Zx41pQmw"
 

@@ -10,8 +10,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-import monitor.app  # noqa: F401 - imports every module that adds paths to the document
-from monitor import openapi
+import monitor.server.app  # noqa: F401 - imports every module that adds paths to the document
+from monitor.web.api import openapi
 from tests.conftest import AUTH
 from tests.server import ServerProcess
 

@@ -10,12 +10,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from monitor import ids
-from monitor.db import create_pool
-from monitor.hit import Hit
-from monitor.spool import Spool, SpoolFull, encode, read_segment
-from monitor.verdict import Verdict
-from monitor.writer import HitWriter, WriteFailed
+from monitor.model import ids
+from monitor.model.hit import Hit
+from monitor.model.verdict import Verdict
+from monitor.storage.db import create_pool
+from monitor.storage.spool import Spool, SpoolFull, encode, read_segment
+from monitor.storage.writer import HitWriter, WriteFailed
 
 
 def make_hit(endpoint_id: int, click_id: str, body: bytes = b"\x00\xffraw") -> Hit:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from monitor.presets import PRESETS
+from monitor.rules.presets import PRESETS
 from monitor.tail import RED, RESET, format_hit
 from tests.test_serve import cli
 

@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from monitor.config import Config
-from monitor.outbound import Guard, OutboundClient
-from monitor.tester import Probe, lint, run
+from monitor.forwarding.outbound import Guard, OutboundClient
+from monitor.forwarding.tester import Probe, lint, run
 from tests.conftest import AUTH, CaptureClient
 from tests.signin import sign_in
 from tests.tracker import Tracker

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from monitor import present
+from monitor.web.views import present
 from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path
 from tests.server import ServerProcess
 from tests.signin import csrf_of, sign_in

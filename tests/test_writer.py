@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from monitor.app import create_app
-from monitor.db import connect, create_pool
-from monitor.hit import Hit
-from monitor.typedefs import WRITER
-from monitor.writer import PIPELINE_DEPTH, HitWriter
+from monitor.model.hit import Hit
+from monitor.server.app import create_app
+from monitor.storage.db import connect, create_pool
+from monitor.storage.writer import PIPELINE_DEPTH, HitWriter
+from monitor.web.appkeys import WRITER
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
 from tests.test_duplicates import make_hit
 

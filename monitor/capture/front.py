@@ -1,0 +1,127 @@
+"""The capture listener: postbacks, probes, nothing else.
+
+A postback needs none of aiohttp's web layer (Request and Response objects, router,
+middlewares, signals), which costs several times what parsing the request with
+llhttp (httptools) and writing a ready-made response does. So the capture listener
+speaks HTTP itself (``monitor.capture.protocol``): ``ANY /p/{token}[/{tail}]`` goes
+through the capture steps (``monitor.capture.steps``), ``GET|HEAD /healthz`` and
+``/readyz`` answer as on the management listener (a balancer in front of capture
+asks this port), and any other path gets a plain 404 (``monitor.capture.answers``).
+The management side (web views, API, metrics) is aiohttp on its own listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from monitor.capture.protocol import FrontProtocol
+from monitor.capture.steps import Capture
+from monitor.config import Config
+from monitor.listen import BACKLOG
+
+SWEEP_EVERY_S = 2.0  # how late past its deadline a slow or idle connection may close
+
+
+class Front:
+    """The capture listener's shared state: settings, capture steps, open connections.
+
+    ``readiness`` answers ``/readyz``: (status, JSON body), as the management side's.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        capture: Capture,
+        readiness: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+        shutdown_timeout_s: float,
+    ) -> None:
+        self.config = config
+        self.capture = capture
+        self.readiness = readiness
+        self.shutdown_timeout_s = shutdown_timeout_s
+        # The request line and the equivalent of four maximal header fields.
+        self.max_head_bytes = config.max_url_bytes + 4 * config.max_header_bytes
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[FrontProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = 0  # capture requests read and not yet answered, all connections
+        self.stopping = False
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def protocol(self) -> FrontProtocol:
+        return FrontProtocol(self)
+
+    def spawn(self, coro: collections.abc.Coroutine[None, None, None]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def start(self) -> None:
+        self._sweeper = self.loop.create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        """Deadlines of every connection, checked here rather than by a timer per request."""
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                connection.check_deadlines(now)
+
+    async def stop(self) -> None:
+        """Close idle connections now; let the others finish their answers first."""
+        self.stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for connection in list(self.connections):
+            if not connection.pending and connection.request is None:
+                connection._close()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=self.shutdown_timeout_s)
+
+
+class CaptureSite(web.BaseSite):
+    """The capture listener's sockets with the front protocol on them.
+
+    An aiohttp site so that ``runner.cleanup()`` stops it first: no new
+    connections, capture's answers finish, and only then do the management
+    connections close and the app's resources (writer, pool, database) go.
+    """
+
+    def __init__(self, runner: web.AppRunner, front: Front, sockets: list[socket.socket]) -> None:
+        super().__init__(runner, backlog=BACKLOG)
+        self.front = front
+        self.sockets = sockets
+        self.servers: list[asyncio.Server] = []
+
+    @property
+    def name(self) -> str:
+        host, port = self.sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        await super().start()  # registers the site with the runner, which stops it
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            server = await loop.create_server(self.front.protocol, sock=sock, backlog=BACKLOG)
+            self.servers.append(server)
+        self.front.start()
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting
+        await super().stop()
+        await self.front.stop()

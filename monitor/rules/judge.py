@@ -1,0 +1,239 @@
+"""The judge: one hit's params and an endpoint's compiled rules in, a verdict out.
+
+``judge`` runs on every captured hit, so it must stay fast and total: no I/O, never
+raises, whatever the sender put on the wire. Duplicates are settled by the
+database: ``judge`` only says which key (click id, event) a hit dedupes on, and the
+writer calls ``duplicate_flag`` when the key was seen before. docs/rules.md is the
+user-facing description of every flag here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+
+from monitor.model.verdict import Flag, Verdict, clip, make_flag
+from monitor.rules.compiler import ALIAS_GROUPS, IPNetwork, Rules, secret_bytes
+from monitor.rules.currencies import is_currency
+from monitor.rules.macros import find_macro
+
+# Past this many, further unreplaced macros of one hit are not flagged one by one.
+MAX_MACRO_FLAGS = 20
+
+_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def judge(
+    rules: Rules,
+    params: Sequence[tuple[str, str]],
+    *,
+    remote_ip: str | None,
+    headers: Sequence[tuple[str, str]],
+) -> Verdict:
+    """Flags for one hit; params are query params then body params (first name wins)."""
+    values: dict[str, str] = {}
+    flags: list[Flag] = []
+    # One flag per param: the first applicable of unreplaced_macro, missing_param,
+    # secret_mismatch, invalid_amount, invalid_currency.
+    flagged: set[str] = set()
+    macro_flags = 0
+    for name, raw in params:
+        value = raw.strip()
+        values.setdefault(name, value)
+        if name in flagged or macro_flags >= MAX_MACRO_FLAGS:
+            continue
+        token = find_macro(value)
+        if token is None or (name == rules.secret_param and _secret_matches(rules, value)):
+            continue
+        flagged.add(name)
+        macro_flags += 1
+        flags.append(
+            make_flag(
+                "unreplaced_macro",
+                name,
+                value,
+                f"Parameter {name} still holds the placeholder {clip(token)}, "
+                "so the sender did not replace it with a real value.",
+                macro=clip(token),
+            )
+        )
+
+    for name in rules.required_params:
+        if name in flagged or values.get(name):
+            continue
+        flagged.add(name)
+        flags.append(_missing(name, values.get(name), values))
+
+    if rules.allowed_networks is not None:
+        problem = _ip_problem(rules.allowed_networks, remote_ip)
+        if problem is not None:
+            flags.append(make_flag("ip_not_allowed", None, remote_ip, problem))
+
+    if rules.secret is not None:
+        flag = _secret_flag(rules, values, headers, flagged)
+        if flag is not None:
+            flags.append(flag)
+
+    for name in rules.amount_names:
+        value = values.get(name, "")
+        if value and name not in flagged and _AMOUNT.fullmatch(value) is None:
+            flagged.add(name)
+            flags.append(
+                make_flag(
+                    "invalid_amount",
+                    name,
+                    value,
+                    f"Amount parameter {name} is {_quote(value)}, which is not a plain "
+                    "non-negative decimal like 12 or 1.50.",
+                )
+            )
+    for name in rules.currency_names:
+        value = values.get(name, "")
+        if value and name not in flagged and not is_currency(value):
+            flagged.add(name)
+            flags.append(
+                make_flag(
+                    "invalid_currency",
+                    name,
+                    value,
+                    f"Currency parameter {name} is {_quote(value)}, which is not an "
+                    "ISO 4217 code like USD or EUR.",
+                )
+            )
+
+    click_id_param, click_id = _first_present(rules.click_id_names, values)
+    _, event = _first_present(rules.event_names, values)
+    dedupe_key = None
+    if click_id and rules.dedupe_scope != "off" and find_macro(click_id) is None:
+        with_event = rules.dedupe_scope == "click_id_event" and event and find_macro(event) is None
+        dedupe_key = (click_id, event if with_event and event else "")
+    return Verdict(
+        flags=flags,
+        click_id=click_id or None,
+        event=event or None,
+        click_id_param=click_id_param,
+        dedupe_key=dedupe_key,
+        dedupe_window_s=rules.dedupe_window_s,
+    )
+
+
+def duplicate_flag(verdict: Verdict, first_hit_id: uuid.UUID) -> Flag:
+    """The duplicate_click_id flag for a hit whose dedupe key was already seen."""
+    event = verdict.dedupe_key[1] if verdict.dedupe_key else ""
+    scope = f" with event {_quote(event)}" if event else ""
+    return make_flag(
+        "duplicate_click_id",
+        verdict.click_id_param,
+        verdict.click_id,
+        f"Click id {_quote(verdict.click_id or '')}{scope} was already captured on this "
+        f"endpoint, first by hit {first_hit_id}.",
+        first_hit_id=str(first_hit_id),
+    )
+
+
+def _first_present(names: tuple[str, ...], values: Mapping[str, str]) -> tuple[str | None, str]:
+    """The first name with a non-empty value; else the first name present (empty)."""
+    first_empty = None
+    for name in names:
+        value = values.get(name)
+        if value:
+            return name, value
+        if value is not None and first_empty is None:
+            first_empty = name
+    return first_empty, ""
+
+
+def _missing(name: str, value: str | None, values: Mapping[str, str]) -> Flag:
+    state = "is empty" if value is not None else "is missing"
+    hint = _did_you_mean(name, values) if value is None else None
+    message = f"Required parameter {name} {state}"
+    if hint is not None:
+        message += f"; did you mean {hint}?"
+        return make_flag("missing_param", name, value, message, did_you_mean=hint)
+    return make_flag("missing_param", name, value, message + ".")
+
+
+def _did_you_mean(name: str, values: Mapping[str, str]) -> str | None:
+    lowered = name.lower()
+    squashed = _squash(name)
+    present = [other for other in values if values[other]] or list(values)
+    for other in present:
+        if other.lower() == lowered:
+            return other
+    for other in present:
+        if _squash(other) == squashed or _squash(other.rsplit(".", 1)[-1]) == squashed:
+            return other
+    for group in ALIAS_GROUPS:
+        if any(_squash(alias) == squashed for alias in group):
+            for alias in group:
+                if values.get(alias):
+                    return alias
+    return None
+
+
+def _squash(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "").replace(".", "").replace(" ", "")
+
+
+def _ip_problem(networks: tuple[IPNetwork, ...], remote_ip: str | None) -> str | None:
+    if not remote_ip:
+        return "The sender's IP address is unknown, so it cannot match allowed_ips."
+    try:
+        address = ipaddress.ip_address(remote_ip.strip())
+    except ValueError:
+        return f"The sender's address {_quote(remote_ip)} is not an IP address."
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for network in networks:
+        if address.version == network.version and address in network:
+            return None
+    return f"The request came from {address}, which is not in allowed_ips."
+
+
+def _secret_matches(rules: Rules, value: str) -> bool:
+    return rules.secret is not None and hmac.compare_digest(secret_bytes(value), rules.secret)
+
+
+def _secret_flag(
+    rules: Rules,
+    values: Mapping[str, str],
+    headers: Sequence[tuple[str, str]],
+    flagged: set[str],
+) -> Flag | None:
+    if rules.secret_param is not None:
+        where, param = f"parameter {rules.secret_param}", rules.secret_param
+        if param in flagged:
+            return None
+        received = values.get(param)
+    else:
+        wanted = (rules.secret_header or "").lower()
+        where, param = f"header {rules.secret_header}", None
+        received = None
+        for header, value in headers:
+            if header.lower() == wanted:
+                received = value.strip()
+                break
+    if received and _secret_matches(rules, received):
+        return None
+    if not received:
+        message = (
+            f"The shared secret is missing: {where} is {'empty' if received == '' else 'absent'}."
+        )
+        return make_flag("secret_mismatch", param, None, message, source=where)
+    shown = _redact(received)
+    message = f"The shared secret in {where} does not match (received {shown})."
+    return make_flag("secret_mismatch", param, shown, message, source=where)
+
+
+def _redact(value: str) -> str:
+    """Enough to recognise an old token, never enough to replay one."""
+    if len(value) < 8:
+        return f"***, {len(value)} characters"
+    return f"{value[:2]}***, {len(value)} characters"
+
+
+def _quote(value: str) -> str:
+    return f'"{clip(value)}"'

@@ -1,0 +1,186 @@
+"""The application factory: routes, middlewares and resources in dependency order.
+
+``create_app`` does no I/O. Each resource is a cleanup context (set up, yield,
+tear down): database (embedded server, migrations, pool), admin token, endpoint
+cache, writer. Teardown runs in reverse, so the writer drains before the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from monitor.config import Config
+from monitor.forwarding.forwarder import LEASE_MARGIN_S, Forwarder
+from monitor.forwarding.outbound import Guard, OutboundClient
+from monitor.model.paths import HEALTHZ, READYZ
+from monitor.ratelimit import RateLimiter
+from monitor.storage.db import connect, create_pool, database
+from monitor.storage.endpoints import EndpointCache, EndpointStore
+from monitor.storage.hits import HitStore
+from monitor.storage.migrate import migrate
+from monitor.storage.partitions import ensure_partitions
+from monitor.storage.retention import maintain_forever
+from monitor.storage.spool import Spool
+from monitor.storage.writer import HitWriter
+from monitor.web import health, metrics_route
+from monitor.web.api import forwards as forward_api
+from monitor.web.api import routes as api
+from monitor.web.appkeys import (
+    ADMIN_TOKEN,
+    CONFIG,
+    DATABASE_KEEPER,
+    DATABASE_URL,
+    ENDPOINT_CACHE,
+    ENDPOINTS,
+    FORWARDER,
+    HITS,
+    OUTBOUND,
+    POOL,
+    RATE_LIMITER,
+    WRITER,
+)
+from monitor.web.auth import announce_admin_token, load_or_create_admin_token
+from monitor.web.middleware import service_middleware
+from monitor.web.views import site as views
+from monitor.web.views import tester as tester_views
+
+log = structlog.get_logger(__name__)
+
+SPOOL_DIR = "spool"
+
+CLIENT_MAX_API_BYTES = 1024**2
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(
+        middlewares=[service_middleware],
+        client_max_size=CLIENT_MAX_API_BYTES,
+    )
+    app[CONFIG] = config
+    app[RATE_LIMITER] = RateLimiter()
+    app.cleanup_ctx.extend(
+        [database_ctx, admin_token_ctx, endpoints_ctx, forwarder_ctx, writer_ctx]
+    )
+    metrics_route.setup(app)  # after the writer's context: it listens to commits
+    app.router.add_get(HEALTHZ, health.healthz)
+    app.router.add_get(READYZ, health.readyz)
+    api.add_routes(app)
+    forward_api.add_routes(app)
+    views.setup(app)  # web pages, their live stream's LISTEN context, security headers
+    tester_views.add_routes(app)  # after views.setup: uses its templates
+    return app
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with database(app[CONFIG], keep_running=True) as found:
+        url = found.url
+        app[DATABASE_KEEPER] = found.keeper
+        conn = await connect(url)
+        try:
+            await migrate(conn)
+            await ensure_partitions(conn)
+        finally:
+            await conn.close()
+        app[DATABASE_URL] = url
+        app[POOL] = await create_pool(url)
+        maintenance = asyncio.create_task(
+            maintain_forever(app[POOL], app[CONFIG].retention_days), name="partitions"
+        )
+        try:
+            yield
+        finally:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+            await app[POOL].close()
+
+
+async def admin_token_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if config.admin_token is not None:
+        app[ADMIN_TOKEN] = config.admin_token
+    else:
+        token, created = await asyncio.to_thread(load_or_create_admin_token, config.data_dir)
+        app[ADMIN_TOKEN] = token
+        if created:
+            announce_admin_token(token, config.data_dir, config.management_url, config.base_url)
+    yield
+
+
+async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = EndpointStore(app[POOL])
+    cache = EndpointCache(store, app[DATABASE_URL])
+    await cache.reload_all()
+    app[ENDPOINTS] = store
+    app[ENDPOINT_CACHE] = cache
+    app[HITS] = HitStore(app[POOL])
+    listener = asyncio.create_task(cache.listen_forever(), name="endpoint-listener")
+    try:
+        yield
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
+async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The outbound client and the forwarder; set up before the writer, which attaches it."""
+    config = app[CONFIG]
+    client = OutboundClient(
+        Guard(config.forward_allow),
+        connect_timeout_s=config.outbound_connect_timeout_s,
+        total_timeout_s=config.outbound_timeout_s,
+        max_response_bytes=config.outbound_max_response_bytes,
+    )
+    await client.start()
+    forwarder = Forwarder(
+        app[POOL],
+        app[ENDPOINT_CACHE],
+        client,
+        concurrency=config.forward_concurrency,
+        backoff_base_s=config.forward_backoff_s,
+        backoff_max_s=config.forward_backoff_max_s,
+        poll_s=config.forward_poll_s,
+        lease_s=config.outbound_timeout_s + LEASE_MARGIN_S,
+    )
+    app[OUTBOUND] = client
+    app[FORWARDER] = forwarder
+    forwarder.start()
+    try:
+        yield
+    finally:
+        await forwarder.close()
+        await client.close()
+        log.info("forwarder.stopped")
+
+
+async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    spool = await asyncio.to_thread(Spool, config.data_dir / SPOOL_DIR, config.spool_max_bytes)
+    writer = HitWriter(
+        app[POOL],
+        batch_max_hits=config.batch_max_hits,
+        batch_max_wait_s=config.batch_max_wait_ms / 1000,
+        queue_max_hits=config.queue_max_hits,
+        commit_timeout_s=config.commit_timeout_s,
+        spool=spool,
+    )
+    # Before the spool drains: spooled hits of forwarding endpoints need outbox rows too.
+    app[FORWARDER].attach(writer)
+    if spool.has_pending():
+        # Hits acknowledged before a crash or an outage go in before any new one.
+        log.info("spool.draining", pending_hits=spool.pending_hits)
+        left = await writer.drain_spool()
+        log.info("spool.drained", pending_hits=left)
+    writer.start()
+    app[WRITER] = writer
+    try:
+        yield
+    finally:
+        await writer.close()
+        log.info("writer.drained")

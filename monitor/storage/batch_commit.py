@@ -1,0 +1,165 @@
+"""One batch of hits, one transaction: the database work behind the group commit.
+
+A batch locks its endpoints' rows, settles duplicates in the ledger, COPYs its
+hits, runs the transaction hooks and commits, retrying on deadlocks and
+serialization failures. Both the writer's new batches and spool replays go
+through here, so a replayed hit is settled and stored exactly like a new one.
+
+A batch stores only hits whose endpoint row still exists, checked under a lock
+that orders it with the endpoint's delete (``keep_live_endpoints``): the hits of
+a deleted endpoint never outlive it, whichever process or spool they come from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+import structlog
+
+from monitor.model.hit import Hit
+from monitor.storage.hit_rows import copy_hits
+from monitor.storage.ledger import LedgerTurns, Turn, settle_duplicates
+
+log = structlog.get_logger(__name__)
+
+HITS_CHANNEL = "pbm_hits"
+RETRYABLE_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+BATCH_ATTEMPTS = 3
+
+# FOR KEY SHARE orders the batch with an endpoint's delete, which locks the row
+# first: a delete waits for batches holding the row, then deletes what they wrote;
+# a batch that waited for a delete finds the row gone. Ordered, like the ledger keys.
+# The same statement queues the NOTIFY of the live endpoints' ids ($2 the channel),
+# which Postgres sends at COMMIT and drops on rollback: the payload is made by the
+# database from integer ids, no SQL text is built, and no round trip is added.
+LOCK_LIVE_ENDPOINTS_AND_NOTIFY = """
+SELECT array_agg(id ORDER BY id) AS live,
+    CASE WHEN count(*) > 0 THEN pg_notify($2, string_agg(id::text, ',' ORDER BY id)) END
+FROM (SELECT id FROM endpoints WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE) locked
+"""
+
+# Called once the batch it ran in has committed; must not block or raise.
+AfterCommit = Callable[[], None]
+# Awaited inside a batch's transaction after its hits are copied; may return an
+# AfterCommit for that batch alone.
+TransactionHook = Callable[[asyncpg.Connection, Sequence[Hit]], Awaitable[AfterCommit | None]]
+
+
+class BatchCommitter:
+    """Writes batches on connections kept across batches, in ledger order."""
+
+    def __init__(self, pool: asyncpg.Pool, *, commit_timeout_s: float) -> None:
+        self.pool = pool
+        self.commit_timeout_s = commit_timeout_s
+        # Awaited inside each batch's transaction after the hits are inserted, so
+        # rows they write (an outbox, say) commit or roll back with the hits.
+        # Hooks must be idempotent: a spooled batch may be replayed more than once.
+        self.transaction_hooks: list[TransactionHook] = []
+        self.dropped_total = 0
+        # Connections kept across batches: releasing one to the pool after every
+        # batch would cost a reset round trip each time.
+        self._idle_conns: list[asyncpg.Connection] = []
+        self._ledger_turns = LedgerTurns()
+
+    async def write(
+        self, hits: list[Hit], *, replay: bool
+    ) -> tuple[list[Hit], BaseException | None]:
+        """The hits stored (all but those of deleted endpoints), or the error."""
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                async with asyncio.timeout(self.commit_timeout_s):
+                    return await self._write(hits, replay=replay), None
+            except RETRYABLE_ERRORS as exc:
+                log.warning("writer.retry", attempt=attempt, error=str(exc))
+                error: BaseException = exc
+            except Exception as exc:
+                return [], exc
+        return [], error
+
+    async def close(self) -> None:
+        while self._idle_conns:
+            await self.pool.release(self._idle_conns.pop())
+
+    async def _write(self, hits: list[Hit], *, replay: bool) -> list[Hit]:
+        for hit in hits:  # a retried batch settles duplicates afresh
+            hit.duplicate = None
+        turn = self._ledger_turns.take()
+        try:
+            conn = self._idle_conns.pop() if self._idle_conns else await self.pool.acquire()
+        except BaseException:
+            turn.done()
+            raise
+        try:
+            stored, after_commit = await self._transaction(conn, hits, replay=replay, turn=turn)
+        except BaseException:
+            # Whatever state the connection is in (mid-transaction after a timeout,
+            # broken by an outage), the next batch starts on a fresh one.
+            conn.terminate()
+            await self.pool.release(conn)
+            raise
+        finally:
+            turn.done()
+        self._idle_conns.append(conn)
+        for callback in after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("writer.after_commit_failed")
+        if len(stored) < len(hits):
+            kept = {hit.id for hit in stored}
+            self._dropped([hit for hit in hits if hit.id not in kept])
+        return stored
+
+    def _dropped(self, hits: list[Hit]) -> None:
+        """Hits whose endpoint was deleted before they were written are not stored.
+
+        Their sender may have had its 2xx already (a spooled hit) or gets it now:
+        either way the hit arrived while the endpoint existed, and the user then
+        deleted the endpoint with everything of it, which is what happens here.
+        """
+        self.dropped_total += len(hits)
+        endpoint_ids = sorted({hit.endpoint_id for hit in hits})
+        log.info("writer.dropped_deleted_endpoint", hits=len(hits), endpoint_ids=endpoint_ids)
+
+    async def _transaction(
+        self, conn: asyncpg.Connection, hits: list[Hit], *, replay: bool, turn: Turn
+    ) -> tuple[list[Hit], list[AfterCommit]]:
+        # BEGIN and COMMIT by hand rather than conn.transaction(): on any error
+        # _write throws the connection away, which rolls the transaction back
+        # without a ROLLBACK round trip on a connection that may be broken.
+        await turn.wait()
+        await conn.execute("BEGIN")
+        hits = await keep_live_endpoints(conn, hits)
+        if not hits:
+            await conn.execute("COMMIT")
+            return hits, []
+        await settle_duplicates(conn, hits)
+        # Ledger rows are locked now: a later batch's ledger step waits for this
+        # transaction wherever their keys meet, so it may start.
+        turn.done()
+        await copy_hits(conn, hits, replay=replay)
+        after_commit = [
+            callback for hook in self.transaction_hooks if (callback := await hook(conn, hits))
+        ]
+        await conn.execute("COMMIT")
+        return hits, after_commit
+
+
+async def keep_live_endpoints(conn: asyncpg.Connection, hits: list[Hit]) -> list[Hit]:
+    """The hits whose endpoint still exists, its row key-share locked until commit.
+
+    Settled by the database, not by a process's endpoint cache, which may not yet
+    have heard of a delete. The lock makes the delete and this batch take turns:
+    a delete that came first has removed the row, so its hits are left out here;
+    one that comes later waits for this commit and deletes what it stored. The
+    live endpoints are announced on HITS_CHANNEL when the transaction commits.
+    """
+    endpoint_ids = sorted({h.endpoint_id for h in hits})
+    row = await conn.fetchrow(LOCK_LIVE_ENDPOINTS_AND_NOTIFY, endpoint_ids, HITS_CHANNEL)
+    live = row["live"] or []
+    if len(live) == len(endpoint_ids):
+        return hits
+    kept = set(live)
+    return [h for h in hits if h.endpoint_id in kept]

@@ -1,0 +1,208 @@
+"""Reading hits: newest-first lists with keyset cursors and filters, and single hits.
+
+Lists page by (received_at, id) so a cursor stays valid while new hits arrive.
+The filter clauses are fixed SQL fragments chosen by which filters are present;
+values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from monitor.model.errors import InvalidInput, NotFound
+from monitor.model.hit import row_to_json
+from monitor.model.ids import uuid7_time
+
+LIST_COLUMNS = """id, endpoint_id, received_at, method, path, raw_query, params, body_params,
+    headers, content_type, body_size, remote_ip, user_agent, click_id, event, flags"""
+ONE_HIT = f"""
+SELECT {LIST_COLUMNS}, body FROM hits
+WHERE id = $1 AND received_at >= $2 AND received_at < $3"""
+ONE_HIT_ANY_TIME = f"SELECT {LIST_COLUMNS}, body FROM hits WHERE id = $1"
+# The endpoints page: per endpoint, hits and flagged hits in the last day and the
+# newest hit of all time. Each lateral subquery walks one endpoint's index range.
+SUMMARIES = """
+SELECT e.id AS endpoint_id, coalesce(d.hits_24h, 0) AS hits_24h,
+    coalesce(d.flagged_24h, 0) AS flagged_24h, l.received_at AS last_hit_at
+FROM unnest($1::bigint[]) AS e(id)
+LEFT JOIN LATERAL (
+    SELECT count(*) AS hits_24h, count(*) FILTER (WHERE flagged) AS flagged_24h
+    FROM hits WHERE endpoint_id = e.id AND received_at >= now() - interval '1 day'
+) d ON true
+LEFT JOIN LATERAL (
+    SELECT received_at FROM hits WHERE endpoint_id = e.id
+    ORDER BY received_at DESC, id DESC LIMIT 1
+) l ON true"""
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class HitFilter:
+    """What a list of hits is narrowed to; every field optional."""
+
+    flags: tuple[str, ...] = ()
+    flagged: bool | None = None
+    click_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    method: str | None = None
+    # Case-insensitive substring of the click id, event or any param name or value.
+    search: str | None = None
+    # Only hits newer than this (received_at, id): what a live view has not shown yet.
+    after: tuple[datetime, uuid.UUID] | None = None
+
+
+def encode_cursor(received_at: datetime, hit_id: uuid.UUID) -> str:
+    raw = f"{received_at.isoformat()}|{hit_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, hit_id = raw.partition("|")
+        return datetime.fromisoformat(when), uuid.UUID(hit_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("invalid_cursor", "cursor: not a cursor this service returned") from None
+
+
+def like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_query(
+    endpoint_id: int, flt: HitFilter, cursor: str | None, limit: int
+) -> tuple[str, list[Any]]:
+    clauses = ["endpoint_id = $1"]
+    args: list[Any] = [endpoint_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if cursor is not None:
+        when, hit_id = decode_cursor(cursor)
+        clauses.append(f"(received_at, id) < ({arg(when)}, {arg(hit_id)})")
+    if flt.flagged is not None:
+        clauses.append("flagged" if flt.flagged else "NOT flagged")
+    if flt.flags:
+        clauses.append(
+            "flagged AND EXISTS (SELECT 1 FROM jsonb_array_elements(flags) f "
+            f"WHERE f->>'flag' = ANY({arg(list(flt.flags))}::text[]))"
+        )
+    if flt.click_id is not None:
+        clauses.append(f"click_id = {arg(flt.click_id)}")
+    if flt.since is not None:
+        clauses.append(f"received_at >= {arg(flt.since)}")
+    if flt.until is not None:
+        clauses.append(f"received_at < {arg(flt.until)}")
+    if flt.method is not None:
+        clauses.append(f"method = {arg(flt.method.upper())}")
+    if flt.search:
+        pattern = arg("%" + like_escape(flt.search) + "%")
+        clauses.append(
+            f"(click_id ILIKE {pattern} OR event ILIKE {pattern} "
+            f"OR params::text ILIKE {pattern} OR body_params::text ILIKE {pattern})"
+        )
+    if flt.after is not None:
+        clauses.append(f"(received_at, id) > ({arg(flt.after[0])}, {arg(flt.after[1])})")
+    sql = (
+        f"SELECT {LIST_COLUMNS} FROM hits WHERE {' AND '.join(clauses)} "
+        f"ORDER BY received_at DESC, id DESC LIMIT {arg(limit + 1)}"
+    )
+    return sql, args
+
+
+class HitStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def list(
+        self,
+        endpoint_id: int,
+        flt: HitFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of hits, newest first, and the cursor of the next page (or None)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput("invalid_limit", f"limit: between 1 and {MAX_PAGE}")
+        sql, args = list_query(endpoint_id, flt or HitFilter(), cursor, limit)
+        rows = await self.pool.fetch(sql, *args)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(rows[-1]["received_at"], rows[-1]["id"])
+        return [row_to_json(r, with_body=False) for r in rows], next_cursor
+
+    async def get(self, hit_id: uuid.UUID) -> dict[str, Any]:
+        row = None
+        if hit_id.version == 7:
+            # received_at and the id's timestamp are the same millisecond: prune partitions.
+            when = uuid7_time(hit_id)
+            row = await self.pool.fetchrow(ONE_HIT, hit_id, when, when + timedelta(milliseconds=1))
+        if row is None:
+            row = await self.pool.fetchrow(ONE_HIT_ANY_TIME, hit_id)
+        if row is None:
+            raise NotFound("hit_not_found", f"no hit with id {hit_id}")
+        return row_to_json(row)
+
+    async def summaries(self, endpoint_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Per endpoint: hits and flagged hits in the last day, and when the newest hit
+        arrived (None if never). One query for the whole endpoints page."""
+        rows = await self.pool.fetch(SUMMARIES, list(endpoint_ids))
+        return {r["endpoint_id"]: {k: v for k, v in r.items() if k != "endpoint_id"} for r in rows}
+
+    async def stats(self, endpoint_id: int, window: str) -> dict[str, Any]:
+        """Counts over the last ``window`` (a key of STATS_WINDOWS) and the newest hit."""
+        span = STATS_WINDOWS.get(window)
+        if span is None:
+            raise InvalidInput("invalid_query", f"window: one of {', '.join(STATS_WINDOWS)}")
+        row = await self.pool.fetchrow(STATS, endpoint_id, span)
+        by_flag: dict[str, int] = dict(sorted(row["by_flag"].items()))
+        total = row["total"]
+        duplicates = by_flag.get("duplicate_click_id", 0)
+        last = row["last_hit_at"]
+        return {
+            "window": window,
+            "total": total,
+            "flagged": row["flagged"],
+            "by_flag": by_flag,
+            "duplicate_rate": round(duplicates / total, 6) if total else 0.0,
+            "last_hit_at": None if last is None else last.isoformat(),
+        }
+
+
+# GET /api/endpoints/{id}/stats. Hits are counted once per flag name they carry.
+# The window scan walks hits_endpoint_newest (endpoint_id, received_at DESC, id DESC)
+# in the partitions the window touches; last_hit_at is the newest hit of all time
+# (one index probe), so an endpoint that went quiet shows when it stopped.
+STATS_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+STATS = """
+WITH w AS MATERIALIZED (
+    SELECT flagged, flags FROM hits
+    WHERE endpoint_id = $1 AND received_at >= now() - $2::interval
+)
+SELECT
+    (SELECT count(*) FROM w) AS total,
+    (SELECT count(*) FROM w WHERE flagged) AS flagged,
+    (SELECT coalesce(jsonb_object_agg(flag, n), '{}'::jsonb) FROM (
+        SELECT f.flag, count(*) AS n
+        FROM w, LATERAL (SELECT DISTINCT e->>'flag' AS flag FROM jsonb_array_elements(w.flags) e) f
+        WHERE w.flagged
+        GROUP BY f.flag
+    ) per_flag) AS by_flag,
+    (SELECT received_at FROM hits WHERE endpoint_id = $1
+     ORDER BY received_at DESC, id DESC LIMIT 1) AS last_hit_at
+"""

@@ -1,0 +1,134 @@
+"""The duplicate ledger: ``click_keys`` settles which hit of a click id came first.
+
+Each batch inserts its keys in its own transaction, so the answer holds across
+batches, processes, machines and restarts. Two batches may be in flight at once;
+their ledger steps still run one after the other in arrival order
+(``LedgerTurns``), so the first hit of a click id stays the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import asyncpg
+
+from monitor.model.hit import Hit
+from monitor.rules.judge import duplicate_flag
+
+# Keys are sorted so concurrent writers lock ledger rows in one order (no deadlocks).
+# DO NOTHING leaves existing keys alone; they come back from SELECT_KEYS below.
+INSERT_KEYS = """
+INSERT INTO click_keys (endpoint_id, click_id, event, first_hit_id, first_seen_at)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[])
+ORDER BY 1, 2, 3
+ON CONFLICT DO NOTHING
+RETURNING endpoint_id, click_id, event
+"""
+SELECT_KEYS = """
+SELECT k.endpoint_id, k.click_id, k.event, k.first_hit_id, k.first_seen_at
+FROM click_keys k
+JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS u(endpoint_id, click_id, event)
+  USING (endpoint_id, click_id, event)
+ORDER BY 1, 2, 3
+FOR UPDATE OF k
+"""
+RESET_KEY = """
+UPDATE click_keys SET first_hit_id = $4, first_seen_at = $5
+WHERE endpoint_id = $1 AND click_id = $2 AND event = $3
+"""
+
+Key = tuple[int, str, str]
+
+
+class Turn:
+    """One batch's place in the ledger order: wait for the one before, then release."""
+
+    __slots__ = ("_before", "_mine")
+
+    def __init__(self, before: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+        self._before = before
+        self._mine = mine
+
+    async def wait(self) -> None:
+        if self._before is not None and not self._before.done():
+            await asyncio.shield(self._before)  # cancelling this batch must not release it
+
+    def done(self) -> None:
+        if not self._mine.done():
+            self._mine.set_result(None)
+
+
+class LedgerTurns:
+    """Hands out turns in the order batches are written."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[None] | None = None
+
+    def take(self) -> Turn:
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn = Turn(self._last, mine)
+        self._last = mine
+        return turn
+
+
+async def settle_duplicates(conn: asyncpg.Connection, hits: Sequence[Hit]) -> None:
+    """Flag every hit whose (endpoint, click id, event) was seen before, in arrival order.
+
+    Within the batch the first hit of a key is its candidate original; the ledger
+    (inserted in this same transaction) decides against earlier batches, other
+    processes and earlier runs. A key whose original is older than the endpoint's
+    dedupe window is handed to the new hit, which then counts as an original.
+    """
+    firsts: dict[Key, Hit] = {}
+    repeats: list[tuple[Hit, Hit]] = []
+    for hit in hits:
+        dedupe_key = hit.verdict.dedupe_key
+        if dedupe_key is None:
+            continue
+        key = (hit.endpoint_id, dedupe_key[0], dedupe_key[1])
+        first = firsts.get(key)
+        if first is None:
+            firsts[key] = hit
+        else:
+            repeats.append((hit, first))
+    if not firsts:
+        return
+    keys = list(firsts)
+    columns = [list(col) for col in zip(*keys, strict=True)]
+    inserted = {
+        (r["endpoint_id"], r["click_id"], r["event"])
+        for r in await conn.fetch(
+            INSERT_KEYS, *columns,
+            [firsts[k].id for k in keys], [firsts[k].received_at for k in keys],
+        )
+    }  # fmt: skip
+    existing = [k for k in keys if k not in inserted]
+    original_of: dict[Key, object] = {k: firsts[k].id for k in inserted}
+    if existing:
+        columns = [list(col) for col in zip(*existing, strict=True)]
+        for row in await conn.fetch(SELECT_KEYS, *columns):
+            key = (row["endpoint_id"], row["click_id"], row["event"])
+            hit = firsts[key]
+            window_s = hit.verdict.dedupe_window_s
+            expired = (
+                window_s is not None
+                and (hit.received_at - row["first_seen_at"]).total_seconds() > window_s
+            )
+            if expired:
+                await conn.execute(RESET_KEY, *key, hit.id, hit.received_at)
+                original_of[key] = hit.id
+            elif row["first_hit_id"] == hit.id:
+                original_of[key] = hit.id  # this very hit, stored by an earlier replay
+            else:
+                original_of[key] = row["first_hit_id"]
+                hit.duplicate = duplicate_flag(hit.verdict, row["first_hit_id"])
+    for hit, first in repeats:
+        key = (hit.endpoint_id, *hit.verdict.dedupe_key)  # type: ignore[misc]
+        window_s = hit.verdict.dedupe_window_s
+        if (
+            window_s is not None
+            and (hit.received_at - first.received_at).total_seconds() > window_s
+        ):
+            continue  # same batch, yet outside the window: rare enough to leave as original
+        hit.duplicate = duplicate_flag(hit.verdict, original_of[key])  # type: ignore[arg-type]

@@ -1,0 +1,186 @@
+"""The endpoints resource of the OpenAPI document: an endpoint, its settings, its stats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.web.api.openapi_parts import ENDPOINT_ID, errors, json_body, ref
+
+# PostgreSQL text cannot hold NUL, so the API refuses it in stored strings.
+NO_NUL = "^[^\\u0000]*$"
+RESPONSE_SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "status": {"type": "integer", "minimum": 200, "maximum": 599},
+        "body": {"type": "string", "maxLength": 65536, "pattern": NO_NUL},
+        "content_type": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL},
+    },
+}
+NAME_STRING = {"type": "string", "minLength": 1, "maxLength": 256}
+# The shape of an endpoint's settings document. Values are also checked for meaning
+# (CIDRs, windows, preset keys, URL templates): a well-shaped but meaningless value
+# gets a 400 that names it. docs/rules.md documents each key.
+SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "preset": {"type": ["string", "null"]},
+        "required_params": {"type": ["array", "null"], "items": NAME_STRING, "maxItems": 100},
+        "click_id_param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+        "event_param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+        "amount_param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+        "currency_param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+        "dedupe": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "scope": {"enum": ["click_id_event", "click_id", "off", None]},
+                "window": {"type": ["number", "string", "null"]},
+            },
+        },
+        "allowed_ips": {"type": ["array", "null"], "items": {"type": "string"}, "maxItems": 1000},
+        "secret": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "required": ["value"],
+            "properties": {
+                "value": {"type": "string", "minLength": 1, "maxLength": 1024},
+                "param": {"anyOf": [NAME_STRING, {"type": "null"}]},
+                "header": {"anyOf": [NAME_STRING, {"type": "null"}]},
+            },
+        },
+        "rate_limit_per_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1e6},
+        "retention_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650},
+        "forward_url": {"type": ["string", "null"]},
+        "forward_mode": {"enum": ["template", "passthrough", None]},
+        "forward_flagged": {"type": ["boolean", "null"]},
+        "forward_max_attempts": {"type": ["integer", "null"], "minimum": 1},
+    },
+}
+ENDPOINT = {
+    "type": "object",
+    "required": ["id", "token", "name", "capture_url", "settings", "response", "created_at"],
+    "properties": {
+        "id": {"type": "integer"},
+        "token": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "capture_url": {"type": "string"},
+        # The capture URL plus the preset's postback template; null without a preset.
+        "postback_url": {"type": ["string", "null"]},
+        "settings": SETTINGS,
+        "response": RESPONSE_SETTINGS,
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+ENDPOINT_INPUT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL},
+        "description": {"type": "string", "maxLength": 5000, "pattern": NO_NUL},
+        "settings": SETTINGS,
+        "response": RESPONSE_SETTINGS,
+    },
+}
+STATS = {
+    "type": "object",
+    "required": ["window", "total", "flagged", "by_flag", "duplicate_rate", "last_hit_at"],
+    "properties": {
+        "window": {"type": "string", "enum": ["1h", "24h", "7d"]},
+        "total": {"type": "integer", "minimum": 0},
+        "flagged": {"type": "integer", "minimum": 0},
+        "by_flag": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "duplicate_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        "last_hit_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/api/endpoints": {
+        "get": {
+            "summary": "List endpoints",
+            "responses": {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "required": ["items"],
+                        "properties": {"items": {"type": "array", "items": ref("Endpoint")}},
+                    },
+                    "All endpoints",
+                ),
+                **errors(401),
+            },
+        },
+        "post": {
+            "summary": "Create an endpoint",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {**ENDPOINT_INPUT, "required": ["name"]}}
+                },
+            },
+            "responses": {"201": json_body(ref("Endpoint"), "Created"), **errors(400, 401)},
+        },
+    },
+    "/api/endpoints/{endpoint_id}": {
+        "parameters": [ENDPOINT_ID],
+        "get": {
+            "summary": "One endpoint",
+            "responses": {"200": json_body(ref("Endpoint"), "The endpoint"), **errors(401, 404)},
+        },
+        "patch": {
+            "summary": "Change an endpoint",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ENDPOINT_INPUT}},
+            },
+            "responses": {"200": json_body(ref("Endpoint"), "Changed"), **errors(400, 401, 404)},
+        },
+        "delete": {
+            "summary": "Delete an endpoint and all its hits",
+            "responses": {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "required": ["deleted", "id", "hits_deleted"],
+                        "properties": {
+                            "deleted": {"type": "boolean"},
+                            "id": {"type": "integer"},
+                            "hits_deleted": {"type": "integer"},
+                        },
+                    },
+                    "Deleted",
+                ),
+                **errors(401, 404),
+            },
+        },
+    },
+    "/api/endpoints/{endpoint_id}/rotate-token": {
+        "parameters": [ENDPOINT_ID],
+        "post": {
+            "summary": "Give the endpoint a new capture token",
+            "responses": {"200": json_body(ref("Endpoint"), "Rotated"), **errors(401, 404)},
+        },
+    },
+    "/api/endpoints/{endpoint_id}/stats": {
+        "parameters": [ENDPOINT_ID],
+        "get": {
+            "summary": "Counts of hits, flagged hits and each flag over a window",
+            "parameters": [
+                {
+                    "name": "window",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["1h", "24h", "7d"], "default": "24h"},
+                }
+            ],
+            "responses": {
+                "200": json_body(ref("Stats"), "The endpoint's numbers"),
+                **errors(400, 401, 404),
+            },
+        },
+    },
+}
+SCHEMAS: dict[str, Any] = {"Endpoint": ENDPOINT, "Settings": SETTINGS, "Stats": STATS}

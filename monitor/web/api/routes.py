@@ -1,0 +1,180 @@
+"""The JSON API under /api/: endpoints and hits. Thin handlers over the stores."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from monitor.rules.presets import preset_list
+from monitor.storage.endpoints import validate_fields
+from monitor.storage.hits import DEFAULT_PAGE, HitFilter
+from monitor.web.api import openapi
+from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
+from monitor.web.errors import BadRequest, DomainError, NotFound
+from monitor.web.inputs import check_json, database_id
+
+MAX_JSON_BODY_BYTES = 256 * 1024
+
+
+class BodyTooLarge(DomainError):
+    status = 413
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, however many TCP segments it came in; 413 past ``limit``.
+
+    ``content.read(n)`` returns what has arrived so far, not n bytes: one read would
+    cut a body from a slow or rate-limited client short."""
+    too_large = BodyTooLarge("body_too_large", f"request body: at most {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+async def read_json(request: web.Request, *, required: bool = True) -> Any:
+    """The request's JSON body, every string in it checked; {} for an empty optional body."""
+    raw = await read_body(request, MAX_JSON_BODY_BYTES)
+    if not raw.strip():
+        if required:
+            raise BadRequest("invalid_body", "request body: a JSON object is required")
+        return {}
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadRequest("invalid_json", "request body: not valid JSON") from None
+    check_json(document)
+    return document
+
+
+def endpoint_id(request: web.Request) -> int:
+    raw = request.match_info["endpoint_id"]
+    ident = database_id(raw)
+    if ident is None:
+        raise NotFound("endpoint_not_found", f"no endpoint with id {raw[:40]!r}")
+    return ident
+
+
+def base_url(request: web.Request) -> str:
+    return request.app[CONFIG].base_url
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    endpoints = await request.app[ENDPOINTS].list()
+    return web.json_response({"items": [e.to_json(base_url(request)) for e in endpoints]})
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    fields = validate_fields(await read_json(request), require_name=True)
+    endpoint = await request.app[ENDPOINTS].create(fields)
+    return web.json_response(endpoint.to_json(base_url(request)), status=201)
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    endpoint = await request.app[ENDPOINTS].get(endpoint_id(request))
+    return web.json_response(endpoint.to_json(base_url(request)))
+
+
+async def update_endpoint(request: web.Request) -> web.Response:
+    endpoint = await request.app[ENDPOINTS].update(endpoint_id(request), await read_json(request))
+    return web.json_response(endpoint.to_json(base_url(request)))
+
+
+async def rotate_token(request: web.Request) -> web.Response:
+    endpoint = await request.app[ENDPOINTS].rotate_token(endpoint_id(request))
+    return web.json_response(endpoint.to_json(base_url(request)))
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    ident = endpoint_id(request)
+    hits_deleted = await request.app[ENDPOINTS].delete(ident)
+    return web.json_response({"deleted": True, "id": ident, "hits_deleted": hits_deleted})
+
+
+def parse_time(name: str, raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if value.tzinfo is None:
+            raise BadRequest("invalid_query", f"{name}: include a time zone (Z or +00:00)")
+        return value.astimezone(UTC)  # past year 9999 in UTC: OverflowError, here not deeper
+    except (ValueError, OverflowError):
+        raise BadRequest(
+            "invalid_query", f"{name}: an RFC 3339 time such as 2026-01-31T12:00:00Z"
+        ) from None
+
+
+def parse_bool(name: str, raw: str | None) -> bool | None:
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest("invalid_query", f"{name}: true or false")
+
+
+def hit_filter(request: web.Request) -> HitFilter:
+    q = request.query
+    return HitFilter(
+        flags=tuple(q.getall("flag", ())),
+        flagged=parse_bool("flagged", q.get("flagged")),
+        click_id=q.get("click_id"),
+        since=parse_time("since", q.get("since")),
+        until=parse_time("until", q.get("until")),
+    )
+
+
+async def list_hits(request: web.Request) -> web.Response:
+    ident = endpoint_id(request)
+    await request.app[ENDPOINTS].get(ident)  # 404 for an unknown endpoint, not an empty list
+    limit = database_id(request.query.get("limit", str(DEFAULT_PAGE)))
+    if limit is None:
+        raise BadRequest("invalid_limit", "limit: a whole number")
+    items, next_cursor = await request.app[HITS].list(
+        ident, hit_filter(request), cursor=request.query.get("cursor"), limit=limit
+    )
+    return web.json_response({"items": items, "next_cursor": next_cursor})
+
+
+async def get_hit(request: web.Request) -> web.Response:
+    raw = request.match_info["hit_id"]
+    try:
+        hit_id = uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("hit_not_found", f"no hit with id {raw[:40]!r}") from None
+    return web.json_response(await request.app[HITS].get(hit_id))
+
+
+async def endpoint_stats(request: web.Request) -> web.Response:
+    ident = endpoint_id(request)
+    await request.app[ENDPOINTS].get(ident)
+    window = request.query.get("window", "24h")
+    return web.json_response(await request.app[HITS].stats(ident, window))
+
+
+async def list_presets(request: web.Request) -> web.Response:
+    return web.json_response({"items": preset_list()})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/endpoints", list_endpoints)
+    app.router.add_post("/api/endpoints", create_endpoint)
+    app.router.add_get("/api/endpoints/{endpoint_id}", get_endpoint)
+    app.router.add_patch("/api/endpoints/{endpoint_id}", update_endpoint)
+    app.router.add_delete("/api/endpoints/{endpoint_id}", delete_endpoint)
+    app.router.add_post("/api/endpoints/{endpoint_id}/rotate-token", rotate_token)
+    app.router.add_get("/api/endpoints/{endpoint_id}/hits", list_hits)
+    app.router.add_get("/api/endpoints/{endpoint_id}/stats", endpoint_stats)
+    app.router.add_get("/api/hits/{hit_id}", get_hit)
+    app.router.add_get("/api/presets", list_presets)
+    app.router.add_get("/api/openapi.json", openapi.openapi_json)

@@ -1,0 +1,35 @@
+"""Typed application state: every web.AppKey of the service, in one leaf module."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from monitor.config import Config
+    from monitor.forwarding.forwarder import Forwarder
+    from monitor.forwarding.outbound import OutboundClient
+    from monitor.ratelimit import RateLimiter
+    from monitor.storage.embedded import KeepRunning
+    from monitor.storage.endpoints import EndpointCache, EndpointStore
+    from monitor.storage.hits import HitStore
+    from monitor.storage.writer import HitWriter
+    from monitor.web.auth import Session
+    from monitor.web.live import LiveHub
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token")
+DATABASE_URL: web.AppKey[str] = web.AppKey("database_url")
+DATABASE_KEEPER: web.AppKey[KeepRunning | None] = web.AppKey("database_keeper")
+POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
+ENDPOINTS: web.AppKey[EndpointStore] = web.AppKey("endpoints")
+ENDPOINT_CACHE: web.AppKey[EndpointCache] = web.AppKey("endpoint_cache")
+HITS: web.AppKey[HitStore] = web.AppKey("hits")
+WRITER: web.AppKey[HitWriter] = web.AppKey("writer")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
+OUTBOUND: web.AppKey[OutboundClient] = web.AppKey("outbound")
+LIVE: web.AppKey[LiveHub] = web.AppKey("live")
+SESSION: web.RequestKey[Session | None] = web.RequestKey("session")

@@ -1,0 +1,178 @@
+"""The admin token: where it comes from, and the middleware that demands it.
+
+Everything except health, metrics, sign-in and static files needs the token, as
+``Authorization: Bearer <token>``. Comparison is constant-time.
+
+Web pages also accept a session cookie, made at sign-in: a random id standing for a
+row in ``web_sessions`` (``monitor.web.sessions``), looked up on every page request, so
+signing out, expiry and changing the admin token end a session at once in every
+process. The JSON API under ``/api/`` stays bearer-only. A page request without
+either is redirected to ``/login``. Every state-changing form carries a CSRF token
+bound to the session.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
+import structlog
+from aiohttp import web
+from yarl import URL
+
+from monitor.model import ids
+from monitor.model.paths import CAPTURE_PREFIX, HEALTHZ, READYZ
+from monitor.web import sessions
+from monitor.web.appkeys import ADMIN_TOKEN, POOL, SESSION
+from monitor.web.errors import Handler, Unauthorized
+from monitor.web.inputs import is_text
+
+log = structlog.get_logger(__name__)
+
+TOKEN_FILE = "admin_token"
+# Capture has its own listener; a postback sent here by mistake gets 404, not 401.
+PUBLIC_PREFIXES = (CAPTURE_PREFIX, "/static/")
+PUBLIC_PATHS = frozenset({HEALTHZ, READYZ, "/metrics", "/login"})
+SESSION_COOKIE = "pbm_session"
+# A session ends this long after sign-in, or at sign-out, whichever comes first.
+SESSION_MAX_AGE_S = 7 * 24 * 3600
+# What a session cookie can look like (sessions.SESSION_ID_BYTES, URL-safe base64).
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+SESSION_KEY_LABEL = b"postback-monitor session v1"
+MAX_NEXT_CHARS = 2048
+
+
+def load_or_create_admin_token(data_dir: Path) -> tuple[str, bool]:
+    """The token kept in DATA_DIR/admin_token, made on first use; (token, created)."""
+    path = data_dir / TOKEN_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip(), False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = ids.admin_token()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return token, True
+
+
+def announce_admin_token(token: str, data_dir: Path, management_url: str, capture_url: str) -> None:
+    """Print a newly made token once, on the terminal that started the service; never logged."""
+    print(
+        f"Postback Monitor admin token (kept in {data_dir}/{TOKEN_FILE}):\n"
+        f"  {token}\nWeb address: {management_url}/\n"
+        f"Capture URLs: {capture_url}{CAPTURE_PREFIX}<token> (each endpoint shows its own)",
+        flush=True,
+    )
+
+
+def token_matches(presented: str, expected: str) -> bool:
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), expected.encode())
+
+
+def bearer(request: web.Request) -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in browser: its stored session, which its CSRF token is bound to."""
+
+    id_hash: bytes
+
+    def csrf_token(self, admin_token: str) -> str:
+        return _mac(admin_token, b"csrf." + self.id_hash)
+
+
+def _mac(admin_token: str, message: bytes) -> str:
+    key = hmac.new(admin_token.encode(), SESSION_KEY_LABEL, hashlib.sha256).digest()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def token_tag(admin_token: str) -> bytes:
+    """Which admin token a stored session was made under (keyed: the token is not kept)."""
+    return _mac(admin_token, b"session tag").encode()
+
+
+async def start_session(pool: asyncpg.Pool, admin_token: str) -> str:
+    """A new session; returns the cookie value that stands for it."""
+    return await sessions.create(pool, token_tag(admin_token), SESSION_MAX_AGE_S)
+
+
+async def current_session(pool: asyncpg.Pool, cookie: str, admin_token: str) -> Session | None:
+    """The live session a cookie stands for; None if unknown, ended, expired or made
+    under another admin token."""
+    if not SESSION_ID.fullmatch(cookie):
+        return None
+    stored = await sessions.touch(pool, cookie, token_tag(admin_token))
+    return None if stored is None else Session(stored.id_hash)
+
+
+async def end_session(pool: asyncpg.Pool, cookie: str | None) -> None:
+    if cookie is not None and SESSION_ID.fullmatch(cookie):
+        await sessions.end(pool, cookie)
+
+
+def csrf_ok(request: web.Request, presented: str | None) -> bool:
+    """True for a form carrying this session's CSRF token (or a bearer request: no cookie)."""
+    session = request.get(SESSION)
+    if session is None:
+        return True
+    expected = session.csrf_token(request.app[ADMIN_TOKEN])
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def safe_next(raw: str | None) -> str:
+    """A path on this site to go back to after sign-in; anything else becomes ``/``.
+
+    Judged as it is sent and as browsers read it: yarl and browsers drop tabs and
+    newlines (slash, tab, slash is ``//``: another host) and browsers read a backslash
+    as ``/``, so any control character or backslash refuses the value, and what goes
+    into ``Location`` must still start with exactly one ``/``."""
+    if not raw or len(raw) > MAX_NEXT_CHARS or not is_text(raw):
+        return "/"
+    if "\\" in raw or any(map(_is_control, raw)):
+        return "/"
+    sent = str(URL(raw))
+    if not sent.startswith("/") or sent.startswith("//"):
+        return "/"
+    return sent
+
+
+def _is_control(ch: str) -> bool:
+    return ch < " " or "\x7f" <= ch <= "\x9f"
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if is_public(request.path):
+        return await handler(request)
+    admin_token = request.app[ADMIN_TOKEN]
+    presented = bearer(request)
+    if presented is not None and token_matches(presented, admin_token):
+        request[SESSION] = None
+        return await handler(request)
+    if not request.path.startswith("/api/"):
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        session = await current_session(request.app[POOL], cookie, admin_token)
+        if session is not None:
+            request[SESSION] = session
+            return await handler(request)
+        raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe="/"))
+    raise Unauthorized(
+        "unauthorized", "a valid admin token is required (Authorization: Bearer ...)"
+    )

@@ -1,0 +1,105 @@
+"""``GET /metrics`` and what keeps its gauges fresh, on the management listener.
+
+The definitions and the feeds from capture, the writer and forwarding live in
+``metrics``; this module only reads the app's components for the gauges (the
+writer's queue and spool, which endpoints exist) and serves the exposition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from monitor import metrics
+from monitor.web.appkeys import CONFIG, POOL, WRITER
+
+log = structlog.get_logger(__name__)
+
+GAUGE_REFRESH_S = 1.0
+ENDPOINTS_REFRESH_S = 30.0
+QUERY_TIMEOUT_S = 10.0
+# The last hit time per endpoint since a restart is seeded from the table, so
+# "silent for 30 minutes" still holds across deploys. One index probe per endpoint.
+LAST_HIT_PER_ENDPOINT = """
+SELECT e.id, (SELECT max(h.received_at) FROM hits h WHERE h.endpoint_id = e.id) AS last_hit
+FROM endpoints e
+"""
+ENDPOINT_IDS = "SELECT id FROM endpoints"
+
+
+def refresh_gauges(app: web.Application) -> None:
+    writer = app.get(WRITER)
+    if writer is not None:
+        metrics.set_writer_gauges(writer.queue_depth, writer.spool_pending)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    token = request.app[CONFIG].metrics_token
+    if token is not None:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode("utf-8", "surrogateescape"), token.encode()
+        ):
+            raise web.HTTPUnauthorized(
+                text="a valid metrics token is required (Authorization: Bearer ...)\n",
+                headers={"WWW-Authenticate": 'Bearer realm="postback-monitor metrics"'},
+            )
+    refresh_gauges(request.app)
+    if metrics.multiprocess_dir() is None:
+        body = metrics.exposition()
+    else:
+        body = await asyncio.to_thread(metrics.exposition)  # reads every worker's files
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+async def refresh_endpoints(app: web.Application, *, seed_last_hits: bool = False) -> None:
+    """Mark which endpoints exist; at start, also take each one's last hit time."""
+    try:
+        async with asyncio.timeout(QUERY_TIMEOUT_S):
+            rows = await app[POOL].fetch(LAST_HIT_PER_ENDPOINT if seed_last_hits else ENDPOINT_IDS)
+    except Exception as exc:
+        # Metrics must not stop the service; the next refresh tries again.
+        log.warning("metrics.refresh_failed", error=f"{type(exc).__name__}: {exc}")
+        return
+    metrics.mark_endpoints({str(row["id"]) for row in rows})
+    if seed_last_hits:
+        for row in rows:
+            if row["last_hit"] is not None:
+                metrics.set_last_hit(str(row["id"]), row["last_hit"].timestamp())
+
+
+async def _refresh_forever(app: web.Application) -> None:
+    next_endpoints = time.monotonic() + ENDPOINTS_REFRESH_S
+    while True:
+        refresh_gauges(app)
+        if time.monotonic() >= next_endpoints:
+            await refresh_endpoints(app)
+            next_endpoints = time.monotonic() + ENDPOINTS_REFRESH_S
+        await asyncio.sleep(GAUGE_REFRESH_S)
+
+
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Listen to the writer's commits, seed last-hit times, keep the gauges fresh."""
+    app[WRITER].committed_listeners.append(metrics.observe_commit)
+    app[WRITER].spool_full_listeners.append(metrics.count_spool_refused)
+    await refresh_endpoints(app, seed_last_hits=True)
+    refresher = asyncio.create_task(_refresh_forever(app), name="metrics-gauges")
+    try:
+        yield
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        # Left registered: hits the writer commits while draining still count.
+
+
+def setup(app: web.Application) -> None:
+    """Add metrics to an app: call after the writer's cleanup context is registered."""
+    app.cleanup_ctx.append(metrics_ctx)
+    app.router.add_get("/metrics", metrics_handler)

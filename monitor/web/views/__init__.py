@@ -1,0 +1,1 @@
+"""Server-rendered HTML pages, with their templates and static files beside them."""

@@ -1,0 +1,213 @@
+"""The endpoint page (filtered hit list, summary, live stream) and the hit page.
+
+The list, the rows a live page fetches and the JSON API all call ``HitStore.list``
+with a ``HitFilter``; the live stream only says *that* there is news (see ``live``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from monitor.storage.endpoints import Endpoint
+from monitor.storage.hits import HitFilter, decode_cursor, encode_cursor
+from monitor.web import streams
+from monitor.web.api.routes import endpoint_id
+from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS, LIVE
+from monitor.web.errors import BadRequest, DomainError, NotFound
+from monitor.web.live import LiveClosed
+from monitor.web.views import present
+from monitor.web.views import render as pages
+
+PAGE_SIZE = 50
+LIVE_HEARTBEAT_S = 15.0
+# After telling a page about new hits, wait this long before telling it again.
+LIVE_MIN_INTERVAL_S = 0.25
+RANGES = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+FILTER_KEYS = ("flag", "method", "q", "range", "since", "until")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/endpoints/{endpoint_id}", endpoint_page)
+    app.router.add_get("/endpoints/{endpoint_id}/rows", new_rows)
+    app.router.add_get("/endpoints/{endpoint_id}/live", live_stream)
+    app.router.add_get("/hits/{hit_id}", hit_page)
+
+
+def form_time(name: str, raw: str) -> datetime | None:
+    """A datetime-local form value (no zone: the page says UTC), or an RFC 3339 time."""
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: past year 9999 once in UTC
+        raise BadRequest("invalid_query", f"{name}: a time such as 2026-01-31T12:00") from None
+
+
+def page_filter(query: Any) -> tuple[HitFilter, dict[str, str]]:
+    """The filter a page's query string asks for, and the values to keep in links."""
+    values = {k: query.get(k, "").strip() for k in FILTER_KEYS}
+    flag, method = values["flag"], values["method"].upper()
+    if flag and flag not in ("any", "clean", *present.FLAG_NAMES):
+        raise BadRequest("invalid_query", f"flag: unknown flag {flag[:40]!r}")
+    if method and method not in METHODS:
+        raise BadRequest("invalid_query", f"method: one of {', '.join(METHODS)}")
+    since = form_time("since", values["since"])
+    if values["range"] in RANGES:
+        since = max(since or datetime.min.replace(tzinfo=UTC),
+                    datetime.now(UTC) - timedelta(seconds=RANGES[values["range"]]))  # fmt: skip
+    flt = HitFilter(
+        flags=(flag,) if flag not in ("", "any", "clean") else (),
+        flagged={"any": True, "clean": False}.get(flag),
+        since=since,
+        until=form_time("until", values["until"]),
+        method=method or None,
+        search=values["q"] or None,
+    )
+    return flt, {k: v for k, v in values.items() if v}
+
+
+def row(hit: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
+    received = datetime.fromisoformat(hit["received_at"])
+    return {
+        "hit": hit,
+        "amount": present.amount(hit, endpoint.rules),
+        "cursor": encode_cursor(received, uuid.UUID(hit["id"])),
+    }
+
+
+async def summary(request: web.Request, endpoint_id: int) -> dict[str, Any]:
+    """The summary strip, from the same query as GET /api/endpoints/{id}/stats."""
+    hour = await request.app[HITS].stats(endpoint_id, "1h")
+    day = await request.app[HITS].stats(endpoint_id, "24h")
+    return {
+        "hits_1h": hour["total"],
+        "flagged_1h": hour["flagged"],
+        "hits_24h": day["total"],
+        "flagged_24h": day["flagged"],
+        "duplicate_rate": f"{day['duplicate_rate']:.1%}",
+        "by_flag": sorted(day["by_flag"].items(), key=lambda kv: -kv[1])[:3],
+        "last_hit_at": day["last_hit_at"],
+    }
+
+
+async def endpoint_page(request: web.Request) -> web.Response:
+    endpoint = await request.app[ENDPOINTS].get(endpoint_id(request))
+    cursor = request.query.get("cursor") or None
+    error, next_cursor = "", None
+    rows: list[dict[str, Any]] = []
+    kept: dict[str, str] = {}
+    try:
+        flt, kept = page_filter(request.query)
+        hits, next_cursor = await request.app[HITS].list(
+            endpoint.id, flt, cursor=cursor, limit=PAGE_SIZE
+        )
+        rows = [row(h, endpoint) for h in hits]
+    except DomainError as exc:
+        error = exc.message
+    context = {
+        "endpoint": endpoint,
+        "setup": pages.setup_lines(request, endpoint),
+        "created": request.query.get("created") == "1",
+        "summary": await summary(request, endpoint.id),
+        "rows": rows,
+        "error": error,
+        "filters": kept,
+        "filtered": bool(kept),
+        "flag_names": present.FLAG_NAMES,
+        "methods": METHODS,
+        "ranges": RANGES,
+        "paged": cursor is not None,
+        "next_url": f"?{urlencode({**kept, 'cursor': next_cursor})}" if next_cursor else "",
+        "first_url": f"?{urlencode(kept)}",
+        "rows_url": f"/endpoints/{endpoint.id}/rows?{urlencode(kept)}",
+    }
+    return pages.render(request, "endpoint.html", context, status=400 if error else 200)
+
+
+async def new_rows(request: web.Request) -> web.Response:
+    """Hits newer than ``after`` (a row cursor) that match the page's filters, as rows."""
+    endpoint = await request.app[ENDPOINTS].get(endpoint_id(request))
+    flt, _ = page_filter(request.query)
+    after = request.query.get("after")
+    if after:
+        flt = dataclasses.replace(flt, after=decode_cursor(after))
+    hits, _ = await request.app[HITS].list(endpoint.id, flt, limit=PAGE_SIZE)
+    context = {
+        "rows": [row(h, endpoint) for h in hits],
+        "summary": await summary(request, endpoint.id),
+    }
+    return pages.render(request, "_rows.html", context)
+
+
+async def live_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``event: hits`` whenever the endpoint stored new hits."""
+    endpoint = await request.app[ENDPOINTS].get(endpoint_id(request))
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # let proxies pass events through at once
+        }
+    )
+    async with streams.prepared(response, request):
+        subscription = request.app[LIVE].subscribe(endpoint.id)
+        try:
+            await response.write(b"retry: 2000\n: connected\n\n")
+            while True:
+                if await subscription.wait(LIVE_HEARTBEAT_S):
+                    await response.write(b"event: hits\ndata: new\n\n")
+                    await asyncio.sleep(LIVE_MIN_INTERVAL_S)
+                else:
+                    await response.write(b": keep-alive\n\n")
+        except (LiveClosed, ConnectionResetError):
+            pass
+        finally:
+            subscription.close()
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+    return response
+
+
+async def hit_page(request: web.Request) -> web.Response:
+    raw = request.match_info["hit_id"]
+    try:
+        hit_id = uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("hit_not_found", f"no hit with id {raw[:40]!r}") from None
+    hit = await request.app[HITS].get(hit_id)
+    endpoint = await request.app[ENDPOINTS].get(hit["endpoint_id"])
+    base = request.app[CONFIG].base_url
+    by_param = present.flagged_params(hit)
+    params = [
+        {"name": k, "value": v, "source": source, "flags": by_param.get(k, [])}
+        for source, pairs in (("query", hit["params"]), ("body", hit["body_params"]))
+        for k, v in pairs
+    ]
+    first = next(
+        (f.get("first_hit_id") for f in hit["flags"] if f.get("flag") == "duplicate_click_id"),
+        None,
+    )
+    context = {
+        "hit": hit,
+        "endpoint": endpoint,
+        "url": present.full_url(base, hit),
+        "params": params,
+        "flags": [
+            {**f, "help": present.FLAG_HELP.get(f.get("flag", ""), "")} for f in hit["flags"]
+        ],
+        "amount": present.amount(hit, endpoint.rules),
+        "body": present.body_view(hit),
+        "curl": present.curl_command(base, hit),
+        "first_hit_id": first,
+    }
+    return pages.render(request, "hit.html", context)

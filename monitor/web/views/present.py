@@ -1,0 +1,211 @@
+"""How hits look on the web pages: times, amounts, bodies, flags in words, curl lines.
+
+Pure functions over the API-shaped hit dicts from ``hits.py``; no I/O. Nothing here
+escapes HTML: templates do that (Jinja autoescape), so every value stays raw text.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.rules import Rules
+from monitor.rules.presets import Preset
+
+HEX_PREVIEW_BYTES = 4096
+# Not replayed by "copy as curl": curl sets them itself, or they describe the old
+# connection rather than the request.
+CURL_SKIP_HEADERS = frozenset(
+    {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
+     "upgrade", "expect", "proxy-connection"}
+)  # fmt: skip
+
+# RFC 9110 token: what a header name may be.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+FLAG_HELP = {
+    "unreplaced_macro": "The sender left a placeholder where a real value belongs: the "
+    "macro name is wrong for that platform, or the platform had no value for it.",
+    "missing_param": "A parameter this endpoint requires is absent or empty: check the "
+    "parameter name and that the sender fills it.",
+    "invalid_amount": "The amount is not a plain number like 12 or 1.50 (no thousands "
+    "separators, commas or currency signs), so trackers may read it as 0.",
+    "invalid_currency": "The currency is not a three-letter ISO 4217 code such as USD or EUR.",
+    "ip_not_allowed": "The request came from an address outside this endpoint's allowed "
+    "IPs: a different server, a proxy, or someone guessing the URL.",
+    "secret_mismatch": "The shared secret is missing or wrong, so this postback cannot be "
+    "trusted to come from your partner.",
+    "duplicate_click_id": "This conversion was already received: the sender retried, or "
+    "fires the same postback twice. It may be counted twice.",
+    "body_truncated": "The body was larger than the configured limit; only its start was kept.",
+    "params_truncated": "The query string or body held more than the parsed view keeps (too "
+    "many params, values too long, JSON nested too deep); the raw bytes are stored whole.",
+}
+FLAG_NAMES = tuple(FLAG_HELP)
+
+
+def parse_time(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def utc(value: str | datetime | None) -> str:
+    if value is None:
+        return ""
+    return parse_time(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(value: str | datetime | None, now: datetime | None = None) -> str:
+    """'12 s ago', '3 min ago', '5 h ago', '2 d ago'; 'never' for None."""
+    if value is None:
+        return "never"
+    seconds = ((now or datetime.now(UTC)) - parse_time(value)).total_seconds()
+    seconds = max(seconds, 0)
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+def all_params(hit: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in hit["params"]] + [(k, v) for k, v in hit["body_params"]]
+
+
+def amount(hit: dict[str, Any], rules: Rules) -> str:
+    """'12.50 USD': the first non-empty amount param, with the currency if there is one."""
+    params = all_params(hit)
+    value = next((v for k, v in params if k in rules.amount_names and v.strip()), "")
+    currency = next((v for k, v in params if k in rules.currency_names and v.strip()), "")
+    return f"{value} {currency}".strip() if value else ""
+
+
+def flagged_params(hit: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    by_param: dict[str, list[dict[str, Any]]] = {}
+    for flag in hit["flags"]:
+        if flag.get("param"):
+            by_param.setdefault(flag["param"], []).append(flag)
+    return by_param
+
+
+def full_url(base_url: str, hit: dict[str, Any]) -> str:
+    query = hit["query_string"]
+    return f"{base_url}{hit['path']}" + (f"?{query}" if query else "")
+
+
+def body_bytes(hit: dict[str, Any]) -> bytes:
+    if "body_base64" in hit:
+        return base64.b64decode(hit["body_base64"])
+    return str(hit.get("body_text", "")).encode("utf-8")
+
+
+def body_view(hit: dict[str, Any]) -> dict[str, Any]:
+    """How to show the body: kind is empty, json, form, text or binary."""
+    raw = body_bytes(hit)
+    if not raw:
+        return {"kind": "empty"}
+    if "body_text" not in hit:
+        preview = raw[:HEX_PREVIEW_BYTES]
+        return {
+            "kind": "binary",
+            "hex": hexdump(preview),
+            "base64": base64.b64encode(raw).decode("ascii"),
+            "truncated": len(raw) > len(preview),
+        }
+    text = hit["body_text"]
+    media = hit["content_type"].split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json") or text.lstrip()[:1] in "{[":
+        try:
+            return {
+                "kind": "json",
+                "text": json.dumps(json.loads(text), indent=2, ensure_ascii=False),
+            }
+        except (ValueError, RecursionError):
+            pass
+    if media == "application/x-www-form-urlencoded" and hit["body_params"]:
+        return {"kind": "form", "pairs": hit["body_params"], "text": text}
+    return {"kind": "text", "text": text}
+
+
+def hexdump(data: bytes) -> str:
+    lines = []
+    for offset in range(0, len(data), 16):
+        chunk = data[offset : offset + 16]
+        hex_part = " ".join(f"{b:02x}" for b in chunk)
+        ascii_part = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:08x}  {hex_part:<47}  {ascii_part}")
+    return "\n".join(lines)
+
+
+def _url_safe(text: str) -> str:
+    """Percent-encode what a shell-quoted URL must not carry raw (controls, spaces, non-ASCII)."""
+    out = []
+    for ch in text:
+        if 33 <= ord(ch) < 127:
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def curl_command(base_url: str, hit: dict[str, Any]) -> str:
+    """A shell command that sends the same request again (method, path, query, headers, body).
+
+    Every piece comes from the sender, so none may be something curl interprets: a
+    body goes after ``--data-raw`` (``--data-binary @/etc/passwd`` would send that
+    file), or is piped in when no shell argument can carry it; a header that is not
+    ``token: value`` on one line is left out (``-H @file`` reads a file too); the URL
+    starts with the configured base URL (never ``-``), is percent-encoded, and
+    ``--globoff`` keeps ``[]{}`` literal."""
+    method = hit["method"]
+    body = body_bytes(hit)
+    parts = ["curl", "--globoff"]
+    if method == "HEAD":
+        parts.append("--head")
+    elif method != "GET" or body:
+        parts += ["-X", method]
+    for name, value in hit["headers"]:
+        if name.lower() not in CURL_SKIP_HEADERS and _plain_header(name, value):
+            # "Name:" alone would tell curl to drop the header; "Name;" sends it empty.
+            parts += ["-H", f"{name}: {value}" if value.strip() else f"{name};"]
+    prefix = ""
+    if "body_text" in hit and body and "\x00" not in hit["body_text"]:
+        parts += ["--data-raw", hit["body_text"]]  # never a file name, unlike --data-binary
+    elif body:  # bytes a shell argument cannot carry
+        prefix = f"printf %s {shlex.quote(base64.b64encode(body).decode())} | base64 -d | "
+        parts += ["--data-binary", "@-"]
+    parts.append(_url_safe(full_url(base_url, hit)))
+    return prefix + " ".join(shlex.quote(p) for p in parts)
+
+
+def _plain_header(name: str, value: str) -> bool:
+    """A header curl sends as given: an HTTP token name, a value without control bytes."""
+    return bool(HEADER_NAME.fullmatch(name)) and not any(
+        (ord(ch) < 0x20 and ch != "\t") or ch == "\x7f" for ch in value
+    )
+
+
+def sample_query(preset: Preset | None) -> str:
+    """A test postback's query for a preset: made-up but valid values, no macros."""
+    names = [
+        (preset.click_id_param if preset else "click_id", "test-click-1"),
+        (preset.event_param if preset else "event", "sale"),
+        (preset.amount_param if preset else "payout", "1.50"),
+        (preset.currency_param if preset else "currency", "USD"),
+    ]
+    if preset is not None:
+        names += [(p, "test") for p in preset.required_params if p not in dict(names)]
+    return "&".join(f"{k}={v}" for k, v in names if k)
+
+
+def setup_lines(capture_url: str, preset: Preset | None) -> dict[str, str]:
+    """What a user pastes first: the capture URL and a curl line sending a test hit."""
+    return {
+        "capture_url": capture_url,
+        "curl": "curl " + shlex.quote(f"{capture_url}?{sample_query(preset)}"),
+    }

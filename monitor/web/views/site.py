@@ -1,0 +1,232 @@
+"""Web pages: sign-in, endpoints (list, create, settings), and their wiring.
+
+Server-rendered with aiohttp-jinja2 (templates in ``monitor/web/views/templates``, autoescaped,
+so captured text can never become markup); ``monitor/web/views/static`` holds one stylesheet and
+one script. Pages read through the same stores as the JSON API. The hit pages and the
+live stream are in ``hit_views``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from monitor.rules.presets import PRESETS
+from monitor.storage.endpoints import Endpoint, validate_fields
+from monitor.web import live
+from monitor.web.api.routes import endpoint_id
+from monitor.web.appkeys import ADMIN_TOKEN, CONFIG, ENDPOINTS, HITS, POOL
+from monitor.web.auth import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE_S,
+    end_session,
+    safe_next,
+    start_session,
+    token_matches,
+)
+from monitor.web.errors import BadRequest, DomainError
+from monitor.web.inputs import check_json, whole_number
+from monitor.web.views import hits as hit_views
+from monitor.web.views import present
+from monitor.web.views import render as pages
+
+STATIC_DIR = Path(__file__).parent / "static"
+LOGIN_CSRF_COOKIE = "pbm_login"
+LOGIN_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def setup(app: web.Application) -> None:
+    """Templates, page routes, security headers and the live stream's resources."""
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("monitor.web.views", "templates"),
+        autoescape=True,
+        default_helpers=False,
+        filters={"ago": present.ago, "utc": present.utc},
+    )
+    app.cleanup_ctx.append(live.live_ctx)
+    app.on_shutdown.append(live.close_streams)
+    app.on_response_prepare.append(pages.security_headers)
+    app.router.add_get("/", index)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/endpoints", endpoints_page)
+    app.router.add_post("/endpoints", create_endpoint)
+    app.router.add_get("/endpoints/{endpoint_id}/settings", settings_page)
+    app.router.add_post("/endpoints/{endpoint_id}/settings", update_settings)
+    app.router.add_post("/endpoints/{endpoint_id}/rotate", rotate_token)
+    app.router.add_post("/endpoints/{endpoint_id}/delete", delete_endpoint)
+    hit_views.add_routes(app)
+    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
+
+
+async def index(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/endpoints")
+
+
+def login_nonce(request: web.Request) -> str | None:
+    """The sign-in form's nonce cookie, if it is one we could have set (cookies are
+    the sender's bytes: they go back into the page only when they are a token)."""
+    nonce = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return nonce if LOGIN_NONCE.fullmatch(nonce) else None
+
+
+async def login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    nonce = login_nonce(request) or secrets.token_urlsafe(16)
+    context = {"next": safe_next(request.query.get("next")), "error": error, "nonce": nonce}
+    response = pages.render(request, "login.html", context, status=status)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="Strict", path="/login",
+        secure=is_https(request),
+    )  # fmt: skip
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await pages.form_fields(request)
+    nonce = login_nonce(request)
+    # Double-submit: a cross-site form cannot read or set our cookie to match.
+    if not nonce or not secrets.compare_digest(form.get("nonce", "").encode(), nonce.encode()):
+        return await login_page(request, "The sign-in form expired: try again.", 400)
+    token = form.get("token", "").strip()
+    if not token_matches(token, request.app[ADMIN_TOKEN]):
+        return await login_page(request, "That is not the admin token.", 401)
+    response = web.HTTPSeeOther(safe_next(form.get("next")))
+    cookie = await start_session(request.app[POOL], request.app[ADMIN_TOKEN])
+    response.set_cookie(
+        SESSION_COOKIE, cookie, max_age=SESSION_MAX_AGE_S,
+        httponly=True, samesite="Lax", path="/", secure=is_https(request),
+    )  # fmt: skip
+    response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    await pages.read_form(request)
+    await end_session(request.app[POOL], request.cookies.get(SESSION_COOKIE))
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+def is_https(request: web.Request) -> bool:
+    return request.secure or request.app[CONFIG].base_url.startswith("https:")
+
+
+async def endpoints_page(
+    request: web.Request, error: str = "", form: dict[str, str] | None = None, status: int = 200
+) -> web.Response:
+    endpoints = await request.app[ENDPOINTS].list()
+    summaries = await request.app[HITS].summaries([e.id for e in endpoints])
+    base = request.app[CONFIG].base_url
+    rows = [
+        {"endpoint": e, "capture_url": e.capture_url(base), "summary": summaries.get(e.id, {})}
+        for e in endpoints
+    ]
+    context = {"rows": rows, "presets": PRESETS.values(), "error": error, "form": form or {}}
+    return pages.render(request, "endpoints.html", context, status=status)
+
+
+def split_names(raw: str) -> list[str]:
+    return [n for n in raw.replace(",", " ").split() if n]
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    form = await pages.read_form(request)
+    settings: dict[str, Any] = {}
+    if form.get("preset"):
+        settings["preset"] = form["preset"]
+    if form.get("required_params", "").strip():
+        settings["required_params"] = split_names(form["required_params"])
+    try:
+        fields = validate_fields(
+            {"name": form.get("name", ""), "settings": settings}, require_name=True
+        )
+    except DomainError as exc:
+        return await endpoints_page(request, exc.message, form, status=400)
+    endpoint = await request.app[ENDPOINTS].create(fields)
+    raise web.HTTPSeeOther(f"/endpoints/{endpoint.id}?created=1")
+
+
+async def settings_page(
+    request: web.Request,
+    error: str = "",
+    form: dict[str, str] | None = None,
+    status: int = 200,
+    endpoint: Endpoint | None = None,
+) -> web.Response:
+    endpoint = endpoint or await request.app[ENDPOINTS].get(endpoint_id(request))
+    values = form or {
+        "name": endpoint.name,
+        "description": endpoint.description,
+        "settings": json.dumps(endpoint.settings, indent=2),
+        "response_status": str(endpoint.response_status),
+        "response_body": endpoint.response_body,
+        "response_content_type": endpoint.response_content_type,
+    }
+    context = {
+        "endpoint": endpoint,
+        "setup": pages.setup_lines(request, endpoint),
+        "values": values,
+        "error": error,
+        "saved": request.query.get("saved") == "1",
+        "rotated": request.query.get("rotated") == "1",
+    }
+    return pages.render(request, "settings.html", context, status=status)
+
+
+async def update_settings(request: web.Request) -> web.Response:
+    ident = endpoint_id(request)
+    form = await pages.read_form(request)
+    try:
+        try:
+            settings = json.loads(form.get("settings", "").strip() or "{}")
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest("invalid_settings", f"settings: not valid JSON ({exc})") from None
+        check_json(settings, "settings")
+        status = whole_number("response status", form.get("response_status", ""), 200, 599)
+        doc = {
+            "name": form.get("name", ""),
+            "description": form.get("description", ""),
+            "settings": settings,
+            "response": {
+                "status": status,
+                "body": form.get("response_body", ""),
+                "content_type": form.get("response_content_type", ""),
+            },
+        }
+        await request.app[ENDPOINTS].update(ident, doc)
+    except BadRequest as exc:
+        return await settings_page(request, exc.message, form, status=400)
+    raise web.HTTPSeeOther(f"/endpoints/{ident}/settings?saved=1")
+
+
+async def rotate_token(request: web.Request) -> web.Response:
+    ident = endpoint_id(request)
+    form = await pages.read_form(request)
+    if form.get("confirm") != "yes":
+        return await settings_page(
+            request, "Tick the box to confirm: the old capture URL stops working.", status=400
+        )
+    await request.app[ENDPOINTS].rotate_token(ident)
+    raise web.HTTPSeeOther(f"/endpoints/{ident}/settings?rotated=1")
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    ident = endpoint_id(request)
+    form = await pages.read_form(request)
+    if form.get("confirm") != "yes":
+        return await settings_page(
+            request, "Tick the box to confirm: the endpoint and all its hits are deleted.",
+            status=400,
+        )  # fmt: skip
+    await request.app[ENDPOINTS].delete(ident)
+    raise web.HTTPSeeOther("/endpoints")
