@@ -10,7 +10,7 @@ import argparse
 
 from aiohttp import web
 
-from monitor.server import new_event_loop
+from monitor.server.serve import new_event_loop
 
 
 async def handle(request: web.Request) -> web.Response:

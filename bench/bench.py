@@ -256,7 +256,7 @@ def start_database(workdir: Path) -> tuple[str, Any, Path | None]:
     given = os.environ.get("DATABASE_URL")
     if given:
         return given, None, None
-    from monitor.embedded import EmbeddedPostgres
+    from monitor.storage.embedded import EmbeddedPostgres
 
     pg = EmbeddedPostgres(workdir / "pg")
     return pg.start(), pg, pg.pgdata

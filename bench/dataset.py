@@ -28,10 +28,10 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.db import connect  # noqa: E402
-from monitor.hits import HitFilter, list_query  # noqa: E402
-from monitor.migrate import migrate  # noqa: E402
-from monitor.partitions import ensure_partitions  # noqa: E402
+from monitor.storage.db import connect  # noqa: E402
+from monitor.storage.hits import HitFilter, list_query  # noqa: E402
+from monitor.storage.migrate import migrate  # noqa: E402
+from monitor.storage.partitions import ensure_partitions  # noqa: E402
 
 CHUNK_ROWS = 500_000
 TARGET_MS = 50.0
@@ -135,7 +135,7 @@ async def main_async(args: argparse.Namespace) -> int:
     try:
         server = os.environ.get("DATABASE_URL")
         if not server:
-            from monitor.embedded import EmbeddedPostgres
+            from monitor.storage.embedded import EmbeddedPostgres
 
             embedded = EmbeddedPostgres(workdir / "pg")
             server = await asyncio.to_thread(embedded.start)

@@ -22,13 +22,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.capture import Capture, Received
+from monitor.capture.steps import Capture, Received
 from monitor.config import Config
-from monitor.db import _encode_jsonb
-from monitor.endpoint_settings import compile_endpoint_settings
-from monitor.endpoints import Endpoint
-from monitor.hit import Hit
-from monitor.hit_rows import copy_record
+from monitor.model.hit import Hit
+from monitor.rules.endpoint_settings import compile_endpoint_settings
+from monitor.storage.db import _encode_jsonb
+from monitor.storage.endpoints import Endpoint
+from monitor.storage.hit_rows import copy_record
 
 MIB = 1024 * 1024
 URL_LIMIT = 32 * 1024
