@@ -236,7 +236,7 @@ def _print_endpoint(endpoint: Any, config: Config) -> None:
 
 
 async def cmd_endpoint_create(config: Config, args: argparse.Namespace) -> int:
-    from monitor.storage.endpoints import validate_fields
+    from monitor.rules.endpoint_fields import validate_fields
 
     doc: dict[str, Any] = {"name": args.name, "description": args.description}
     settings = _settings_arg(args.settings)

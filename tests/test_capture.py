@@ -250,7 +250,8 @@ async def test_made_up_tokens_do_not_become_a_flood_of_queries(
 ) -> None:
     from monitor.model import ids
     from monitor.storage.db import create_pool
-    from monitor.storage.endpoints import MISS_LOOKUPS_PER_S, EndpointCache, EndpointStore
+    from monitor.storage.endpoint_cache import MISS_LOOKUPS_PER_S, EndpointCache
+    from monitor.storage.endpoints import EndpointStore
 
     class CountingStore(EndpointStore):
         lookups = 0
@@ -280,7 +281,8 @@ async def test_a_reload_keeps_what_changed_while_its_snapshot_was_read(
 ) -> None:
     """A reload's snapshot read before an endpoint existed must not drop it from the cache."""
     from monitor.storage.db import create_pool
-    from monitor.storage.endpoints import EndpointCache, EndpointStore
+    from monitor.storage.endpoint_cache import EndpointCache
+    from monitor.storage.endpoints import EndpointStore
 
     snapshot_taken = asyncio.Event()
     go_on = asyncio.Event()

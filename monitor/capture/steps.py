@@ -25,7 +25,8 @@ from monitor.model.paths import CAPTURE_PREFIX
 from monitor.ratelimit import RateLimiter
 from monitor.rules import judge, make_flag
 from monitor.rules.params import body_view, clean, query_view, text, truncated_flags
-from monitor.storage.endpoints import Endpoint, EndpointCache
+from monitor.storage.endpoint_cache import EndpointCache
+from monitor.storage.endpoints import Endpoint
 from monitor.storage.writer import HitWriter
 
 RETRY_AFTER_S = "2"

@@ -31,7 +31,7 @@ from monitor.forwarding.outbox import (
     OutboxFeed,
 )
 from monitor.rules.forwards import ForwardRequest, backoff_s, build_request
-from monitor.storage.endpoints import EndpointCache
+from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.writer import HitWriter
 
 log = structlog.get_logger(__name__)

@@ -18,7 +18,7 @@ import asyncpg
 
 from monitor.model.hit import Hit
 from monitor.storage.batch_commit import AfterCommit
-from monitor.storage.endpoints import EndpointCache
+from monitor.storage.endpoint_cache import EndpointCache
 
 # Endpoints looked at per claim; each gets at most its free concurrency slots.
 CLAIM_MAX_ENDPOINTS = 100

@@ -20,7 +20,8 @@ from monitor.forwarding.outbound import Guard, OutboundClient
 from monitor.model.paths import HEALTHZ, READYZ
 from monitor.ratelimit import RateLimiter
 from monitor.storage.db import connect, create_pool, database
-from monitor.storage.endpoints import EndpointCache, EndpointStore
+from monitor.storage.endpoint_cache import EndpointCache
+from monitor.storage.endpoints import EndpointStore
 from monitor.storage.hits import HitStore
 from monitor.storage.migrate import migrate
 from monitor.storage.partitions import ensure_partitions

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from monitor.forwarding.outbound import OutboundClient
     from monitor.ratelimit import RateLimiter
     from monitor.storage.embedded import KeepRunning
-    from monitor.storage.endpoints import EndpointCache, EndpointStore
+    from monitor.storage.endpoint_cache import EndpointCache
+    from monitor.storage.endpoints import EndpointStore
     from monitor.storage.hits import HitStore
     from monitor.storage.writer import HitWriter
     from monitor.web.auth import Session

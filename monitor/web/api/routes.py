@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.rules.endpoint_fields import validate_fields
 from monitor.rules.presets import preset_list
-from monitor.storage.endpoints import validate_fields
 from monitor.storage.hits import DEFAULT_PAGE, HitFilter
 from monitor.web.api import openapi
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS

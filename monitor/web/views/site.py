@@ -18,8 +18,9 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from monitor.rules.endpoint_fields import validate_fields
 from monitor.rules.presets import PRESETS
-from monitor.storage.endpoints import Endpoint, validate_fields
+from monitor.storage.endpoints import Endpoint
 from monitor.web import live
 from monitor.web.api.routes import endpoint_id
 from monitor.web.appkeys import ADMIN_TOKEN, CONFIG, ENDPOINTS, HITS, POOL
