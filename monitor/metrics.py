@@ -1,4 +1,10 @@
-"""Prometheus metrics: every definition and how they are fed.
+"""Prometheus metrics: every definition and how they are fed, as one object.
+
+``Metrics`` holds every collector of a server process on its own registry. The
+composition root makes one per process (``serve``, or ``create_app`` for a test's
+app) and hands it to whoever records: the capture front, the forwarder, and the
+management app (``metrics_route``), which also makes it a writer listener. There
+is no module-level instance.
 
 Three feeds, none of which touches capture or the writer: writer listeners count
 what was stored (hits, flags, duplicates, last hit time, batch size, commit time)
@@ -9,7 +15,10 @@ read each second and at scrape.
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
 a method class, a status class, a forward outcome; never request data. With
 ``PROMETHEUS_MULTIPROC_DIR`` set (``serve --workers N``) values live in files there
-and ``exposition`` sums every worker's. ``GET /metrics`` is served by ``metrics_route``.
+and ``exposition`` sums every worker's. prometheus-client decides whether values
+are file-backed from that variable, so it must be in the process's environment
+(or ``prepare_multiprocess`` called) before the process's ``Metrics`` is made;
+``Metrics`` refuses to be made otherwise. ``GET /metrics`` is served by ``metrics_route``.
 """
 
 from __future__ import annotations
@@ -45,10 +54,24 @@ BATCH_BUCKETS_HITS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-class _Metrics:
-    """Every metric of the service, built against the value class in force."""
+class Metrics:
+    """Every metric of the service on its own registry, and the ways to feed them.
+
+    Make one per process, after its multiprocess directory (if any) is prepared:
+    in multiprocess mode two instances in one process would overwrite each
+    other's values in the shared files.
+    """
 
     def __init__(self) -> None:
+        self.directory = multiprocess_dir()  # None: values in memory, this process's only
+        if self.directory is not None:
+            # Metrics open their files there as they (and their labelled children) are built.
+            Path(self.directory).mkdir(parents=True, exist_ok=True)
+        if (self.directory is not None) != _file_backed():
+            raise RuntimeError(
+                f"{MULTIPROC_ENV} changed after prometheus_client chose its value class: "
+                "call prepare_multiprocess before making Metrics"
+            )
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.hits = Counter(
@@ -150,37 +173,123 @@ class _Metrics:
         self.last_hit_s: dict[str, float] = {}
         self.endpoints: set[str] = set()
 
+    @property
+    def multiprocess(self) -> bool:
+        """Values are in files shared with other processes: reading them all takes I/O."""
+        return self.directory is not None
+
+    def observe_commit(self, hits: Sequence[Hit], seconds: float) -> None:
+        """Writer committed-listener: count one committed batch."""
+        self.batch_size.observe(len(hits))
+        self.commit_seconds.observe(seconds)
+        # Tallied first: one counter update per label set, not per hit.
+        by_method: collections.Counter[tuple[str, str]] = collections.Counter()
+        flagged: collections.Counter[str] = collections.Counter()
+        by_flag: collections.Counter[tuple[str, str]] = collections.Counter()
+        duplicates: collections.Counter[str] = collections.Counter()
+        newest: dict[str, float] = {}
+        for hit in hits:
+            endpoint = str(hit.endpoint_id)
+            by_method[endpoint, method_class(hit.method)] += 1
+            flags = hit.all_flags()
+            if flags:
+                flagged[endpoint] += 1
+            for flag in flags:
+                by_flag[endpoint, str(flag["flag"])] += 1
+            if hit.duplicate is not None:
+                duplicates[endpoint] += 1
+            received_s = hit.received_at.timestamp()
+            if received_s > newest.get(endpoint, 0.0):
+                newest[endpoint] = received_s
+        for (endpoint, method), n in by_method.items():
+            self.hits.labels(endpoint, method).inc(n)
+        for endpoint, n in flagged.items():
+            self.flagged_hits.labels(endpoint).inc(n)
+        for (endpoint, flag_name), n in by_flag.items():
+            self.flags.labels(endpoint, flag_name).inc(n)
+        for endpoint, n in duplicates.items():
+            self.duplicates.labels(endpoint).inc(n)
+        for endpoint, received_s in newest.items():
+            self.set_last_hit(endpoint, received_s)
+            if endpoint not in self.endpoints:  # created since the last refresh
+                self.endpoints.add(endpoint)
+                self.endpoint_exists.labels(endpoint).set(1)
+
+    def set_last_hit(self, endpoint: str, received_s: float) -> None:
+        # Never backwards: a replayed spool commits hits older than ones already counted.
+        if received_s > self.last_hit_s.get(endpoint, 0.0):
+            self.last_hit_s[endpoint] = received_s
+            self.last_hit.labels(endpoint).set(received_s)
+
+    def count_spool_refused(self, hits: int) -> None:
+        """Writer spool-full listener: count hits refused because the spool was full."""
+        self.spool_refused.inc(hits)
+
+    def record_forward(self, endpoint_id: int, outcome: str) -> None:
+        """Count one forward attempt's outcome (one of FORWARD_OUTCOMES) for an endpoint."""
+        if outcome not in FORWARD_OUTCOMES:
+            raise ValueError(f"unknown forward outcome {outcome!r}")
+        self.forwards.labels(str(endpoint_id), outcome).inc()
+
+    def record_capture(self, status: int, captured: bool, seconds: float) -> None:
+        """One capture request answered: on the capture hot path, so no more than this."""
+        self.capture_seconds.observe(seconds)
+        if captured:
+            return
+        if status == 404:
+            self.unknown_token.inc()
+        elif status >= 400:
+            self.capture_errors.labels(status_class(status)).inc()
+
+    def set_writer_gauges(self, queue_depth: int, spool_pending: int) -> None:
+        """The writer's queue and spool, read each second and at scrape."""
+        self.queued.set(queue_depth)
+        self.spool_pending.set(spool_pending)
+
+    def mark_endpoints(self, existing: set[str]) -> None:
+        """Which endpoints exist: 1 for each, 0 for those gone since the last call.
+
+        Set to 0, not removed: in multiprocess mode a removed series lives on in its file.
+        """
+        for endpoint in existing:
+            self.endpoint_exists.labels(endpoint).set(1)
+        for endpoint in self.endpoints - existing:
+            self.endpoint_exists.labels(endpoint).set(0)
+        self.endpoints = existing
+
+    def exposition(self) -> bytes:
+        """The text format: this registry's, or in multiprocess mode every process's sum."""
+        if self.directory is None:
+            return prometheus_client.generate_latest(self.registry)
+        registry = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
+        return prometheus_client.generate_latest(registry)
+
 
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-def _make_metrics() -> _Metrics:
-    directory = multiprocess_dir()
-    if directory is not None:  # metrics open their files there as they are built
-        Path(directory).mkdir(parents=True, exist_ok=True)
-    return _Metrics()
-
-
-_metrics = _make_metrics()
+def _file_backed() -> bool:
+    """Whether prometheus_client builds values in files (it chooses when imported)."""
+    return bool(prom_values.ValueClass._multiprocess)
 
 
 def prepare_multiprocess(directory: Path | str) -> None:
-    """Switch this process (and the workers it forks) to multiprocess metrics in ``directory``.
+    """Switch this process (and the workers it starts) to multiprocess metrics in ``directory``.
 
-    Call in the parent before starting workers: it empties the directory, so
-    counts from an earlier run are not added to this one.
+    Call in the parent before starting workers, and before this process makes its
+    ``Metrics`` if it makes one: it empties the directory, so counts from an
+    earlier run are not added to this one.
     """
-    global _metrics
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink()
     os.environ[MULTIPROC_ENV] = str(path)
-    # prometheus_client picks its value class at import; metrics built before this
+    # prometheus_client picks its value class at import; a Metrics made before this
     # call would keep counting in process memory, invisible to the other workers.
     prom_values.ValueClass = prom_values.get_value_class()  # type: ignore[no-untyped-call]
-    _metrics = _Metrics()
 
 
 def mark_process_dead(pid: int, directory: Path | str | None = None) -> None:
@@ -196,101 +305,3 @@ def method_class(method: str) -> str:
 
 def status_class(status: int) -> str:
     return f"{status // 100}xx"
-
-
-def observe_commit(hits: Sequence[Hit], seconds: float) -> None:
-    """Writer committed-listener: count one committed batch."""
-    m = _metrics
-    m.batch_size.observe(len(hits))
-    m.commit_seconds.observe(seconds)
-    # Tallied first: one counter update per label set, not per hit.
-    by_method: collections.Counter[tuple[str, str]] = collections.Counter()
-    flagged: collections.Counter[str] = collections.Counter()
-    by_flag: collections.Counter[tuple[str, str]] = collections.Counter()
-    duplicates: collections.Counter[str] = collections.Counter()
-    newest: dict[str, float] = {}
-    for hit in hits:
-        endpoint = str(hit.endpoint_id)
-        by_method[endpoint, method_class(hit.method)] += 1
-        flags = hit.all_flags()
-        if flags:
-            flagged[endpoint] += 1
-        for flag in flags:
-            by_flag[endpoint, str(flag["flag"])] += 1
-        if hit.duplicate is not None:
-            duplicates[endpoint] += 1
-        received_s = hit.received_at.timestamp()
-        if received_s > newest.get(endpoint, 0.0):
-            newest[endpoint] = received_s
-    for (endpoint, method), n in by_method.items():
-        m.hits.labels(endpoint, method).inc(n)
-    for endpoint, n in flagged.items():
-        m.flagged_hits.labels(endpoint).inc(n)
-    for (endpoint, flag_name), n in by_flag.items():
-        m.flags.labels(endpoint, flag_name).inc(n)
-    for endpoint, n in duplicates.items():
-        m.duplicates.labels(endpoint).inc(n)
-    for endpoint, received_s in newest.items():
-        set_last_hit(endpoint, received_s)
-        if endpoint not in m.endpoints:  # created since the last refresh
-            m.endpoints.add(endpoint)
-            m.endpoint_exists.labels(endpoint).set(1)
-
-
-def set_last_hit(endpoint: str, received_s: float) -> None:
-    # Never backwards: a replayed spool commits hits older than ones already counted.
-    m = _metrics
-    if received_s > m.last_hit_s.get(endpoint, 0.0):
-        m.last_hit_s[endpoint] = received_s
-        m.last_hit.labels(endpoint).set(received_s)
-
-
-def count_spool_refused(hits: int) -> None:
-    """Writer spool-full listener: count hits refused because the spool was full."""
-    _metrics.spool_refused.inc(hits)
-
-
-def record_forward(endpoint_id: int, outcome: str) -> None:
-    """Count one forward attempt's outcome (one of FORWARD_OUTCOMES) for an endpoint."""
-    if outcome not in FORWARD_OUTCOMES:
-        raise ValueError(f"unknown forward outcome {outcome!r}")
-    _metrics.forwards.labels(str(endpoint_id), outcome).inc()
-
-
-def record_capture(status: int, captured: bool, seconds: float) -> None:
-    m = _metrics
-    m.capture_seconds.observe(seconds)
-    if captured:
-        return
-    if status == 404:
-        m.unknown_token.inc()
-    elif status >= 400:
-        m.capture_errors.labels(status_class(status)).inc()
-
-
-def set_writer_gauges(queue_depth: int, spool_pending: int) -> None:
-    """The writer's queue and spool, read each second and at scrape."""
-    _metrics.queued.set(queue_depth)
-    _metrics.spool_pending.set(spool_pending)
-
-
-def mark_endpoints(existing: set[str]) -> None:
-    """Which endpoints exist: 1 for each, 0 for those gone since the last call.
-
-    Set to 0, not removed: in multiprocess mode a removed series lives on in its file.
-    """
-    m = _metrics
-    for endpoint in existing:
-        m.endpoint_exists.labels(endpoint).set(1)
-    for endpoint in m.endpoints - existing:
-        m.endpoint_exists.labels(endpoint).set(0)
-    m.endpoints = existing
-
-
-def exposition() -> bytes:
-    directory = multiprocess_dir()
-    if directory is None:
-        return prometheus_client.generate_latest(_metrics.registry)
-    registry = CollectorRegistry()
-    prom_multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    return prometheus_client.generate_latest(registry)

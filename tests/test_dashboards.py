@@ -21,7 +21,8 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from monitor import metrics
+from monitor.metrics import Metrics
+from monitor.web.appkeys import METRICS
 from tests.conftest import CaptureClient, capture_path
 from tests.server import free_port
 from tests.test_metrics import parse, send_mix, value
@@ -133,7 +134,7 @@ def test_dashboard_has_datasource_and_endpoint_variables() -> None:
 
 def test_every_metric_name_used_is_defined() -> None:
     defined: set[str] = set()
-    for family in metrics._metrics.registry.collect():
+    for family in Metrics().registry.collect():
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
         for suffix in suffixes.get(family.type, [""]):
             defined.add(family.name + suffix)
@@ -143,7 +144,7 @@ def test_every_metric_name_used_is_defined() -> None:
     assert used - defined == set()
     # And every metric is on the dashboard or in a rule.
     families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in used}
-    assert {f.name for f in metrics._metrics.registry.collect()} <= families
+    assert {f.name for f in Metrics().registry.collect()} <= families
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -265,7 +266,7 @@ async def test_every_query_returns_data_from_a_real_prometheus(
     client: TestClient, capture: CaptureClient, make_endpoint: Any, prometheus: Prometheus
 ) -> None:
     endpoints = [await make_endpoint("clean"), await make_endpoint("flawed")]
-    # Counters live as long as the test process: earlier tests may have counted too.
+    # Counters live as long as the app: the endpoints' creation may have counted too.
     before = parse(await (await client.get("/metrics")).text())
     # Spread over several scrapes, so rates and quantiles have something to work on.
     for round_ in range(4):
@@ -274,7 +275,7 @@ async def test_every_query_returns_data_from_a_real_prometheus(
         assert resp.status == 200
         # Forwarding counts what its attempts do; here they are stood in for.
         for outcome in ("delivered", "retrying", "failed"):
-            metrics.record_forward(endpoints[0]["id"], outcome)
+            client.app[METRICS].record_forward(endpoints[0]["id"], outcome)
         await asyncio.sleep(1.2)
 
     queries = [(name, substitute(expr)) for name, expr in dashboard_queries()]

@@ -456,7 +456,7 @@ async def test_forward_outcomes_are_counted_in_metrics(
 
     tracker.statuses = [500, 500]
     endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb?c={click_id}")})
-    # Counters live for the whole test process and endpoint ids restart per test.
+    # Counted from before the hit: only what forwarding it adds is compared.
     before = await outcomes(endpoint["id"])
     hit_id = await capture_hit(capture, endpoint, "?click_id=m1")
     for _ in range(100):

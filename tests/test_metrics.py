@@ -1,4 +1,5 @@
-"""Metrics: what /metrics counts, its token, its text format, and many workers summing."""
+"""Metrics: what /metrics counts, its token, its text format, and many workers summing;
+an object per app (per process when served), not a module global."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from monitor import metrics
 from monitor.config import Config
 from monitor.server.app import create_app
 from monitor.web import metrics_route
+from monitor.web.appkeys import METRICS
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
 from tests.server import ServerProcess
 
@@ -109,7 +111,31 @@ def test_status_and_method_classes() -> None:
     assert metrics.method_class("GET") == "GET"
     assert metrics.method_class("PROPFIND") == "other"
     with pytest.raises(ValueError, match="outcome"):
-        metrics.record_forward(1, "exploded")
+        metrics.Metrics().record_forward(1, "exploded")
+
+
+def test_each_app_has_its_own_metrics(config: Config) -> None:
+    first, second = create_app(config), create_app(config)
+    assert first[METRICS] is not second[METRICS]
+    first[METRICS].record_forward(3, "delivered")
+    key = (
+        "postback_monitor_forwards_total",
+        frozenset({("endpoint", "3"), ("outcome", "delivered")}),
+    )
+    assert parse(first[METRICS].exposition().decode())[key] == 1
+    assert key not in parse(second[METRICS].exposition().decode())
+    given = metrics.Metrics()
+    assert create_app(config, given)[METRICS] is given
+
+
+def test_metrics_refuse_a_multiprocess_dir_set_too_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # prometheus_client chose in-memory values when imported: without prepare_multiprocess
+    # these metrics would count in memory while /metrics reads the files.
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path / "prom"))
+    with pytest.raises(RuntimeError, match="prepare_multiprocess"):
+        metrics.Metrics()
 
 
 async def test_last_hit_time_survives_a_restart(
@@ -121,7 +147,7 @@ async def test_last_hit_time_survives_a_restart(
     async with open_capture(client, config) as capture:
         assert (await capture.get("/p/tok-seed?click_id=seed1")).status == 200
     stored = await db.fetchval("SELECT max(received_at) FROM hits")
-    metrics._metrics.last_hit_s.clear()  # as a fresh process would start
+    client.app[METRICS].last_hit_s.clear()  # as a fresh process would start
     await metrics_route.refresh_endpoints(client.app, seed_last_hits=True)
     samples = await scrape(client)
     name = "postback_monitor_last_hit_timestamp_seconds"
@@ -165,7 +191,7 @@ async def test_promtool_finds_no_problems_in_a_real_scrape(
 ) -> None:
     endpoint = await make_endpoint("linted")
     await send_mix(capture, endpoint, "lint")
-    metrics.record_forward(endpoint["id"], "delivered")
+    client.app[METRICS].record_forward(endpoint["id"], "delivered")
     resp = await client.get("/metrics")
     text = await resp.text()
     assert "postback_monitor_forwards_total" in text
@@ -233,18 +259,19 @@ FORKED_WORKERS = """
 import os, sys
 from monitor import metrics
 metrics.prepare_multiprocess(sys.argv[1])
+recorded = metrics.Metrics()  # after the directory is prepared: file-backed
 children = []
 for n in (3, 4):
     pid = os.fork()
     if pid == 0:
         for _ in range(n):
-            metrics.record_forward(9, "delivered")
+            recorded.record_forward(9, "delivered")
         os._exit(0)
     children.append(pid)
 for pid in children:
     os.waitpid(pid, 0)
     metrics.mark_process_dead(pid)
-sys.stdout.write(metrics.exposition().decode())
+sys.stdout.write(recorded.exposition().decode())
 """
 
 

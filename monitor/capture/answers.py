@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from monitor import metrics
 from monitor.capture.steps import NOT_STORED, UNKNOWN_TOKEN, Received, Reply, stored_reply
 from monitor.capture.wire import (
     ALIVE_REPLY,
@@ -191,7 +190,7 @@ class CaptureAnswers(ABC):
         if request.in_flight:
             request.in_flight = False
             self.front.in_flight -= 1
-        metrics.record_capture(
+        self.front.record_capture(
             reply.status, reply.hit_id is not None, time.perf_counter() - request.started
         )
         self._answer(request, reply)

@@ -26,6 +26,7 @@ from monitor.capture.protocol import FrontProtocol
 from monitor.capture.steps import Capture
 from monitor.config import Config
 from monitor.listen import BACKLOG
+from monitor.metrics import Metrics
 
 SWEEP_EVERY_S = 2.0  # how late past its deadline a slow or idle connection may close
 
@@ -34,6 +35,7 @@ class Front:
     """The capture listener's shared state: settings, capture steps, open connections.
 
     ``readiness`` answers ``/readyz``: (status, JSON body), as the management side's.
+    ``metrics`` are the process's: each answer is recorded with ``record_capture``.
     """
 
     def __init__(
@@ -42,11 +44,14 @@ class Front:
         capture: Capture,
         readiness: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
         shutdown_timeout_s: float,
+        metrics: Metrics,
     ) -> None:
         self.config = config
         self.capture = capture
         self.readiness = readiness
         self.shutdown_timeout_s = shutdown_timeout_s
+        # Bound once: on the hot path, one call per answer and no lookups past this.
+        self.record_capture = metrics.record_capture
         # The request line and the equivalent of four maximal header fields.
         self.max_head_bytes = config.max_url_bytes + 4 * config.max_header_bytes
         self.loop = asyncio.get_running_loop()

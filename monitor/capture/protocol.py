@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, cast
 import httptools
 import structlog
 
-from monitor import metrics
 from monitor.capture.answers import LOGGED_PATH, CaptureAnswers
 from monitor.capture.steps import Reply
 from monitor.capture.wire import (
@@ -340,7 +339,7 @@ class FrontProtocol(CaptureAnswers, asyncio.Protocol):
         """Answer a request llhttp or a limit refused (after those before it), then close."""
         reply = refusal or BAD_REQUEST
         if refusal is not None:  # a limit, counted as capture errors; llhttp's 400s are not
-            metrics.record_capture(refusal.status, False, 0.0)
+            self.front.record_capture(refusal.status, False, 0.0)
         request = self.request or FrontRequest()
         self.request = None
         self.reading_since = None

@@ -18,7 +18,6 @@ from typing import Any
 import asyncpg
 import structlog
 
-from monitor import metrics
 from monitor.forwarding import attempts as forward_attempts
 from monitor.forwarding.attempts import LOAD_HIT, AttemptResult, log_attempt, send
 from monitor.forwarding.outbound import OutboundClient
@@ -30,6 +29,7 @@ from monitor.forwarding.outbox import (
     SET_STATE,
     OutboxFeed,
 )
+from monitor.metrics import Metrics
 from monitor.rules.forwards import ForwardRequest, backoff_s, build_request
 from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.writer import HitWriter
@@ -53,6 +53,7 @@ class Forwarder:
         backoff_max_s: float = 3600.0,
         poll_s: float = 1.0,
         lease_s: float = 60.0,
+        metrics: Metrics,
     ) -> None:
         self.pool = pool
         self.cache = cache
@@ -62,6 +63,7 @@ class Forwarder:
         self.backoff_max_s = backoff_max_s
         self.poll_s = poll_s
         self.lease_s = lease_s
+        self.metrics = metrics
         self._in_flight: defaultdict[int, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -134,7 +136,7 @@ class Forwarder:
             if forward is None or hit is None:
                 # The endpoint stopped forwarding, was deleted, or the hit has expired.
                 await self.pool.execute(SET_STATE, endpoint_id, hit_id, "cancelled")
-                metrics.record_forward(endpoint_id, "cancelled")
+                self.metrics.record_forward(endpoint_id, "cancelled")
                 return
             req = build_request(forward, hit)
             sent = True
@@ -167,7 +169,7 @@ class Forwarder:
             else:
                 delay_s = backoff_s(attempt, self.backoff_base_s, self.backoff_max_s)
                 await conn.execute(SET_RETRY, endpoint_id, hit_id, delay_s)
-        metrics.record_forward(
+        self.metrics.record_forward(
             endpoint_id,
             "delivered" if result.ok else "retrying" if delay_s is not None else "failed",
         )

@@ -1,8 +1,10 @@
 """The application factory: routes, middlewares and resources in dependency order.
 
-``create_app`` does no I/O. Each resource is a cleanup context (set up, yield,
-tear down): database (embedded server, migrations, pool), admin token, endpoint
-cache, writer. Teardown runs in reverse, so the writer drains before the pool closes.
+``create_app`` does no I/O. It takes the process's metrics (``serve`` makes them;
+a test's app gets its own) and hands them to the forwarder and ``/metrics``. Each
+resource is a cleanup context (set up, yield, tear down): database (embedded
+server, migrations, pool), admin token, endpoint cache, writer. Teardown runs in
+reverse, so the writer drains before the pool closes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aiohttp import web
 from monitor.config import Config
 from monitor.forwarding.forwarder import LEASE_MARGIN_S, Forwarder
 from monitor.forwarding.outbound import Guard, OutboundClient
+from monitor.metrics import Metrics
 from monitor.model.paths import HEALTHZ, READYZ
 from monitor.ratelimit import RateLimiter
 from monitor.storage.db import connect, create_pool, database
@@ -40,6 +43,7 @@ from monitor.web.appkeys import (
     ENDPOINTS,
     FORWARDER,
     HITS,
+    METRICS,
     OUTBOUND,
     POOL,
     RATE_LIMITER,
@@ -57,13 +61,16 @@ SPOOL_DIR = "spool"
 CLIENT_MAX_API_BYTES = 1024**2
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, metrics: Metrics | None = None) -> web.Application:
+    """The management app and the components it starts; ``metrics`` are the process's
+    (made after its multiprocess directory is prepared), or new ones when not given."""
     app = web.Application(
         middlewares=[service_middleware],
         client_max_size=CLIENT_MAX_API_BYTES,
     )
     app[CONFIG] = config
     app[RATE_LIMITER] = RateLimiter()
+    app[METRICS] = metrics if metrics is not None else Metrics()
     app.cleanup_ctx.extend(
         [database_ctx, admin_token_ctx, endpoints_ctx, forwarder_ctx, writer_ctx]
     )
@@ -148,6 +155,7 @@ async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
         backoff_max_s=config.forward_backoff_max_s,
         poll_s=config.forward_poll_s,
         lease_s=config.outbound_timeout_s + LEASE_MARGIN_S,
+        metrics=app[METRICS],
     )
     app[OUTBOUND] = client
     app[FORWARDER] = forwarder

@@ -7,9 +7,10 @@ accepting, in-flight captures finish (they are waiting on the writer), then the
 cleanup contexts run: the writer commits everything queued before the pool and
 the embedded database close.
 
-This module is the composition root of a server process: it hands the
-components the app's startup made (endpoint cache, rate limiter, writer, pool) to
-the capture front.
+This module is the composition root of a server process: it makes the process's
+metrics (once, after ``serve --workers`` has put the multiprocess directory in
+the environment) for the app, and hands the components the app's startup made
+(endpoint cache, rate limiter, writer, pool, metrics) to the capture front.
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ from monitor import listen
 from monitor.capture.front import CaptureSite, Front
 from monitor.capture.steps import Capture
 from monitor.config import Config
+from monitor.metrics import Metrics
 from monitor.server.app import create_app
 from monitor.storage.readiness import readiness
-from monitor.web.appkeys import DATABASE_KEEPER, ENDPOINT_CACHE, POOL, RATE_LIMITER, WRITER
+from monitor.web.appkeys import (
+    DATABASE_KEEPER,
+    ENDPOINT_CACHE,
+    METRICS,
+    POOL,
+    RATE_LIMITER,
+    WRITER,
+)
 from monitor.web.read_deadlines import ManagementSite
 
 log = structlog.get_logger(__name__)
@@ -52,7 +61,9 @@ def serve(config: Config, *, inherited: listen.Listeners | None = None) -> int:
     """
     worker = inherited is not None
     listeners = inherited if inherited is not None else listen.bind(config)
-    app = create_app(config)
+    # One per process; file-backed when PROMETHEUS_MULTIPROC_DIR is in the
+    # environment, which a worker has from its start.
+    app = create_app(config, Metrics())
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     main = loop.create_task(_run(app, config, listeners, worker=worker))
@@ -115,7 +126,8 @@ async def start_capture(
     app = runner.app
     capture = Capture(config, app[ENDPOINT_CACHE], app[RATE_LIMITER], app[WRITER])
     ready = partial(readiness, app[POOL], app[WRITER], app[DATABASE_KEEPER])
-    site = CaptureSite(runner, Front(config, capture, ready, shutdown_timeout_s), sockets)
+    front = Front(config, capture, ready, shutdown_timeout_s, app[METRICS])
+    site = CaptureSite(runner, front, sockets)
     await site.start()
     return site
 

@@ -59,6 +59,8 @@ def supervise(config: Config) -> int:
         config = config.replace(admin_token=token)
     own_metrics_dir = metrics.multiprocess_dir() is None
     metrics_dir = metrics.multiprocess_dir() or tempfile.mkdtemp(prefix="postback-monitor-metrics-")
+    # Before any worker starts: each makes its own Metrics (serve), file-backed in
+    # this directory from its start. The parent records nothing and makes none.
     metrics.prepare_multiprocess(metrics_dir)
     env = {**os.environ, **to_environ(config), metrics.MULTIPROC_ENV: metrics_dir}
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from monitor.config import Config
     from monitor.forwarding.forwarder import Forwarder
     from monitor.forwarding.outbound import OutboundClient
+    from monitor.metrics import Metrics
     from monitor.ratelimit import RateLimiter
     from monitor.storage.embedded import KeepRunning
     from monitor.storage.endpoint_cache import EndpointCache
@@ -33,4 +34,5 @@ RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
 OUTBOUND: web.AppKey[OutboundClient] = web.AppKey("outbound")
 LIVE: web.AppKey[LiveHub] = web.AppKey("live")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 SESSION: web.RequestKey[Session | None] = web.RequestKey("session")

@@ -1,8 +1,10 @@
 """``GET /metrics`` and what keeps its gauges fresh, on the management listener.
 
 The definitions and the feeds from capture, the writer and forwarding live in
-``metrics``; this module only reads the app's components for the gauges (the
-writer's queue and spool, which endpoints exist) and serves the exposition.
+``metrics.Metrics``; the app's instance is ``app[METRICS]``, made by the composition
+root. This module makes it the writer's listener, reads the app's components for
+the gauges (the writer's queue and spool, which endpoints exist) and serves the
+exposition.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from monitor import metrics
-from monitor.web.appkeys import CONFIG, POOL, WRITER
+from monitor.metrics import CONTENT_TYPE
+from monitor.web.appkeys import CONFIG, METRICS, POOL, WRITER
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +38,7 @@ ENDPOINT_IDS = "SELECT id FROM endpoints"
 def refresh_gauges(app: web.Application) -> None:
     writer = app.get(WRITER)
     if writer is not None:
-        metrics.set_writer_gauges(writer.queue_depth, writer.spool_pending)
+        app[METRICS].set_writer_gauges(writer.queue_depth, writer.spool_pending)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -51,11 +53,12 @@ async def metrics_handler(request: web.Request) -> web.Response:
                 headers={"WWW-Authenticate": 'Bearer realm="postback-monitor metrics"'},
             )
     refresh_gauges(request.app)
-    if metrics.multiprocess_dir() is None:
-        body = metrics.exposition()
-    else:
+    metrics = request.app[METRICS]
+    if metrics.multiprocess:
         body = await asyncio.to_thread(metrics.exposition)  # reads every worker's files
-    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+    else:
+        body = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def refresh_endpoints(app: web.Application, *, seed_last_hits: bool = False) -> None:
@@ -67,6 +70,7 @@ async def refresh_endpoints(app: web.Application, *, seed_last_hits: bool = Fals
         # Metrics must not stop the service; the next refresh tries again.
         log.warning("metrics.refresh_failed", error=f"{type(exc).__name__}: {exc}")
         return
+    metrics = app[METRICS]
     metrics.mark_endpoints({str(row["id"]) for row in rows})
     if seed_last_hits:
         for row in rows:
@@ -86,6 +90,7 @@ async def _refresh_forever(app: web.Application) -> None:
 
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Listen to the writer's commits, seed last-hit times, keep the gauges fresh."""
+    metrics = app[METRICS]
     app[WRITER].committed_listeners.append(metrics.observe_commit)
     app[WRITER].spool_full_listeners.append(metrics.count_spool_refused)
     await refresh_endpoints(app, seed_last_hits=True)
