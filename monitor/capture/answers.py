@@ -190,7 +190,7 @@ class CaptureAnswers(ABC):
         if request.in_flight:
             request.in_flight = False
             self.front.in_flight -= 1
-        self.front.record_capture(
+        self.front.metrics.record_capture(
             reply.status, reply.hit_id is not None, time.perf_counter() - request.started
         )
         self._answer(request, reply)

@@ -339,7 +339,7 @@ class FrontProtocol(CaptureAnswers, asyncio.Protocol):
         """Answer a request llhttp or a limit refused (after those before it), then close."""
         reply = refusal or BAD_REQUEST
         if refusal is not None:  # a limit, counted as capture errors; llhttp's 400s are not
-            self.front.record_capture(refusal.status, False, 0.0)
+            self.front.metrics.record_capture(refusal.status, False, 0.0)
         request = self.request or FrontRequest()
         self.request = None
         self.reading_since = None
