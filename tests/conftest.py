@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -20,10 +19,12 @@ from monitor.listen import listen
 from monitor.server.app import create_app
 from monitor.server.serve import start_capture
 from monitor.storage.db import connect
-from tests.pg import ScratchDatabase
-from tests.tracker import Tracker
+from tests.helpers.auth import ADMIN_TOKEN, AUTH
+from tests.helpers.pg import ScratchDatabase
+from tests.helpers.server import ServerProcess
+from tests.helpers.tracker import Tracker
 
-ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
+__all__ = ["ADMIN_TOKEN", "AUTH", "CaptureClient", "capture_path", "open_capture"]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -45,7 +46,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config._pbm_exitstatus = exitstatus  # type: ignore[attr-defined]
 
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 OWN_BASETEMP = pytest.StashKey[str]()
 
 
@@ -78,10 +78,8 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Any]:
+def live_server(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[ServerProcess]:
     """A real `postback-monitor serve` process on the test database, per test module."""
-    from tests.server import ServerProcess  # tests.server imports this module
-
     proc = ServerProcess(tmp_path_factory.mktemp("serve"), database_url=pg_url).start()
     try:
         yield proc

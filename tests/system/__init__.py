@@ -1,0 +1,1 @@
+"""Tests that start real processes: `serve`, Prometheus, Chromium, curl, pip."""

@@ -1,0 +1,308 @@
+"""The request-bin loop in real Chromium (Debian's, driven by Playwright) against a
+real server on a TCP port: sign in, create an endpoint, watch postbacks arrive live,
+read flags, filter, open a hit, replay it with curl, and survive an XSS payload.
+
+Screenshots of each main page go to the test's tmp dir; with
+PBM_UPDATE_SCREENSHOTS=1 they also refresh docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import aiohttp
+import asyncpg
+import pytest
+
+from monitor.config import Config
+from monitor.listen import listen
+from monitor.server.app import create_app
+from monitor.server.serve import start_capture
+from tests.conftest import ADMIN_TOKEN, AUTH
+from tests.helpers.rawhttp import free_port
+
+
+class Bases(NamedTuple):
+    management: str
+    capture: str
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+WAIT_MS = 20_000
+XSS_PARAM = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+# Outside CI a machine without the browser skips these; in CI that is an error.
+if os.environ.get("CI"):
+    async_api = importlib.import_module("playwright.async_api")
+    assert CHROMIUM.exists(), "CI must install Debian's chromium (.ci/run does)"
+else:
+    async_api = pytest.importorskip("playwright.async_api")
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium", allow_module_level=True)
+
+
+@pytest.fixture
+async def server(
+    aiohttp_server: Any, pg_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> AsyncIterator[Bases]:
+    """Both listeners on real ports: the pages on management, and the capture URLs
+    they show working."""
+    config = Config(
+        database_url=pg_url,
+        data_dir=tmp_path / "data",
+        admin_token=ADMIN_TOKEN,
+        host="127.0.0.1",
+        port=free_port(),
+        capture_port=free_port(),
+        batch_max_wait_ms=1.0,
+    )
+    app_server = await aiohttp_server(create_app(config), host="127.0.0.1", port=config.port)
+    sockets = listen("127.0.0.1", config.capture_port, role="capture")
+    await start_capture(app_server.runner, config, sockets, shutdown_timeout_s=5)
+    yield Bases(config.management_url, config.base_url)
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Any]:
+    async with async_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            yield page
+        finally:
+            await browser.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+async def shot(page: Any, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("PBM_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
+
+
+async def sign_in(page: Any, base: str, path: str = "/endpoints") -> None:
+    await page.goto(base + path)
+    assert "/login" in page.url  # unauthenticated: sent to sign-in, keeping the target
+    await page.fill("input[name=token]", ADMIN_TOKEN)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(base + path)
+
+
+async def fire(url: str, **kw: Any) -> str:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(kw.pop("method", "GET"), url, **kw) as resp:
+            assert resp.status == 200, await resp.text()
+            return resp.headers["X-Postback-Monitor-Hit-Id"]
+
+
+async def api_hits(base: str, endpoint_id: int) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        async with session.get(f"{base}/api/endpoints/{endpoint_id}/hits") as resp:
+            assert resp.status == 200
+            items: list[dict[str, Any]] = (await resp.json())["items"]
+            return items
+
+
+async def test_request_bin_loop(server: Bases, page: Any, tmp_path: Path) -> None:
+    expect = async_api.expect
+    base = server.management
+    await page.goto(base + "/endpoints/1")
+    await page.wait_for_url("**/login?next=**")
+    await shot(page, tmp_path, "sign-in")
+    await sign_in(page, base)
+
+    # Create an endpoint with a preset; the page shows what to paste.
+    await page.fill("#create-endpoint input[name=name]", "Everflow → my tracker")
+    await page.select_option("#create-endpoint select[name=preset]", "everflow")
+    await page.click("#create-endpoint button[type=submit]")
+    await page.wait_for_url("**/endpoints/*?created=1")
+    endpoint_id = int(page.url.split("/endpoints/")[1].split("?")[0])
+    capture_url = (await page.text_content("#capture-url")) or ""
+    assert capture_url.startswith(f"{server.capture}/p/")
+    postback = await page.text_content("#postback-url")
+    assert postback == capture_url + "?click_id={transaction_id}&event={event_name}" + (
+        "&payout={payout_amount}&sub1={sub1}"
+    )
+    await expect(page.locator("#live-state")).to_have_text("live")
+
+    # Postbacks appear at the top without a reload.
+    first = await fire(capture_url + "?click_id=abc-1&event=sale&payout=12.50&sub1=x")
+    row = page.locator(f'tr[data-hit-id="{first}"]')
+    await expect(row).to_be_visible()
+    await expect(row).to_contain_text("abc-1")
+    await expect(row).to_contain_text("12.50")
+    await expect(row.locator(".badge")).to_have_text("clean")
+    flagged = await fire(capture_url + "?click_id=%7Bclickid%7D&event=sale&payout=1,50")
+    flagged_row = page.locator(f'tr[data-hit-id="{flagged}"]')
+    await expect(flagged_row.locator(".badge.bad")).to_have_text(
+        ["unreplaced_macro", "invalid_amount"]
+    )
+    await expect(page.locator("#hit-rows tr").first).to_have_attribute("data-hit-id", flagged)
+    await expect(page.locator('#summary [data-k="hits_1h"]')).to_have_text("2")
+    await expect(page.locator('#summary [data-k="flagged_1h"]')).to_have_text("1")
+
+    # While paused, new hits wait behind a counter.
+    await page.click("#live-pause")
+    third = await fire(capture_url + "?click_id=abc-3&event=lead", method="POST")
+    await expect(page.locator("#live-count")).to_have_text("1")
+    await expect(page.locator(f'tr[data-hit-id="{third}"]')).to_have_count(0)
+    await page.click("#live-new")
+    await expect(page.locator(f'tr[data-hit-id="{third}"]')).to_be_visible()
+    await page.click("#live-pause")
+    await shot(page, tmp_path, "endpoint")
+
+    # Filter by flag: only the flagged hit is left.
+    await page.select_option("#filters select[name=flag]", "unreplaced_macro")
+    await page.click("#filters button[type=submit]")
+    await page.wait_for_url("**flag=unreplaced_macro**")
+    await expect(page.locator("#hit-rows tr")).to_have_count(1)
+    await expect(page.locator("#hit-rows tr")).to_have_attribute("data-hit-id", flagged)
+    # Live updates respect the filter: a clean hit does not show up here.
+    await fire(capture_url + "?click_id=abc-4")
+    macro_again = await fire(capture_url + "?click_id=%5BCLICK_ID%5D")
+    await expect(page.locator(f'tr[data-hit-id="{macro_again}"]')).to_be_visible()
+    await expect(page.locator("#hit-rows tr")).to_have_count(2)
+
+    # Hit detail: the flagged param is highlighted and explained in words.
+    await page.click(f'tr[data-hit-id="{flagged}"] a.method')
+    await page.wait_for_url(f"**/hits/{flagged}")
+    flagged_param = page.locator("#params tr.flagged", has_text="click_id")
+    await expect(flagged_param).to_contain_text(
+        "Parameter click_id still holds the placeholder {clickid}"
+    )
+    await expect(page.locator("#params tr.flagged", has_text="payout")).to_contain_text("1,50")
+    await expect(page.locator("#flags")).to_contain_text("left a placeholder")
+    await expect(page.locator("#hit-url")).to_have_text(
+        capture_url + "?click_id=%7Bclickid%7D&event=sale&payout=1,50"
+    )
+    await shot(page, tmp_path, "hit")
+
+    # Copy as curl, run it: the same request is captured again.
+    await page.click('button[data-copy="curl"]')
+    await expect(page.locator('button[data-copy="curl"]')).to_have_text("Copied", timeout=5000)
+    curl = (await page.text_content("#curl")) or ""
+    assert shutil.which("curl"), "the replay check runs the copied command with curl"
+    proc = await asyncio.create_subprocess_shell(
+        curl + " --silent --show-error --fail", stdout=asyncio.subprocess.PIPE
+    )
+    assert await asyncio.wait_for(proc.wait(), 30) == 0, curl
+    hits = await api_hits(base, endpoint_id)
+    original = next(h for h in hits if h["id"] == flagged)
+    replayed = hits[0]
+    assert replayed["id"] != flagged
+    for key in ("method", "path", "query_string", "params", "body_params", "click_id"):
+        assert replayed[key] == original[key], key
+    assert dict(replayed["headers"])["User-Agent"] == dict(original["headers"])["User-Agent"]
+
+    # A POST with a JSON body replays too.
+    posted = await fire(
+        capture_url + "/conv?event=purchase",
+        method="POST",
+        json={"click_id": "j-1", "payout": "3.00", "note": 'it\'s "quoted"'},
+    )
+    await page.goto(f"{base}/hits/{posted}")
+    await expect(page.locator("#body")).to_contain_text('"note": "it\'s \\"quoted\\""')
+    proc = await asyncio.create_subprocess_shell(
+        (await page.text_content("#curl") or "") + " --silent --fail",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    hits = await api_hits(base, endpoint_id)
+    assert hits[0]["id"] != posted
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        bodies = []
+        for hit_id in (hits[0]["id"], posted):
+            async with session.get(f"{base}/api/hits/{hit_id}") as resp:
+                bodies.append(await resp.json())
+    assert bodies[0]["body_text"] == bodies[1]["body_text"]
+    assert bodies[0]["path"] == bodies[1]["path"]
+    assert bodies[0]["content_type"] == bodies[1]["content_type"]
+
+    # Endpoints page and settings: rotate the token (with a confirmation).
+    await page.goto(base + "/endpoints")
+    await expect(page.locator("#endpoints")).to_contain_text("Everflow → my tracker")
+    await shot(page, tmp_path, "endpoints")
+    await page.goto(f"{base}/endpoints/{endpoint_id}/settings")
+    await shot(page, tmp_path, "settings")
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.check("#rotate-form input[name=confirm]")
+    await page.click("#rotate-form button[type=submit]")
+    await page.wait_for_url("**rotated=1")
+    new_url = await page.text_content("#capture-url")
+    assert new_url and new_url != capture_url
+    async with aiohttp.ClientSession() as session:
+        async with session.get(capture_url) as resp:
+            assert resp.status == 404
+
+    # Sign out: pages redirect to sign-in again.
+    await page.click("header button[type=submit]")
+    await page.wait_for_url("**/login")
+    await page.goto(base + "/endpoints")
+    await page.wait_for_url("**/login?next=**")
+
+
+async def test_xss_payload_is_shown_as_text(server: Bases, page: Any) -> None:
+    expect = async_api.expect
+    base = server.management
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), asyncio.ensure_future(d.dismiss())))
+    await sign_in(page, base)
+    await page.fill("#create-endpoint input[name=name]", '<b onmouseover="x()">xss</b>')
+    await page.click("#create-endpoint button[type=submit]")
+    await page.wait_for_url("**/endpoints/*?created=1")
+    capture_url = (await page.text_content("#capture-url")) or ""
+    await expect(page.locator("h1")).to_have_text('<b onmouseover="x()">xss</b>')
+    await expect(page.locator("#live-state")).to_have_text("live")
+
+    # Arrives live (rows parsed by the page script) and renders as text.
+    hit_id = await fire(
+        capture_url,
+        params={"click_id": XSS_PARAM, "event": "<script>alert(1)</script>"},
+        headers={"X-Note": XSS_PARAM},
+        data=XSS_PARAM.encode(),
+        method="POST",
+    )
+    row = page.locator(f'tr[data-hit-id="{hit_id}"]')
+    await expect(row).to_contain_text(XSS_PARAM)
+    await expect(row).to_contain_text("<script>alert(1)</script>")
+    await assert_no_script_ran(page, dialogs)
+    await page.reload()
+    await expect(page.locator(f'tr[data-hit-id="{hit_id}"]')).to_contain_text(XSS_PARAM)
+    await assert_no_script_ran(page, dialogs)
+    await page.goto(f"{base}/hits/{hit_id}")
+    await expect(page.locator("#params")).to_contain_text(XSS_PARAM)
+    await expect(page.locator("#headers")).to_contain_text(XSS_PARAM)
+    await expect(page.locator("#body")).to_have_text(XSS_PARAM)
+    await assert_no_script_ran(page, dialogs)
+    await page.goto(f"{base}/endpoints")
+    await assert_no_script_ran(page, dialogs)
+
+
+async def assert_no_script_ran(page: Any, dialogs: list[str]) -> None:
+    await page.wait_for_timeout(300)  # an onerror handler would have fired by now
+    assert await page.evaluate("window.__pwned") is None
+    assert await page.locator("main img").count() == 0
+    assert await page.locator("main script").count() == 0
+    assert not dialogs

@@ -1,0 +1,96 @@
+"""The postback corpus through the pure path: params parsing, settings, judge.
+
+tests/data/corpus.json holds realistic postbacks across the platforms. Each entry is
+{"name", "settings", "method", "query" (raw, as on the wire), "content_type", "body",
+"remote_ip", "headers": [[k, v]], "expected_flags": sorted flag names without
+duplicate_click_id}. A live-server test replays the same file, so its shape is checked
+here too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.rules import compile_settings, judge
+from monitor.rules.params import parse_body, parse_query
+
+CORPUS_PATH = Path(__file__).parents[1] / "data" / "corpus.json"
+CORPUS: list[dict[str, Any]] = json.loads(CORPUS_PATH.read_text(encoding="utf-8"))
+ENTRY_KEYS = {
+    "name", "settings", "method", "query", "content_type", "body", "remote_ip", "headers",
+    "expected_flags",
+}  # fmt: skip
+FLAGS = {
+    "missing_param", "unreplaced_macro", "invalid_amount", "invalid_currency",
+    "ip_not_allowed", "secret_mismatch",
+}  # fmt: skip
+PLATFORMS = {
+    "voluum", "binom", "redtrack", "keitaro", "everflow", "cake", "tune", "affise", "scaleo",
+    "propellerads", "appsflyer", "adjust", "generic",
+}  # fmt: skip
+
+
+def flags_for(entry: dict[str, Any]) -> list[str]:
+    params = parse_query(entry["query"].encode("ascii"))
+    params += parse_body(entry["content_type"], entry["body"].encode("utf-8"))
+    verdict = judge(
+        compile_settings(entry["settings"]),
+        params,
+        remote_ip=entry["remote_ip"],
+        headers=[(name, value) for name, value in entry["headers"]],
+    )
+    return sorted(flag["flag"] for flag in verdict.flags if flag["flag"] != "duplicate_click_id")
+
+
+@pytest.mark.parametrize("entry", CORPUS, ids=[entry["name"] for entry in CORPUS])
+def test_corpus_entry_gets_exactly_the_expected_flags(entry: dict[str, Any]) -> None:
+    assert flags_for(entry) == entry["expected_flags"]
+
+
+def test_corpus_shape() -> None:
+    assert len(CORPUS) >= 150
+    names = [entry["name"] for entry in CORPUS]
+    assert len(names) == len(set(names))
+    for entry in CORPUS:
+        assert set(entry) == ENTRY_KEYS, entry["name"]
+        assert entry["method"] in ("GET", "POST")
+        assert entry["expected_flags"] == sorted(entry["expected_flags"])
+        assert set(entry["expected_flags"]) <= FLAGS
+        # On the wire: printable ASCII, no space and no fragment.
+        assert all(33 <= ord(char) < 127 for char in entry["query"]), entry["name"]
+        assert "#" not in entry["query"]
+        assert all(len(header) == 2 for header in entry["headers"])
+        if entry["method"] == "GET":
+            assert entry["body"] == ""
+
+
+def test_corpus_covers_platforms_methods_bodies_and_flags() -> None:
+    assert {entry["name"].split(":")[0] for entry in CORPUS} == PLATFORMS
+    kinds = Counter(
+        (entry["method"], entry["content_type"] or "none") for entry in CORPUS if entry["body"]
+    )
+    assert kinds[("POST", "application/json")] >= 10
+    assert kinds[("POST", "application/x-www-form-urlencoded")] >= 3
+    seen = Counter(flag for entry in CORPUS for flag in entry["expected_flags"])
+    assert set(seen) == FLAGS
+    assert min(seen.values()) >= 5
+    clean = sum(1 for entry in CORPUS if not entry["expected_flags"])
+    assert clean >= 60
+
+
+def test_corpus_click_ids_are_unique_so_replays_never_collide() -> None:
+    keys = []
+    for entry in CORPUS:
+        params = parse_query(entry["query"].encode("ascii"))
+        params += parse_body(entry["content_type"], entry["body"].encode("utf-8"))
+        verdict = judge(
+            compile_settings(entry["settings"]), params, remote_ip=entry["remote_ip"], headers=[]
+        )
+        if verdict.dedupe_key is not None:
+            keys.append(verdict.dedupe_key[0])
+    assert len(keys) == len(set(keys))
