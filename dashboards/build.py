@@ -5,7 +5,7 @@
 
 Every query filters on ``$endpoint`` (a multi-value variable whose "All" is ``.*``)
 and runs on ``$datasource``. The metric names are those of monitor/metrics.py;
-tests/test_dashboards.py runs every query here against a real Prometheus.
+tests/system/test_dashboards.py runs every query here against a real Prometheus.
 """
 
 from __future__ import annotations

@@ -24,10 +24,10 @@ from aiohttp.test_utils import TestClient
 from monitor.metrics import Metrics
 from monitor.web.appkeys import METRICS
 from tests.conftest import CaptureClient, capture_path
-from tests.server import free_port
+from tests.helpers.rawhttp import free_port
 from tests.test_metrics import parse, send_mix, value
 
-DASHBOARDS = Path(__file__).parent.parent / "dashboards"
+DASHBOARDS = Path(__file__).parents[2] / "dashboards"
 DASHBOARD_JSON = DASHBOARDS / "postback-monitor.json"
 ALERTS = DASHBOARDS / "alerts.yml"
 JOB = "postback-monitor"
@@ -261,7 +261,6 @@ async def instant(session: aiohttp.ClientSession, url: str, expr: str) -> list[d
     return result
 
 
-@pytest.mark.slow
 async def test_every_query_returns_data_from_a_real_prometheus(
     client: TestClient, capture: CaptureClient, make_endpoint: Any, prometheus: Prometheus
 ) -> None:

@@ -1,28 +1,24 @@
-"""Forwarding: the outbox, retries, give-up, concurrency, replay, restarts, two processes."""
+"""Forwarding in process: the outbox, retries, give-up, concurrency, replay, metrics.
+(Its pure rules: tests/unit/test_forward_rules.py; restarts and two processes:
+tests/system/test_forward_processes.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
 from monitor.config import Config
 from monitor.model.hit import Hit
-from monitor.rules import SettingsError
-from monitor.rules.forwards import backoff_s, compile_forward, render_template
 from monitor.server.app import create_app
 from monitor.web.appkeys import WRITER
-from tests.conftest import ADMIN_TOKEN, AUTH, CaptureClient, capture_path, open_capture
-from tests.server import ServerProcess
-from tests.tracker import Tracker, eventually
+from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
+from tests.helpers.tracker import Tracker, eventually
 
 HIT_ID = "X-Postback-Monitor-Hit-Id"
 
@@ -48,49 +44,6 @@ async def capture_hit(capture: CaptureClient, endpoint: dict[str, Any], query: s
     resp = await capture.get(capture_path(endpoint) + query)
     assert resp.status == 200
     return resp.headers[HIT_ID]
-
-
-# ------------------------------------------------------------------ pure parts
-
-
-def test_settings_are_validated_and_normalized() -> None:
-    settings, doc = compile_forward({"forward_url": " https://t.example/pb?cid={click_id} "})
-    assert settings is not None and settings.mode == "template"
-    assert doc == {
-        "forward_url": "https://t.example/pb?cid={click_id}",
-        "forward_mode": "template",
-        "forward_flagged": True,
-        "forward_max_attempts": 10,
-    }
-    assert compile_forward({}) == (None, {})
-    for bad, named in [
-        ({"forward_mode": "template"}, "forward_mode"),
-        ({"forward_url": "ftp://x/"}, "forward_url"),
-        ({"forward_url": "https://{host}/pb"}, "host"),
-        ({"forward_url": "https://t.example/pb?x={a"}, "forward_url"),
-        ({"forward_url": "https://t.example/a b"}, "forward_url"),
-        ({"forward_url": "https://t.example/?c={cid}", "forward_mode": "passthrough"}, "template"),
-        ({"forward_url": "https://t.example/", "forward_mode": "copy"}, "forward_mode"),
-        ({"forward_url": "https://t.example/", "forward_flagged": "no"}, "forward_flagged"),
-        ({"forward_url": "https://t.example/", "forward_max_attempts": 0}, "forward_max_attempts"),
-    ]:
-        with pytest.raises(SettingsError, match=named):
-            compile_forward(bad)
-
-
-def test_template_encodes_values_and_flags_unknown_names() -> None:
-    url, flags = render_template(
-        "https://t.example/pb?cid={click_id}&p={payout}&x={nope}&y={nope}",
-        [("click_id", "a b&c=d/é"), ("payout", "1.50"), ("click_id", "second")],
-    )
-    assert url == "https://t.example/pb?cid=a%20b%26c%3Dd%2F%C3%A9&p=1.50&x=&y="
-    assert [(f["flag"], f["param"]) for f in flags] == [("unknown_template_param", "nope")]
-
-
-def test_backoff_doubles_with_jitter_and_a_cap() -> None:
-    assert [backoff_s(n, 1.0, 100.0, rand=lambda: 1.0) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
-    assert [backoff_s(n, 1.0, 100.0, rand=lambda: 0.0) for n in (1, 2, 3)] == [0.5, 1, 2]
-    assert backoff_s(50, 1.0, 100.0, rand=lambda: 1.0) == 100.0
 
 
 async def test_endpoint_api_rejects_bad_forward_settings(make_endpoint: Any, client: Any) -> None:
@@ -327,116 +280,6 @@ async def test_each_batch_in_flight_wakes_the_forwarder_for_its_own_rows(
         await asyncio.gather(capture_hit(capture, endpoint, "?click_id=first"), second())
         await eventually(lambda: len(tracker.requests) == 2, timeout_s=5.0)
         assert sorted(r.query[0][1] for r in tracker.requests) == ["first", "second"]
-
-
-# ------------------------------------------------------------------ real processes
-
-
-def serve_args(poll_s: str = "0.1", backoff_s: str = "0.3") -> list[str]:
-    return [
-        "--forward-allow", "127.0.0.1", "--forward-poll-s", poll_s,
-        "--forward-backoff-s", backoff_s, "--forward-backoff-max-s", backoff_s,
-    ]  # fmt: skip
-
-
-async def api(base: str, method: str, path: str, **kwargs: Any) -> Any:
-    async with aiohttp.ClientSession() as s:
-        async with s.request(
-            method, base + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, **kwargs
-        ) as resp:
-            assert resp.status < 300, await resp.text()
-            return await resp.json()
-
-
-@pytest.mark.slow
-async def test_pending_forwards_resume_after_restart(
-    pg_url: str, tmp_path: Path, db: asyncpg.Connection, tracker: Tracker
-) -> None:
-    tracker.default = 500
-    server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=serve_args())
-    await asyncio.to_thread(server.start)
-    try:
-        endpoint = await api(
-            server.url, "POST", "/api/endpoints",
-            json={"name": "r", "settings": {"forward_url": tracker.url("/pb?c={click_id}")}},
-        )  # fmt: skip
-        async with aiohttp.ClientSession() as s:
-            for i in range(5):
-                async with s.get(
-                    f"{server.capture_url}/p/{endpoint['token']}?click_id=k{i}"
-                ) as resp:
-                    assert resp.status == 200
-        await eventually(lambda: len(tracker.requests) >= 5)
-    finally:
-        assert await asyncio.to_thread(server.stop) == 0
-    failed_before = len(tracker.requests)
-    assert await db.fetchval("SELECT count(*) FROM forward_outbox WHERE state = 'pending'") == 5
-
-    tracker.default = 200
-    server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=serve_args())
-    await asyncio.to_thread(server.start)
-    try:
-        await eventually(lambda: sum(r.query[0][1].startswith("k") for r in tracker.requests) >= 5)
-
-        async def all_delivered() -> bool:
-            return (
-                await db.fetchval("SELECT count(*) FROM forward_outbox WHERE state = 'delivered'")
-                == 5
-            )
-
-        for _ in range(100):
-            if await all_delivered():
-                break
-            await asyncio.sleep(0.1)
-        assert await all_delivered()
-    finally:
-        assert await asyncio.to_thread(server.stop) == 0
-    # Each hit reached the tracker with a 200 exactly once after the restart.
-    after = tracker.requests[failed_before:]
-    assert sorted(r.query[0][1] for r in after) == [f"k{i}" for i in range(5)]
-
-
-@pytest.mark.slow
-async def test_two_processes_never_send_twice(
-    pg_url: str, tmp_path: Path, db: asyncpg.Connection, tracker: Tracker
-) -> None:
-    servers = [
-        ServerProcess(tmp_path / f"data{i}", database_url=pg_url, extra=serve_args(poll_s="0.05"))
-        for i in range(2)
-    ]
-    await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
-    try:
-        endpoint = await api(
-            servers[0].url, "POST", "/api/endpoints",
-            json={"name": "two", "settings": {"forward_url": tracker.url("/pb?c={click_id}")}},
-        )  # fmt: skip
-        # Let both caches learn the endpoint (NOTIFY), then fire at both processes.
-        await asyncio.sleep(0.3)
-        hit_ids: list[str] = []
-
-        async def fire(i: int) -> None:
-            url = f"{servers[i % 2].capture_url}/p/{endpoint['token']}?click_id=t{i}"
-            async with aiohttp.ClientSession() as s, s.get(url) as resp:
-                assert resp.status == 200
-                hit_ids.append(resp.headers[HIT_ID])
-
-        await asyncio.gather(*(fire(i) for i in range(200)))
-        await eventually(lambda: len(tracker.requests) >= 200, timeout_s=60)
-        await asyncio.sleep(0.5)
-        assert Counter(r.header(HIT_ID) for r in tracker.requests) == Counter(hit_ids)
-        # Queue them all again as rows neither process wrote: both pollers race for them.
-        await db.execute(
-            "UPDATE forward_outbox SET state = 'pending', attempts = 0, next_attempt_at = now()"
-        )
-        await eventually(lambda: len(tracker.requests) >= 400, timeout_s=60)
-        await asyncio.sleep(1.0)
-    finally:
-        for server in servers:
-            assert await asyncio.to_thread(server.stop) == 0
-    counts = Counter(r.header(HIT_ID) for r in tracker.requests)
-    assert set(counts) == set(hit_ids)
-    # Each hit twice: once after capture, once from the re-queued row; never more.
-    assert set(counts.values()) == {2}
 
 
 async def test_forward_outcomes_are_counted_in_metrics(
