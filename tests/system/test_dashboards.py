@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestClient
 from monitor.metrics import Metrics
 from monitor.web.appkeys import METRICS
 from tests.conftest import CaptureClient, capture_path
+from tests.helpers.metrics import parse, send_mix, value
 from tests.helpers.rawhttp import free_port
-from tests.test_metrics import parse, send_mix, value
 
 DASHBOARDS = Path(__file__).parents[2] / "dashboards"
 DASHBOARD_JSON = DASHBOARDS / "postback-monitor.json"
