@@ -9,9 +9,13 @@ half started. Workers of ``serve --workers N`` inherit both from their parent.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from monitor.config import Config
 
@@ -89,3 +93,38 @@ def listen(host: str, port: int, *, role: str) -> list[socket.socket]:
             f"cannot listen on {shown}:{port} ({role}): {exc.strerror or exc}"
         ) from None
     return sockets
+
+
+class TimedConnection(Protocol):
+    def check_deadlines(self, now: float) -> None:
+        """Close (or answer and close) a connection whose request is overdue."""
+
+
+class DeadlineSweeper:
+    """Checks the read deadlines of a listener's open connections every ``every_s``.
+
+    One task per listener instead of a timer per request: the hot path only notes
+    when a request began, and a slow connection closes at most ``every_s`` late.
+    """
+
+    def __init__(self, connections: Collection[TimedConnection], every_s: float) -> None:
+        self.connections = connections
+        self.every_s = every_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="deadlines")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                connection.check_deadlines(now)

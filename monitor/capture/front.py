@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,7 +23,7 @@ from aiohttp import web
 from monitor.capture.protocol import FrontProtocol
 from monitor.capture.steps import Capture
 from monitor.config import Config
-from monitor.listen import BACKLOG
+from monitor.listen import BACKLOG, DeadlineSweeper
 from monitor.metrics import Metrics
 
 SWEEP_EVERY_S = 2.0  # how late past its deadline a slow or idle connection may close
@@ -61,7 +59,7 @@ class Front:
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0  # capture requests read and not yet answered, all connections
         self.stopping = False
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: DeadlineSweeper | None = None
 
     def protocol(self) -> FrontProtocol:
         return FrontProtocol(self)
@@ -72,23 +70,14 @@ class Front:
         task.add_done_callback(self.tasks.discard)
 
     def start(self) -> None:
-        self._sweeper = self.loop.create_task(self._sweep_forever())
-
-    async def _sweep_forever(self) -> None:
-        """Deadlines of every connection, checked here rather than by a timer per request."""
-        while True:
-            await asyncio.sleep(SWEEP_EVERY_S)
-            now = time.monotonic()
-            for connection in list(self.connections):
-                connection.check_deadlines(now)
+        self._sweeper = DeadlineSweeper(self.connections, SWEEP_EVERY_S)
+        self._sweeper.start()
 
     async def stop(self) -> None:
         """Close idle connections now; let the others finish their answers first."""
         self.stopping = True
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await self._sweeper.stop()
         for connection in list(self.connections):
             if not connection.pending and connection.request is None:
                 connection._close()

@@ -12,7 +12,6 @@ request is overdue: no timer per request or connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 from typing import cast
@@ -20,7 +19,7 @@ from typing import cast
 import httptools
 from aiohttp import web
 
-from monitor.listen import BACKLOG
+from monitor.listen import BACKLOG, DeadlineSweeper
 
 SWEEP_EVERY_S = 2.0  # how late past its deadline a slow connection may close
 
@@ -96,7 +95,7 @@ class DeadlineProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------- for the sweeper
 
-    def close_if_overdue(self, now: float) -> None:
+    def check_deadlines(self, now: float) -> None:
         since = self.reading_since
         if since is None or self.transport is None:
             return
@@ -125,7 +124,7 @@ class ManagementSite(web.BaseSite):
         self.body_timeout_s = body_timeout_s
         self.connections: set[DeadlineProtocol] = set()
         self.servers: list[asyncio.Server] = []
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: DeadlineSweeper | None = None
 
     @property
     def name(self) -> str:
@@ -147,21 +146,13 @@ class ManagementSite(web.BaseSite):
         for sock in self.sockets:
             server = await loop.create_server(self.protocol, sock=sock, backlog=BACKLOG)
             self.servers.append(server)
-        self._sweeper = loop.create_task(self._sweep_forever())
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_EVERY_S)
-            now = time.monotonic()
-            for connection in list(self.connections):
-                connection.close_if_overdue(now)
+        self._sweeper = DeadlineSweeper(self.connections, SWEEP_EVERY_S)
+        self._sweeper.start()
 
     async def stop(self) -> None:
         """Stop accepting; the runner then closes the open connections (its shutdown)."""
         for server in self.servers:
             server.close()
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await self._sweeper.stop()
         await super().stop()
