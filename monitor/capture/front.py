@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
-from aiohttp import web
-
-from monitor.capture.protocol import FrontProtocol
 from monitor.capture.steps import Capture
 from monitor.config import Config
-from monitor.listen import BACKLOG, DeadlineSweeper
+from monitor.listen import DeadlineSweeper
 from monitor.metrics import Metrics
 
 SWEEP_EVERY_S = 2.0  # how late past its deadline a slow or idle connection may close
+
+
+class Connection(Protocol):
+    """What the front needs of an open connection (``protocol.FrontProtocol``)."""
+
+    def check_deadlines(self, now: float) -> None:
+        """Answer 408 and close when the request being read is overdue."""
+
+    def close_if_idle(self) -> None:
+        """Close now when no request is being read or answered."""
 
 
 class Front:
@@ -55,14 +61,11 @@ class Front:
         # The request line and the equivalent of four maximal header fields.
         self.max_head_bytes = config.max_url_bytes + 4 * config.max_header_bytes
         self.loop = asyncio.get_running_loop()
-        self.connections: set[FrontProtocol] = set()
+        self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0  # capture requests read and not yet answered, all connections
         self.stopping = False
         self._sweeper: DeadlineSweeper | None = None
-
-    def protocol(self) -> FrontProtocol:
-        return FrontProtocol(self)
 
     def spawn(self, coro: collections.abc.Coroutine[None, None, None]) -> None:
         task = self.loop.create_task(coro)
@@ -79,45 +82,6 @@ class Front:
         if self._sweeper is not None:
             await self._sweeper.stop()
         for connection in list(self.connections):
-            if not connection.pending and connection.request is None:
-                connection._close()
+            connection.close_if_idle()
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=self.shutdown_timeout_s)
-
-
-class CaptureSite(web.BaseSite):
-    """The capture listener's sockets with the front protocol on them.
-
-    An aiohttp site so that ``runner.cleanup()`` stops it first: no new
-    connections, capture's answers finish, and only then do the management
-    connections close and the app's resources (writer, pool, database) go.
-    """
-
-    def __init__(self, runner: web.AppRunner, front: Front, sockets: list[socket.socket]) -> None:
-        super().__init__(runner, backlog=BACKLOG)
-        self.front = front
-        self.sockets = sockets
-        self.servers: list[asyncio.Server] = []
-
-    @property
-    def name(self) -> str:
-        host, port = self.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def port(self) -> int:
-        return int(self.sockets[0].getsockname()[1])
-
-    async def start(self) -> None:
-        await super().start()  # registers the site with the runner, which stops it
-        loop = asyncio.get_running_loop()
-        for sock in self.sockets:
-            server = await loop.create_server(self.front.protocol, sock=sock, backlog=BACKLOG)
-            self.servers.append(server)
-        self.front.start()
-
-    async def stop(self) -> None:
-        for server in self.servers:
-            server.close()  # stop accepting
-        await super().stop()
-        await self.front.stop()

@@ -320,6 +320,11 @@ class FrontProtocol(CaptureAnswers, asyncio.Protocol):
     def closing_when_idle(self) -> bool:
         return self.front.stopping and self.request is None
 
+    def close_if_idle(self) -> None:
+        """On stop: a connection with no request being read or answered closes now."""
+        if not self.pending and self.request is None:
+            self._close()
+
     def check_deadlines(self, now: float) -> None:
         """From the sweeper: answer 408 to a request read too slowly; close an idle connection."""
         since = self.reading_since

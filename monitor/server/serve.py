@@ -24,7 +24,8 @@ import structlog
 from aiohttp import web
 
 from monitor import listen
-from monitor.capture.front import CaptureSite, Front
+from monitor.capture.front import Front
+from monitor.capture.site import CaptureSite
 from monitor.capture.steps import Capture
 from monitor.config import Config
 from monitor.metrics import Metrics
