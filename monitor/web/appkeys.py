@@ -1,4 +1,8 @@
-"""Typed application state: every web.AppKey of the service, in one leaf module."""
+"""Typed application state: the app keys of the shared components, in one leaf module.
+
+It names components only for the type checker, and imports none at run time; a web
+component's own key lives beside it (``auth.SESSION``, ``live.LIVE``).
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,6 @@ if TYPE_CHECKING:
     from monitor.storage.endpoints import EndpointStore
     from monitor.storage.hits import HitStore
     from monitor.storage.writer import HitWriter
-    from monitor.web.auth import Session
-    from monitor.web.live import LiveHub
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token")
@@ -33,6 +35,4 @@ WRITER: web.AppKey[HitWriter] = web.AppKey("writer")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
 OUTBOUND: web.AppKey[OutboundClient] = web.AppKey("outbound")
-LIVE: web.AppKey[LiveHub] = web.AppKey("live")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-SESSION: web.RequestKey[Session | None] = web.RequestKey("session")

@@ -30,7 +30,7 @@ from yarl import URL
 from monitor.model import ids
 from monitor.model.paths import CAPTURE_PREFIX, HEALTHZ, READYZ
 from monitor.web import sessions
-from monitor.web.appkeys import ADMIN_TOKEN, POOL, SESSION
+from monitor.web.appkeys import ADMIN_TOKEN, POOL
 from monitor.web.errors import Handler, Unauthorized
 from monitor.web.inputs import is_text
 
@@ -95,6 +95,11 @@ class Session:
 
     def csrf_token(self, admin_token: str) -> str:
         return _mac(admin_token, b"csrf." + self.id_hash)
+
+
+# The signed-in session of a request (None when it came with a bearer token); kept
+# beside Session rather than in appkeys, which imports no web component.
+SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
 
 
 def _mac(admin_token: str, message: bytes) -> str:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from monitor.storage.batch_commit import HITS_CHANNEL
 from monitor.storage.db import connect
-from monitor.web.appkeys import DATABASE_URL, LIVE
+from monitor.web.appkeys import DATABASE_URL
 
 log = structlog.get_logger(__name__)
 
@@ -126,6 +126,11 @@ class LiveHub:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close(timeout=2))
             await asyncio.sleep(RECONNECT_S)
+
+
+# The process's hub; kept beside LiveHub rather than in appkeys, which imports no
+# web component.
+LIVE: web.AppKey[LiveHub] = web.AppKey("live")
 
 
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:

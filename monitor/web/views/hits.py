@@ -20,9 +20,9 @@ from monitor.storage.endpoints import Endpoint
 from monitor.storage.hits import HitFilter, decode_cursor, encode_cursor
 from monitor.web import streams
 from monitor.web.api.routes import endpoint_id
-from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS, LIVE
+from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, DomainError, NotFound
-from monitor.web.live import LiveClosed
+from monitor.web.live import LIVE, LiveClosed
 from monitor.web.views import present
 from monitor.web.views import render as pages
 

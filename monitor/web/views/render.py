@@ -10,8 +10,8 @@ from aiohttp import web
 
 from monitor.rules.presets import get_preset
 from monitor.storage.endpoints import Endpoint
-from monitor.web.appkeys import ADMIN_TOKEN, CONFIG, SESSION
-from monitor.web.auth import csrf_ok
+from monitor.web.appkeys import ADMIN_TOKEN, CONFIG
+from monitor.web.auth import SESSION, csrf_ok
 from monitor.web.errors import BadRequest
 from monitor.web.inputs import check_form
 from monitor.web.views import present
