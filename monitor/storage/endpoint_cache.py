@@ -41,6 +41,9 @@ class EndpointCache:
         # Ids changed while reload_all reads its snapshot: the snapshot may predate
         # the change, so they are read again after it (None: no reload running).
         self._changed_during_reload: set[int] | None = None
+        # Deleted endpoints: ids come from a sequence and are never reused, so a row
+        # read before its delete (a refresh that lost the race) must not bring it back.
+        self._gone: set[int] = set()
 
     def get(self, token: str) -> Endpoint | None:
         return self._by_token.get(token)
@@ -76,17 +79,26 @@ class EndpointCache:
         return endpoint
 
     def put(self, endpoint: Endpoint) -> None:
+        """Cache ``endpoint`` unless what is cached is newer: refreshes run as tasks, and
+        one that read the row before a later change may finish after it."""
         if self._changed_during_reload is not None:
             self._changed_during_reload.add(endpoint.id)
+        if endpoint.id in self._gone:
+            return
         old_token = self._token_of.get(endpoint.id)
+        cached = None if old_token is None else self._by_token.get(old_token)
+        if cached is not None and cached.updated_at > endpoint.updated_at:
+            return
         if old_token is not None and old_token != endpoint.token:
             self._by_token.pop(old_token, None)
         self._by_token[endpoint.token] = endpoint
         self._token_of[endpoint.id] = endpoint.token
 
     def forget(self, endpoint_id: int) -> None:
+        """The endpoint was deleted: drop it, for good."""
         if self._changed_during_reload is not None:
             self._changed_during_reload.add(endpoint_id)
+        self._gone.add(endpoint_id)
         token = self._token_of.pop(endpoint_id, None)
         if token is not None:
             self._by_token.pop(token, None)
@@ -104,6 +116,7 @@ class EndpointCache:
             endpoints = await self.store.list()
         finally:
             self._changed_during_reload = None
+        endpoints = [e for e in endpoints if e.id not in self._gone]
         self._by_token = {e.token: e for e in endpoints}
         self._token_of = {e.id: e.token for e in endpoints}
         for endpoint_id in changed:

@@ -309,3 +309,34 @@ async def test_a_reload_keeps_what_changed_while_its_snapshot_was_read(
         assert cache.get(created["token"]) is not None
     finally:
         await pool.close()
+
+
+async def test_a_refresh_that_read_an_older_row_does_not_undo_a_newer_change(
+    make_endpoint: Any, pg_url: str
+) -> None:
+    """Refreshes run as tasks: one that read the row before an update, or before a
+    delete, may finish after it; the cache keeps the newer state."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from monitor.storage.db import create_pool
+    from monitor.storage.endpoint_cache import EndpointCache
+    from monitor.storage.endpoints import EndpointStore
+
+    created = await make_endpoint()
+    pool = await create_pool(pg_url, min_size=1, max_size=2)
+    try:
+        cache = EndpointCache(EndpointStore(pool), pg_url)
+        current = await cache.store.get(created["id"])
+        older = replace(
+            current, response_status=299, updated_at=current.updated_at - timedelta(seconds=1)
+        )
+        cache.put(current)
+        cache.put(older)  # the late refresh
+        cached = cache.get(created["token"])
+        assert cached is not None and cached.response_status == current.response_status
+        cache.forget(created["id"])  # deleted
+        cache.put(current)  # a refresh that read the row before the delete
+        assert cache.get(created["token"]) is None
+    finally:
+        await pool.close()
