@@ -3,10 +3,11 @@
 Every request names a URL that someone other than the operator chose (an endpoint's
 forward target, a URL pasted into the tester), so the client resolves the host
 itself and refuses loopback, private, link-local (cloud metadata), multicast,
-site-local, reserved and unspecified addresses unless ``forward_allow`` lists the
-address's network or the host name. An IPv6 address that carries an IPv4 address
-is judged by it too (``why_refused``): ``[2002:7f00:1::]``, 6to4 around 127.0.0.1,
-is as refused as 127.0.0.1. The connection goes to the address that was vetted: the
+site-local, reserved and unspecified addresses unless the server flag
+``--forward-allow`` (``Config.forward_allow``) lists the address's network or the host
+name. An IPv6 address that carries an IPv4 address is judged by it too
+(``why_refused``): ``[2002:7f00:1::]``, 6to4 around 127.0.0.1, is as refused as
+127.0.0.1. The connection goes to the address that was vetted: the
 aiohttp connector uses a resolver that vets what it returns, so DNS that changes
 between the check and the connect cannot slip through. Redirects are never followed
 here; callers follow them hop by hop, so each hop is vetted again. Bodies are read
@@ -162,7 +163,9 @@ class Guard:
             return
         shown = host if host == str(ip) else f"{host} ({ip})"
         raise OutboundRefused(
-            f"{shown} is a {reason} address; list it in forward_allow to reach it"
+            f"{shown} is a {reason} address; to reach it, start the server with "
+            "--forward-allow (or POSTBACK_MONITOR_FORWARD_ALLOW) listing its network or "
+            "host name"
         )
 
     async def resolve(self, host: str, port: int) -> list[str]:

@@ -89,3 +89,13 @@ def test_forward_allow_allows_explicitly(allow: str, address: str, allowed: bool
     else:
         with pytest.raises(OutboundRefused):
             guard.check_ip(ip, address)
+
+
+def test_refusal_names_the_server_flag_not_an_endpoint_setting() -> None:
+    # forward_allow is the server's --forward-allow, not a key of an endpoint's settings.
+    with pytest.raises(OutboundRefused) as refused:
+        Guard([]).check_ip(ipaddress.ip_address("10.0.0.1"), "tracker.internal")
+    message = str(refused.value)
+    assert message.startswith("tracker.internal (10.0.0.1) is a private address")
+    assert "--forward-allow" in message
+    assert "forward_allow" not in message.replace("FORWARD_ALLOW", "")
