@@ -13,6 +13,20 @@ from typing import Any
 # A flag as stored on a hit: {"flag", "param", "value", "message", ...details}.
 Flag = dict[str, Any]
 
+# Every flag name a hit can carry: the rules' (judge, params), capture's own
+# (body_truncated) and the writer's (duplicate_click_id). docs/rules.md describes each.
+FLAG_NAMES = (
+    "unreplaced_macro",
+    "missing_param",
+    "invalid_amount",
+    "invalid_currency",
+    "ip_not_allowed",
+    "secret_mismatch",
+    "duplicate_click_id",
+    "body_truncated",
+    "params_truncated",
+)
+
 # Flags are stored on every hit: bound their size whatever the sender puts on the wire.
 MAX_FLAG_VALUE_CHARS = 200
 

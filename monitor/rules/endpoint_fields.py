@@ -98,6 +98,20 @@ def validate_fields(
     )
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """``patch`` applied to ``target`` as a JSON Merge Patch (RFC 7396): an object merges
+    key by key, recursively; a key set to null is removed; anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
 def _no_nul(name: str, value: str) -> None:
     if "\x00" in value:
         raise InvalidInput("invalid_field", f"{name}: must not contain NUL characters")

@@ -120,6 +120,20 @@ def judge(
     )
 
 
+def amount_and_currency(
+    rules: Rules, params: Sequence[Sequence[str]]
+) -> tuple[str | None, str | None]:
+    """The amount and currency a hit carries, as sent (trimmed), or None when absent or
+    empty: the values ``judge`` checks, read the same way (query params then body
+    params, first name wins, the first of the rules' names that has a value)."""
+    values: dict[str, str] = {}
+    for name, raw in params:
+        values.setdefault(name, raw.strip())
+    _, amount = _first_present(rules.amount_names, values)
+    _, currency = _first_present(rules.currency_names, values)
+    return amount or None, currency or None
+
+
 def duplicate_flag(verdict: Verdict, first_hit_id: uuid.UUID) -> Flag:
     """The duplicate_click_id flag for a hit whose dedupe key was already seen."""
     event = verdict.dedupe_key[1] if verdict.dedupe_key else ""

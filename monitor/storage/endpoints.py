@@ -19,7 +19,7 @@ from monitor.model import ids
 from monitor.model.errors import NotFound
 from monitor.model.paths import CAPTURE_PREFIX
 from monitor.rules import Rules, SettingsError, presets
-from monitor.rules.endpoint_fields import EndpointFields, validate_fields
+from monitor.rules.endpoint_fields import EndpointFields, merge_patch, validate_fields
 from monitor.rules.endpoint_settings import EndpointSettings, compile_endpoint_settings
 
 log = structlog.get_logger(__name__)
@@ -35,6 +35,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING {COLUMNS}"""
 SELECT_ALL = f"SELECT {COLUMNS} FROM endpoints ORDER BY id"
 SELECT_BY_ID = f"SELECT {COLUMNS} FROM endpoints WHERE id = $1"
+SELECT_FOR_UPDATE = f"SELECT {COLUMNS} FROM endpoints WHERE id = $1 FOR NO KEY UPDATE"
 SELECT_BY_TOKEN = f"SELECT {COLUMNS} FROM endpoints WHERE token = $1"
 UPDATE = f"""
 UPDATE endpoints SET name = $2, description = $3, response_status = $4, response_body = $5,
@@ -173,18 +174,29 @@ class EndpointStore:
         row = await self.pool.fetchrow(SELECT_BY_TOKEN, token)
         return None if row is None else Endpoint.from_row(row)
 
-    async def update(self, endpoint_id: int, doc: Any) -> Endpoint:
-        current = await self.get(endpoint_id)
-        base = EndpointFields(
-            current.name,
-            current.description,
-            current.response_status,
-            current.response_body,
-            current.response_content_type,
-            current.settings,
-        )
-        fields = validate_fields(doc, base, require_name=False)
+    async def update(self, endpoint_id: int, doc: Any, *, merge_settings: bool = False) -> Endpoint:
+        """Change the fields ``doc`` names. With ``merge_settings`` (the API's PATCH) its
+        ``settings`` is a JSON Merge Patch (RFC 7396) on the stored settings; without
+        (the settings form, which sends the whole document) it replaces them.
+
+        The row is read locked (FOR NO KEY UPDATE: the writer's FOR KEY SHARE is not
+        blocked), so two concurrent PATCHes each merge onto the other's result."""
         async with self.pool.acquire() as conn, conn.transaction():
+            current_row = await conn.fetchrow(SELECT_FOR_UPDATE, endpoint_id)
+            if current_row is None:
+                raise NotFound("endpoint_not_found", f"no endpoint with id {endpoint_id}")
+            current = Endpoint.from_row(current_row)
+            if merge_settings and isinstance(doc, dict) and isinstance(doc.get("settings"), dict):
+                doc = {**doc, "settings": merge_patch(current.settings, doc["settings"])}
+            base = EndpointFields(
+                current.name,
+                current.description,
+                current.response_status,
+                current.response_body,
+                current.response_content_type,
+                current.settings,
+            )
+            fields = validate_fields(doc, base, require_name=False)
             row = await conn.fetchrow(
                 UPDATE,
                 endpoint_id,

@@ -44,6 +44,9 @@ LEFT JOIN LATERAL (
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
+# The longest ``method`` and ``search`` (the API's ``q``) filter a caller may give.
+MAX_METHOD_CHARS = 20
+MAX_SEARCH_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,10 @@ async def test_endpoint_gives_the_ready_postback_url_of_its_preset(
     assert (await changed.json())["postback_url"] == postback_url(
         "everflow", endpoint["capture_url"]
     )
-    dropped = await client.patch(path, json={"settings": {}}, headers=AUTH)
+    # settings merge (RFC 7396): {} changes nothing, a null preset drops it.
+    kept = await client.patch(path, json={"settings": {}}, headers=AUTH)
+    assert (await kept.json())["postback_url"] == (await changed.json())["postback_url"]
+    dropped = await client.patch(path, json={"settings": {"preset": None}}, headers=AUTH)
     assert (await dropped.json())["postback_url"] is None
     rotated = await (await client.post(f"{path}/rotate-token", headers=AUTH)).json()
     assert rotated["postback_url"] is None

@@ -18,7 +18,7 @@ from aiohttp import web
 from monitor.model.hit import row_to_json
 from monitor.storage.hits import list_query
 from monitor.web import streams
-from monitor.web.api.routes import endpoint_id, hit_filter
+from monitor.web.api.routes import endpoint_id, hit_filter, with_amount
 from monitor.web.appkeys import ENDPOINTS, POOL
 from monitor.web.errors import BadRequest
 
@@ -30,6 +30,7 @@ ALL_ROWS = 2**62
 CSV_COLUMNS = (
     "id", "received_at", "method", "path", "query_string", "click_id", "event", "flags",
     "params", "body_params", "content_type", "body_size", "remote_ip", "user_agent",
+    "amount", "currency",
 )  # fmt: skip
 # A cell starting with one of these is a formula to a spreadsheet; senders choose values.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -83,7 +84,8 @@ async def export_hits(request: web.Request) -> web.StreamResponse:
     if fmt not in FORMATS:
         raise BadRequest("invalid_query", f"format: one of {', '.join(FORMATS)}")
     flt = hit_filter(request)
-    await request.app[ENDPOINTS].get(ident)  # 404 for an unknown endpoint
+    # 404 for an unknown endpoint; its rules read each hit's amount, as in the list.
+    rules = (await request.app[ENDPOINTS].get(ident)).rules
     sql, args = list_query(ident, flt, None, ALL_ROWS)
     response = web.StreamResponse(
         headers={
@@ -97,7 +99,11 @@ async def export_hits(request: web.Request) -> web.StreamResponse:
     async with request.app[POOL].acquire() as conn, streams.prepared(response, request):
         async with conn.transaction(readonly=True):
             rows = conn.cursor(sql, *args, prefetch=CURSOR_PREFETCH_ROWS)
-            await _write_all(response, lines, (row_to_json(r, with_body=False) async for r in rows))
+            await _write_all(
+                response,
+                lines,
+                (with_amount(row_to_json(r, with_body=False), rules) async for r in rows),
+            )
         await response.write_eof()
     return response
 

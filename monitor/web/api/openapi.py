@@ -50,10 +50,23 @@ def with_malformed_request_answers(paths: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# One tag per resource; every operation carries one and a unique operationId, so
+# generated clients get stable names (tests/integration/test_openapi_names.py).
+TAGS = [
+    {"name": "endpoints", "description": "Capture endpoints: their settings, token and stats"},
+    {"name": "hits", "description": "Captured hits: the filtered list and single hits"},
+    {"name": "presets", "description": "Platform presets for endpoint settings"},
+    {"name": "forwards", "description": "Forwarding: a hit's attempts, and replaying it"},
+    {"name": "export", "description": "Hits as NDJSON or CSV files"},
+    {"name": "tester", "description": "The postback URL tester"},
+]
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Postback Monitor API", "version": __version__},
+        "tags": TAGS,
         "security": [{"bearer": []}],
         "paths": with_malformed_request_answers(PATHS),
         "components": {

@@ -21,7 +21,7 @@ NAME_STRING = {"type": "string", "minLength": 1, "maxLength": 256}
 # The shape of an endpoint's settings document. Values are also checked for meaning
 # (CIDRs, windows, preset keys, URL templates): a well-shaped but meaningless value
 # gets a 400 that names it. docs/rules.md documents each key.
-SETTINGS = {
+SETTINGS: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
@@ -75,7 +75,7 @@ ENDPOINT = {
         "updated_at": {"type": "string", "format": "date-time"},
     },
 }
-ENDPOINT_INPUT = {
+ENDPOINT_INPUT: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
@@ -85,6 +85,29 @@ ENDPOINT_INPUT = {
         "response": RESPONSE_SETTINGS,
     },
 }
+# PATCH's settings are a JSON Merge Patch (RFC 7396) on the stored ones: the same keys,
+# but a nested object may give only the keys it changes (secret without its value).
+SETTINGS_PATCH = {
+    **SETTINGS,
+    "properties": {
+        **SETTINGS["properties"],
+        "secret": {k: v for k, v in SETTINGS["properties"]["secret"].items() if k != "required"},
+    },
+}
+ENDPOINT_PATCH = {
+    **ENDPOINT_INPUT,
+    "properties": {**ENDPOINT_INPUT["properties"], "settings": SETTINGS_PATCH},
+}
+PATCH_DESCRIPTION = """\
+Only the fields given change; `response` changes the keys it gives.
+
+`settings` is a JSON Merge Patch (RFC 7396) on the stored settings, not a
+replacement: a key given replaces that setting, a key set to `null` removes it
+(back to its default), a nested object (`dedupe`, `secret`) merges key by key,
+and keys not given are kept. So `{"settings": {"secret": null}}` drops the
+secret and keeps the preset; `{"settings": {"dedupe": {"window": "1h"}}}`
+changes the window and keeps the scope. The merged document is checked as a
+whole; to replace every setting, set the ones to drop to `null`."""
 STATS = {
     "type": "object",
     "required": ["window", "total", "flagged", "by_flag", "duplicate_rate", "last_hit_at"],
@@ -101,6 +124,8 @@ STATS = {
 PATHS: dict[str, Any] = {
     "/api/endpoints": {
         "get": {
+            "operationId": "listEndpoints",
+            "tags": ["endpoints"],
             "summary": "List endpoints",
             "responses": {
                 "200": json_body(
@@ -115,6 +140,8 @@ PATHS: dict[str, Any] = {
             },
         },
         "post": {
+            "operationId": "createEndpoint",
+            "tags": ["endpoints"],
             "summary": "Create an endpoint",
             "requestBody": {
                 "required": True,
@@ -128,18 +155,25 @@ PATHS: dict[str, Any] = {
     "/api/endpoints/{endpoint_id}": {
         "parameters": [ENDPOINT_ID],
         "get": {
+            "operationId": "getEndpoint",
+            "tags": ["endpoints"],
             "summary": "One endpoint",
             "responses": {"200": json_body(ref("Endpoint"), "The endpoint"), **errors(401, 404)},
         },
         "patch": {
+            "operationId": "updateEndpoint",
+            "tags": ["endpoints"],
             "summary": "Change an endpoint",
+            "description": PATCH_DESCRIPTION,
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": ENDPOINT_INPUT}},
+                "content": {"application/json": {"schema": ENDPOINT_PATCH}},
             },
             "responses": {"200": json_body(ref("Endpoint"), "Changed"), **errors(400, 401, 404)},
         },
         "delete": {
+            "operationId": "deleteEndpoint",
+            "tags": ["endpoints"],
             "summary": "Delete an endpoint and all its hits",
             "responses": {
                 "200": json_body(
@@ -161,6 +195,8 @@ PATHS: dict[str, Any] = {
     "/api/endpoints/{endpoint_id}/rotate-token": {
         "parameters": [ENDPOINT_ID],
         "post": {
+            "operationId": "rotateEndpointToken",
+            "tags": ["endpoints"],
             "summary": "Give the endpoint a new capture token",
             "responses": {"200": json_body(ref("Endpoint"), "Rotated"), **errors(401, 404)},
         },
@@ -168,6 +204,8 @@ PATHS: dict[str, Any] = {
     "/api/endpoints/{endpoint_id}/stats": {
         "parameters": [ENDPOINT_ID],
         "get": {
+            "operationId": "getEndpointStats",
+            "tags": ["endpoints"],
             "summary": "Counts of hits, flagged hits and each flag over a window",
             "parameters": [
                 {

@@ -104,6 +104,8 @@ PATHS: dict[str, Any] = {
     "/api/hits/{hit_id}/forwards": {
         "parameters": [HIT_ID],
         "get": {
+            "operationId": "listHitForwards",
+            "tags": ["forwards"],
             "summary": "The hit's forward state and every attempt (forwards and replays)",
             "responses": {
                 "200": json_body(FORWARDS, "Attempts, oldest first"),
@@ -114,6 +116,8 @@ PATHS: dict[str, Any] = {
     "/api/hits/{hit_id}/replay": {
         "parameters": [HIT_ID],
         "post": {
+            "operationId": "replayHit",
+            "tags": ["forwards"],
             "summary": "Send the hit again now, to its forward target or to a URL given now",
             "requestBody": {
                 "required": False,
@@ -139,6 +143,8 @@ PATHS: dict[str, Any] = {
     "/api/endpoints/{endpoint_id}/export": {
         "parameters": [ENDPOINT_ID],
         "get": {
+            "operationId": "exportEndpointHits",
+            "tags": ["export"],
             "summary": "All hits matching the list's filters, streamed as NDJSON or CSV",
             "parameters": [
                 {
@@ -162,6 +168,8 @@ PATHS: dict[str, Any] = {
     },
     "/api/tester": {
         "post": {
+            "operationId": "runTester",
+            "tags": ["tester"],
             "summary": "Check a postback URL, fire it and follow its redirects hop by hop",
             "requestBody": {
                 "required": True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.model.verdict import FLAG_NAMES
+from monitor.storage.hits import MAX_METHOD_CHARS, MAX_SEARCH_CHARS
 from monitor.web.api.openapi_parts import ENDPOINT_ID, HIT_ID, errors, json_body, ref
 
 FLAG = {
@@ -37,6 +39,16 @@ HIT_PROPERTIES: dict[str, Any] = {
     "click_id": {"type": ["string", "null"]},
     "event": {"type": ["string", "null"]},
     "flags": {"type": "array", "items": {"$ref": "#/components/schemas/Flag"}},
+    # Read with the endpoint's current settings (amount_param, currency_param or the
+    # usual names), as sent: an invalid one is also flagged invalid_amount/_currency.
+    "amount": {
+        "type": ["string", "null"],
+        "description": "The hit's amount param as sent (such as 1.50); null when absent.",
+    },
+    "currency": {
+        "type": ["string", "null"],
+        "description": "The hit's currency param as sent (such as USD); null when absent.",
+    },
 }
 HIT_SUMMARY = {
     "type": "object",
@@ -57,6 +69,8 @@ PATHS: dict[str, Any] = {
     "/api/endpoints/{endpoint_id}/hits": {
         "parameters": [ENDPOINT_ID],
         "get": {
+            "operationId": "listEndpointHits",
+            "tags": ["hits"],
             "summary": "Hits of an endpoint, newest first",
             "parameters": [
                 {
@@ -68,7 +82,11 @@ PATHS: dict[str, Any] = {
                 {
                     "name": "flag",
                     "in": "query",
-                    "schema": {"type": "array", "items": {"type": "string"}},
+                    "description": "Only hits with one of these flags; an unknown one is a 400.",
+                    "schema": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": list(FLAG_NAMES)},
+                    },
                     "style": "form",
                     "explode": True,
                 },
@@ -83,6 +101,21 @@ PATHS: dict[str, Any] = {
                     "name": "until",
                     "in": "query",
                     "schema": {"type": "string", "format": "date-time"},
+                },
+                {
+                    "name": "method",
+                    "in": "query",
+                    "description": "Only hits with this HTTP method (case-insensitive); "
+                    "empty means any.",
+                    "schema": {"type": "string", "maxLength": MAX_METHOD_CHARS},
+                },
+                {
+                    "name": "q",
+                    "in": "query",
+                    "description": "Only hits whose click id, event or any query or body "
+                    "param name or value contains this text (case-insensitive); empty "
+                    "means any.",
+                    "schema": {"type": "string", "maxLength": MAX_SEARCH_CHARS},
                 },
             ],
             "responses": {
@@ -104,6 +137,8 @@ PATHS: dict[str, Any] = {
     "/api/hits/{hit_id}": {
         "parameters": [HIT_ID],
         "get": {
+            "operationId": "getHit",
+            "tags": ["hits"],
             "summary": "One whole hit",
             "responses": {"200": json_body(ref("Hit"), "The hit"), **errors(401, 404)},
         },

@@ -28,6 +28,8 @@ PRESET = {
 PATHS: dict[str, Any] = {
     "/api/presets": {
         "get": {
+            "operationId": "listPresets",
+            "tags": ["presets"],
             "summary": "Platform presets: param names and postback URL templates",
             "responses": {
                 "200": json_body(

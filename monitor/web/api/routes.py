@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from monitor.model.verdict import FLAG_NAMES
+from monitor.rules import Rules
 from monitor.rules.endpoint_fields import validate_fields
+from monitor.rules.judge import amount_and_currency
 from monitor.rules.presets import preset_list
-from monitor.storage.hits import DEFAULT_PAGE, HitFilter
+from monitor.storage.hits import DEFAULT_PAGE, MAX_METHOD_CHARS, MAX_SEARCH_CHARS, HitFilter
 from monitor.web.api import openapi
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, DomainError, NotFound
 from monitor.web.inputs import check_json, database_id
 
 MAX_JSON_BODY_BYTES = 256 * 1024
+# The hit list's ``method`` filter: an HTTP method token (RFC 9110).
+METHOD_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class BodyTooLarge(DomainError):
@@ -84,7 +90,10 @@ async def get_endpoint(request: web.Request) -> web.Response:
 
 
 async def update_endpoint(request: web.Request) -> web.Response:
-    endpoint = await request.app[ENDPOINTS].update(endpoint_id(request), await read_json(request))
+    """PATCH: the fields given replace theirs; ``settings`` is a JSON Merge Patch (RFC 7396)."""
+    endpoint = await request.app[ENDPOINTS].update(
+        endpoint_id(request), await read_json(request), merge_settings=True
+    )
     return web.json_response(endpoint.to_json(base_url(request)))
 
 
@@ -123,26 +132,72 @@ def parse_bool(name: str, raw: str | None) -> bool | None:
     raise BadRequest("invalid_query", f"{name}: true or false")
 
 
+def parse_flags(raw: list[str]) -> tuple[str, ...]:
+    """Each ``flag`` value must name a flag a hit can carry: a typo is a 400, not an
+    empty list."""
+    for flag in raw:
+        if flag not in FLAG_NAMES:
+            raise BadRequest(
+                "invalid_query",
+                f"flag: unknown flag {flag[:40]!r} (known: {', '.join(FLAG_NAMES)})",
+            )
+    return tuple(raw)
+
+
+def parse_method(raw: str | None) -> str | None:
+    """The ``method`` filter, as the web list takes it: case-insensitive; empty = any."""
+    if raw is not None and len(raw) > MAX_METHOD_CHARS:
+        raise BadRequest("invalid_query", f"method: at most {MAX_METHOD_CHARS} characters")
+    if raw is None or not raw.strip():
+        return None
+    method = raw.strip().upper()
+    if METHOD_TOKEN.fullmatch(method) is None:
+        raise BadRequest("invalid_query", "method: an HTTP method such as GET or POST")
+    return method
+
+
+def parse_search(raw: str | None) -> str | None:
+    """The ``q`` filter, as the web list takes it: trimmed; empty = no filter."""
+    if raw is not None and len(raw) > MAX_SEARCH_CHARS:
+        raise BadRequest("invalid_query", f"q: at most {MAX_SEARCH_CHARS} characters")
+    if raw is None or not raw.strip():
+        return None
+    return raw.strip()
+
+
 def hit_filter(request: web.Request) -> HitFilter:
     q = request.query
     return HitFilter(
-        flags=tuple(q.getall("flag", ())),
+        flags=parse_flags(q.getall("flag", [])),
         flagged=parse_bool("flagged", q.get("flagged")),
         click_id=q.get("click_id"),
         since=parse_time("since", q.get("since")),
         until=parse_time("until", q.get("until")),
+        method=parse_method(q.get("method")),
+        search=parse_search(q.get("q")),
     )
+
+
+def with_amount(hit: dict[str, Any], rules: Rules | None) -> dict[str, Any]:
+    """The hit with ``amount`` and ``currency`` read by the endpoint's current rules
+    (None when absent, or when the endpoint is gone)."""
+    amount, currency = (None, None)
+    if rules is not None:
+        amount, currency = amount_and_currency(rules, [*hit["params"], *hit["body_params"]])
+    return {**hit, "amount": amount, "currency": currency}
 
 
 async def list_hits(request: web.Request) -> web.Response:
     ident = endpoint_id(request)
-    await request.app[ENDPOINTS].get(ident)  # 404 for an unknown endpoint, not an empty list
+    # 404 for an unknown endpoint, not an empty list; its rules read each hit's amount.
+    endpoint = await request.app[ENDPOINTS].get(ident)
     limit = database_id(request.query.get("limit", str(DEFAULT_PAGE)))
     if limit is None:
         raise BadRequest("invalid_limit", "limit: a whole number")
     items, next_cursor = await request.app[HITS].list(
         ident, hit_filter(request), cursor=request.query.get("cursor"), limit=limit
     )
+    items = [with_amount(hit, endpoint.rules) for hit in items]
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
@@ -152,7 +207,12 @@ async def get_hit(request: web.Request) -> web.Response:
         hit_id = uuid.UUID(raw)
     except ValueError:
         raise NotFound("hit_not_found", f"no hit with id {raw[:40]!r}") from None
-    return web.json_response(await request.app[HITS].get(hit_id))
+    hit = await request.app[HITS].get(hit_id)
+    try:
+        rules: Rules | None = (await request.app[ENDPOINTS].get(hit["endpoint_id"])).rules
+    except NotFound:  # the endpoint was deleted after the hit was read
+        rules = None
+    return web.json_response(with_amount(hit, rules))
 
 
 async def endpoint_stats(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ import shlex
 from datetime import UTC, datetime
 from typing import Any
 
+from monitor.model import verdict
 from monitor.rules import Rules
 from monitor.rules.presets import Preset
 
@@ -45,7 +46,9 @@ FLAG_HELP = {
     "params_truncated": "The query string or body held more than the parsed view keeps (too "
     "many params, values too long, JSON nested too deep); the raw bytes are stored whole.",
 }
-FLAG_NAMES = tuple(FLAG_HELP)
+# The names come from the model (what the API accepts too); every one has help here.
+FLAG_NAMES = verdict.FLAG_NAMES
+assert set(FLAG_HELP) == set(FLAG_NAMES), "FLAG_HELP must describe every flag in FLAG_NAMES"
 
 
 def parse_time(value: str | datetime) -> datetime:
