@@ -1,8 +1,11 @@
 """The command line: serve, migrate, endpoint ..., hits ...
 
-Every setting of ``Config`` is a flag of every command (``--database-url``,
-``--data-dir``, ...) with its environment twin, so the CLI reaches the same
-database as the server, embedded or not.
+``serve`` has every setting of ``Config`` as a flag (each with its environment
+twin); the other commands have only the flags they use. The commands that touch the
+database find it as ``monitor.runtime.resolve`` says: ``--database-url`` or
+``--data-dir``, else the running server's (its ``server.json``), else the default data
+directory; they print one line on stderr naming it, and the capture URLs they print
+are that server's (or ``--public-url``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -21,9 +25,21 @@ from monitor.config import Config, ConfigError
 Command = Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-def add_settings(parser: argparse.ArgumentParser) -> None:
+# The settings each kind of command uses; `serve` has them all.
+DATABASE_SETTINGS = ("database_url", "data_dir", "public_url")
+OUTBOUND_SETTINGS = (
+    "forward_allow",
+    "outbound_connect_timeout_s",
+    "outbound_timeout_s",
+    "outbound_max_response_bytes",
+)
+
+
+def add_settings(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     group = parser.add_argument_group("settings (each also from the environment)")
     for f in config_mod.settings():
+        if only is not None and f.name not in only:
+            continue
         envs = " or ".join(config_mod.env_names(f))
         default = "unset" if f.default is None else f.default
         if isinstance(default, tuple):
@@ -35,6 +51,17 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
             metavar=f.name.upper(),
             help=f"{f.metadata['help']} [env {envs}; default {default}]",
         )
+
+
+def explicit_settings(args: argparse.Namespace) -> frozenset[str]:
+    """The settings given as a flag or in the environment (not left at the default)."""
+    given = set()
+    for f in config_mod.settings():
+        if getattr(args, f.name, None) is not None or any(
+            os.environ.get(name) for name in config_mod.env_names(f)
+        ):
+            given.add(f.name)
+    return frozenset(given)
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -62,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=None)
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
-    add_settings(migrate)
+    add_settings(migrate, DATABASE_SETTINGS)
     migrate.set_defaults(run=cmd_migrate)
 
     endpoint = commands.add_parser("endpoint", help="manage capture endpoints")
@@ -97,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("endpoint_id", type=int)
     delete.set_defaults(run=cmd_endpoint_delete)
     for sub in (create, listing, show, update, delete):
-        add_settings(sub)
+        add_settings(sub, DATABASE_SETTINGS)
 
     hits = commands.add_parser("hits", help="read captured hits")
     hits_cmds = hits.add_subparsers(dest="hits_command", required=True, metavar="ACTION")
@@ -111,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     show_hit.add_argument("hit_id")
     show_hit.set_defaults(run=cmd_hits_show)
     for sub in (tail, show_hit):
-        add_settings(sub)
+        add_settings(sub, DATABASE_SETTINGS)
 
     probe = commands.add_parser(
         "test", help="check a postback URL, fire it and follow its redirects (the tester)"
@@ -123,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--preset", default=None, help="judge the URL with this preset's rules")
     probe.add_argument("--dry-run", action="store_true", help="check the URL, do not fire it")
     probe.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_settings(probe)
+    add_settings(probe, OUTBOUND_SETTINGS)
     probe.set_defaults(run=cmd_test)
     return parser
 
@@ -140,6 +167,20 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log_format, config.log_level)
     if args.run is None:
         return _serve(config, args.listen_fd)
+    if args.run in DATABASE_COMMANDS:
+        from monitor import runtime
+
+        try:
+            target = runtime.resolve(
+                config, explicit_settings(args), may_create=args.run is cmd_migrate
+            )
+        except runtime.NoDatabase as exc:
+            print(f"postback-monitor: {exc}", file=sys.stderr)
+            return 1
+        print(target.note, file=sys.stderr)
+        config = config.replace(
+            database_url=target.database_url, data_dir=target.data_dir, public_url=target.base_url
+        )
     from monitor.web.errors import DomainError
 
     try:
@@ -341,6 +382,18 @@ async def cmd_hits_tail(config: Config, args: argparse.Namespace) -> int:
         return 0
 
     return await _with_stores(config, work)
+
+
+DATABASE_COMMANDS = (
+    cmd_migrate,
+    cmd_endpoint_create,
+    cmd_endpoint_list,
+    cmd_endpoint_show,
+    cmd_endpoint_update,
+    cmd_endpoint_delete,
+    cmd_hits_show,
+    cmd_hits_tail,
+)
 
 
 async def cmd_test(config: Config, args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from functools import partial
 import structlog
 from aiohttp import web
 
-from monitor import listen
+from monitor import listen, runtime
 from monitor.capture.front import Front
 from monitor.capture.site import CaptureSite
 from monitor.capture.steps import Capture
@@ -33,6 +33,7 @@ from monitor.server.app import create_app
 from monitor.storage.readiness import readiness
 from monitor.web.appkeys import (
     DATABASE_KEEPER,
+    DATABASE_URL,
     ENDPOINT_CACHE,
     METRICS,
     POOL,
@@ -111,7 +112,12 @@ async def _run(
             management_url=config.management_url,
             worker=worker,
         )
-        await asyncio.Event().wait()  # until a signal raises GracefulExit
+        if worker:  # the parent tells the CLI where it is
+            await asyncio.Event().wait()  # until a signal raises GracefulExit
+        else:
+            # DATA_DIR/server.json and the per-user pointer: the CLI's database and URLs
+            with runtime.announce(config, app[DATABASE_URL]):
+                await asyncio.Event().wait()
     finally:
         log.info("serve.stopping")
         await runner.cleanup()

@@ -14,6 +14,7 @@ before it stops the embedded database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ import time
 
 import structlog
 
-from monitor import listen, metrics
+from monitor import listen, metrics, runtime
 from monitor.config import Config, to_environ
 from monitor.storage.db import EMBEDDED_DIR
 from monitor.storage.embedded import EmbeddedPostgres, KeepRunning
@@ -85,6 +86,7 @@ def supervise(config: Config) -> int:
         started_at[slot] = time.monotonic()
         log.info("worker.started", slot=slot, pid=workers[slot].pid)
 
+    announcement = contextlib.ExitStack()
     try:
         for slot in range(config.workers):
             start(slot)
@@ -94,6 +96,9 @@ def supervise(config: Config) -> int:
             management_url=config.management_url,
             workers=config.workers,
         )
+        assert config.database_url is not None
+        # DATA_DIR/server.json and the per-user pointer: the CLI's database and URLs
+        announcement.enter_context(runtime.announce(config, config.database_url))
         while not stopping:
             time.sleep(POLL_S)
             for slot, proc in list(workers.items()):
@@ -118,6 +123,7 @@ def supervise(config: Config) -> int:
         log.info("serve.stopped", workers=config.workers, failed=failed)
         return 0 if not failed else 1
     finally:
+        announcement.close()
         for proc in workers.values():
             if proc.poll() is None:
                 proc.kill()

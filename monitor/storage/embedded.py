@@ -80,7 +80,10 @@ class EmbeddedPostgres:
         adopt_orphans()
         # cleanup_mode=None: we stop it ourselves, at the moment we choose.
         self._server = get_server(self.pgdata, cleanup_mode=None)
-        log.info("embedded_postgres.started", pgdata=str(self.pgdata))
+        if self.started_here:
+            log.info("embedded_postgres.started", pgdata=str(self.pgdata))
+        else:  # a running `serve` started it: nothing to tell
+            log.debug("embedded_postgres.attached", pgdata=str(self.pgdata))
         self._ensure_database()
         return self.url
 

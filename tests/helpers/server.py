@@ -48,6 +48,8 @@ class ServerProcess:
             self.args += ["--admin-token", admin_token]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("POSTBACK_MONITOR_")}
         self.env.pop("DATABASE_URL", None)
+        # serve leaves a per-user pointer for the CLI (monitor.runtime): the test's own.
+        self.env["XDG_STATE_HOME"] = str(data_dir.parent / "xdg-state")
         if database_url:
             self.env["DATABASE_URL"] = database_url
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
