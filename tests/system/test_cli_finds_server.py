@@ -137,3 +137,36 @@ def test_subcommand_help_and_usage_errors_are_its_own(tmp_path: Path, env: dict[
 
     out = run(env, tmp_path, "serve", "--help")
     assert "--capture-port" in out.stdout and "--retention-days" in out.stdout
+
+
+def test_attaching_to_a_running_embedded_database_logs_nothing(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    server = start_server(tmp_path, env)
+    try:
+        # As with a server that left no server.json: the CLI starts nothing, attaches.
+        (tmp_path / "pbm-data" / "server.json").unlink()
+        out = run(env, tmp_path, "endpoint", "list", "--data-dir", str(tmp_path / "pbm-data"))
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.splitlines() == [
+            f"using the database in data dir {tmp_path / 'pbm-data'}"
+        ]
+    finally:
+        server.stop()
+
+
+def test_serve_with_workers_is_found_too(tmp_path: Path, env: dict[str, str]) -> None:
+    server = ServerProcess(tmp_path / "pbm-data", database_url=None, extra=["--workers", "2"])
+    server.env.update({k: v for k, v in env.items() if k == "HOME" or k.startswith("XDG_")})
+    server.start()
+    try:
+        runtime = tmp_path / "pbm-data" / "server.json"
+        assert runtime.stat().st_mode & 0o077 == 0
+        assert json.loads(runtime.read_text())["pid"] == server.proc.pid  # type: ignore[union-attr]
+        out = run(env, tmp_path, "endpoint", "create", "w")
+        assert out.returncode == 0, out.stderr
+        assert f"capture URL: {server.capture_url}/p/" in out.stdout
+        assert out.stderr.startswith(f"using the server at {server.url} ")
+    finally:
+        assert server.stop() == 0
+    assert not runtime.exists()
