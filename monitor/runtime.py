@@ -100,10 +100,10 @@ def announce(config: Config, database_url: str) -> Iterator[Server]:
     )
     runtime = data_dir / RUNTIME_FILE
     _write_private(runtime, server.to_json())
-    for doc in _pointers():  # servers that have stopped: this one is the last now
-        if not _pid_alive(doc):
-            doc["path"].unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # no state directory: found with --data-dir only
+        for doc in _pointers():  # servers that have stopped: this one is the last now
+            if not _pid_alive(doc):
+                doc["path"].unlink(missing_ok=True)
         _write_private(
             registry_dir() / f"{me.pid}.json",
             {"pid": me.pid, "started": server.started, "data_dir": str(data_dir)},
@@ -166,7 +166,10 @@ def live_servers() -> list[Server]:
 
 
 def has_database(data_dir: Path) -> bool:
-    return (data_dir.expanduser() / PGDATA_MARK).exists()
+    try:
+        return (data_dir.expanduser() / PGDATA_MARK).exists()
+    except OSError:  # cannot look: never take it for an empty one
+        return True
 
 
 @dataclass(frozen=True)
