@@ -338,7 +338,8 @@ async def cmd_endpoint_update(config: Config, args: argparse.Namespace) -> int:
         doc["settings"] = settings
 
     async def work(stores: Any) -> int:
-        endpoint = await stores.endpoints.update(args.endpoint_id, doc)
+        # As the API's PATCH: the settings given are merged in (RFC 7396), not a new document.
+        endpoint = await stores.endpoints.update(args.endpoint_id, doc, merge_settings=True)
         _print_endpoint(endpoint, config)
         return 0
 
