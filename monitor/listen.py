@@ -17,6 +17,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from aiohttp import web
+
 from monitor.config import Config
 
 BACKLOG = 128  # connections waiting to be accepted, as aiohttp's default
@@ -128,3 +130,38 @@ class DeadlineSweeper:
             now = time.monotonic()
             for connection in list(self.connections):
                 connection.check_deadlines(now)
+
+
+class SocketsSite(web.BaseSite):
+    """An aiohttp site on sockets bound beforehand (``bind``, or inherited), serving
+    the protocol ``protocol()`` makes. An aiohttp site so that ``runner.cleanup()``
+    stops it in turn; it uses only aiohttp's public site interface."""
+
+    def __init__(self, runner: web.AppRunner, sockets: list[socket.socket]) -> None:
+        super().__init__(runner, backlog=BACKLOG)
+        self.sockets = sockets
+        self.servers: list[asyncio.Server] = []
+
+    def protocol(self) -> asyncio.Protocol:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        host, port = self.sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        await super().start()  # registers the site with the runner, which stops it
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            server = await loop.create_server(self.protocol, sock=sock, backlog=BACKLOG)
+            self.servers.append(server)
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting
+        await super().stop()

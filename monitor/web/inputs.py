@@ -9,10 +9,13 @@ past its column types, and a lone surrogate cannot be encoded as UTF-8 at all.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from monitor.web.errors import BadRequest
+from aiohttp import web
+
+from monitor.web.errors import BadRequest, NotFound
 
 # PostgreSQL bigint: the type of every id column.
 BIGINT_MAX = 2**63 - 1
@@ -38,6 +41,15 @@ def database_id(raw: str) -> int | None:
         return None
     value = int(raw)
     return value if value <= BIGINT_MAX else None
+
+
+def hit_id(request: web.Request) -> uuid.UUID:
+    """The hit a ``{hit_id}`` URL segment names; 404 for anything that is not a UUID."""
+    raw = request.match_info["hit_id"]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("hit_not_found", f"no hit with id {raw[:40]!r}") from None
 
 
 def whole_number(name: str, raw: str, low: int, high: int) -> int:

@@ -19,7 +19,7 @@ from typing import cast
 import httptools
 from aiohttp import web
 
-from monitor.listen import BACKLOG, DeadlineSweeper
+from monitor.listen import DeadlineSweeper, SocketsSite
 
 SWEEP_EVERY_S = 2.0  # how late past its deadline a slow connection may close
 
@@ -105,7 +105,7 @@ class DeadlineProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-class ManagementSite(web.BaseSite):
+class ManagementSite(SocketsSite):
     """The management listener's sockets with aiohttp's protocol on them, each
     connection timed by ``DeadlineProtocol`` and swept."""
 
@@ -116,24 +116,13 @@ class ManagementSite(web.BaseSite):
         head_timeout_s: float,
         body_timeout_s: float,
     ) -> None:
-        super().__init__(runner, backlog=BACKLOG)
+        super().__init__(runner, sockets)
         assert runner.server is not None  # after runner.setup()
         self.aiohttp_protocol = runner.server
-        self.sockets = sockets
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
         self.connections: set[DeadlineProtocol] = set()
-        self.servers: list[asyncio.Server] = []
         self._sweeper: DeadlineSweeper | None = None
-
-    @property
-    def name(self) -> str:
-        host, port = self.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def port(self) -> int:
-        return int(self.sockets[0].getsockname()[1])
 
     def protocol(self) -> DeadlineProtocol:
         return DeadlineProtocol(
@@ -141,18 +130,12 @@ class ManagementSite(web.BaseSite):
         )
 
     async def start(self) -> None:
-        await super().start()  # registers the site with the runner, which stops it
-        loop = asyncio.get_running_loop()
-        for sock in self.sockets:
-            server = await loop.create_server(self.protocol, sock=sock, backlog=BACKLOG)
-            self.servers.append(server)
+        await super().start()
         self._sweeper = DeadlineSweeper(self.connections, SWEEP_EVERY_S)
         self._sweeper.start()
 
     async def stop(self) -> None:
         """Stop accepting; the runner then closes the open connections (its shutdown)."""
-        for server in self.servers:
-            server.close()
         if self._sweeper is not None:
             await self._sweeper.stop()
         await super().stop()

@@ -17,15 +17,8 @@ from monitor.rules.forwards import FORWARD_MODES, ForwardRequest, build_request_
 from monitor.web.api import export
 from monitor.web.api.routes import read_json
 from monitor.web.appkeys import ENDPOINT_CACHE, FORWARDER, OUTBOUND
-from monitor.web.errors import BadRequest, NotFound
-
-
-def hit_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["hit_id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("hit_not_found", f"no hit with id {raw[:40]!r}") from None
+from monitor.web.errors import BadRequest
+from monitor.web.inputs import hit_id
 
 
 async def list_forwards(request: web.Request) -> web.Response:

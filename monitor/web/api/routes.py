@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ from monitor.storage.hits import DEFAULT_PAGE, MAX_METHOD_CHARS, MAX_SEARCH_CHAR
 from monitor.web.api import openapi
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, DomainError, NotFound
-from monitor.web.inputs import check_json, database_id
+from monitor.web.inputs import check_json, database_id, hit_id
 
 MAX_JSON_BODY_BYTES = 256 * 1024
 # The hit list's ``method`` filter: an HTTP method token (RFC 9110).
@@ -202,12 +201,7 @@ async def list_hits(request: web.Request) -> web.Response:
 
 
 async def get_hit(request: web.Request) -> web.Response:
-    raw = request.match_info["hit_id"]
-    try:
-        hit_id = uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("hit_not_found", f"no hit with id {raw[:40]!r}") from None
-    hit = await request.app[HITS].get(hit_id)
+    hit = await request.app[HITS].get(hit_id(request))
     try:
         rules: Rules | None = (await request.app[ENDPOINTS].get(hit["endpoint_id"])).rules
     except NotFound:  # the endpoint was deleted after the hit was read

@@ -21,7 +21,8 @@ from monitor.storage.hits import HitFilter, decode_cursor, encode_cursor
 from monitor.web import streams
 from monitor.web.api.routes import endpoint_id
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
-from monitor.web.errors import BadRequest, DomainError, NotFound
+from monitor.web.errors import BadRequest, DomainError
+from monitor.web.inputs import hit_id
 from monitor.web.live import LIVE, LiveClosed
 from monitor.web.views import present
 from monitor.web.views import render as pages
@@ -179,12 +180,7 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def hit_page(request: web.Request) -> web.Response:
-    raw = request.match_info["hit_id"]
-    try:
-        hit_id = uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("hit_not_found", f"no hit with id {raw[:40]!r}") from None
-    hit = await request.app[HITS].get(hit_id)
+    hit = await request.app[HITS].get(hit_id(request))
     endpoint = await request.app[ENDPOINTS].get(hit["endpoint_id"])
     base = request.app[CONFIG].base_url
     by_param = present.flagged_params(hit)
