@@ -9,124 +9,20 @@ PBM_UPDATE_SCREENSHOTS=1 they also refresh docs/screenshots/ for the README.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import os
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiohttp
-import asyncpg
-import pytest
 
-from monitor.config import Config
-from monitor.listen import listen
-from monitor.server.app import create_app
-from monitor.server.serve import start_capture
-from tests.conftest import ADMIN_TOKEN, AUTH
-from tests.helpers.rawhttp import free_port
+from tests.conftest import AUTH
+from tests.helpers.browser import Bases, api_hits, fire, playwright_expect, shot, sign_in
 
-
-class Bases(NamedTuple):
-    management: str
-    capture: str
-
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-WAIT_MS = 20_000
 XSS_PARAM = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
-
-# Outside CI a machine without the browser skips these; in CI that is an error.
-if os.environ.get("CI"):
-    async_api = importlib.import_module("playwright.async_api")
-    assert CHROMIUM.exists(), "CI must install Debian's chromium (.ci/run does)"
-else:
-    async_api = pytest.importorskip("playwright.async_api")
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium", allow_module_level=True)
-
-
-@pytest.fixture
-async def server(
-    aiohttp_server: Any, pg_url: str, tmp_path: Path, db: asyncpg.Connection
-) -> AsyncIterator[Bases]:
-    """Both listeners on real ports: the pages on management, and the capture URLs
-    they show working."""
-    config = Config(
-        database_url=pg_url,
-        data_dir=tmp_path / "data",
-        admin_token=ADMIN_TOKEN,
-        host="127.0.0.1",
-        port=free_port(),
-        capture_port=free_port(),
-        batch_max_wait_ms=1.0,
-    )
-    app_server = await aiohttp_server(create_app(config), host="127.0.0.1", port=config.port)
-    sockets = listen("127.0.0.1", config.capture_port, role="capture")
-    await start_capture(app_server.runner, config, sockets, shutdown_timeout_s=5)
-    yield Bases(config.management_url, config.base_url)
-
-
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[Any]:
-    async with async_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield page
-        finally:
-            await browser.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-async def shot(page: Any, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("PBM_UPDATE_SCREENSHOTS") == "1":
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
-
-
-async def sign_in(page: Any, base: str, path: str = "/endpoints") -> None:
-    await page.goto(base + path)
-    assert "/login" in page.url  # unauthenticated: sent to sign-in, keeping the target
-    await page.fill("input[name=token]", ADMIN_TOKEN)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(base + path)
-
-
-async def fire(url: str, **kw: Any) -> str:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(kw.pop("method", "GET"), url, **kw) as resp:
-            assert resp.status == 200, await resp.text()
-            return resp.headers["X-Postback-Monitor-Hit-Id"]
-
-
-async def api_hits(base: str, endpoint_id: int) -> list[dict[str, Any]]:
-    async with aiohttp.ClientSession(headers=AUTH) as session:
-        async with session.get(f"{base}/api/endpoints/{endpoint_id}/hits") as resp:
-            assert resp.status == 200
-            items: list[dict[str, Any]] = (await resp.json())["items"]
-            return items
 
 
 async def test_request_bin_loop(server: Bases, page: Any, tmp_path: Path) -> None:
-    expect = async_api.expect
+    expect = playwright_expect()
     base = server.management
     await page.goto(base + "/endpoints/1")
     await page.wait_for_url("**/login?next=**")
@@ -264,7 +160,7 @@ async def test_request_bin_loop(server: Bases, page: Any, tmp_path: Path) -> Non
 
 
 async def test_xss_payload_is_shown_as_text(server: Bases, page: Any) -> None:
-    expect = async_api.expect
+    expect = playwright_expect()
     base = server.management
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), asyncio.ensure_future(d.dismiss())))
