@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.model.errors import SettingsError
+from monitor.rules.durations import parse_duration
 from monitor.rules.presets import PRESETS, get_preset
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -55,8 +55,6 @@ MAX_REQUIRED_PARAMS = 100
 MAX_ALLOWED_IPS = 1000
 MAX_SECRET_CHARS = 1024
 
-_WINDOW = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd])")
-_WINDOW_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -194,25 +192,14 @@ def _dedupe(value: Any) -> tuple[str, float | None, dict[str, Any]]:
 
 
 def _window(value: Any) -> tuple[float, float | str]:
-    problem = 'dedupe.window: must be seconds (a number) or a string like "90s", "30m", "24h", "7d"'
-    canonical: float | str
-    if isinstance(value, bool):
-        raise SettingsError(problem)
-    if isinstance(value, int | float):
-        seconds, canonical = float(value), value
-    elif isinstance(value, str):
-        match = _WINDOW.fullmatch(value.strip().lower())
-        if match is None:
-            raise SettingsError(problem)
-        seconds = float(match[1]) * _WINDOW_UNIT_S[match[2]]
-        canonical = f"{match[1]}{match[2]}"
-    else:
-        raise SettingsError(problem)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise SettingsError("dedupe.window: must be more than zero (omit it for forever)")
-    if seconds > MAX_DEDUPE_WINDOW_S:
-        raise SettingsError("dedupe.window: at most 3650d (omit it for forever)")
-    return seconds, canonical
+    return parse_duration(
+        "dedupe.window",
+        value,
+        min_s=0,
+        max_s=MAX_DEDUPE_WINDOW_S,
+        below="must be more than zero (omit it for forever)",
+        above="at most 3650d (omit it for forever)",
+    )
 
 
 def _allowed_ips(value: Any) -> tuple[tuple[IPNetwork, ...] | None, list[str]]:

@@ -14,12 +14,18 @@ from typing import Any
 
 from monitor.rules import SETTINGS_KEYS as RULE_KEYS
 from monitor.rules import Rules, SettingsError, compile_settings
+from monitor.rules.durations import parse_duration
 from monitor.rules.forwards import FORWARD_KEYS, ForwardSettings, compile_forward
 
 MAX_RATE_LIMIT_PER_S = 1_000_000.0
 MAX_RETENTION_DAYS = 3650
+# How long an endpoint may go without a hit before the silence alert fires, unless
+# its ``expected_interval`` setting says otherwise ("off": never).
+DEFAULT_EXPECTED_INTERVAL_S = 30 * 60.0
+MIN_EXPECTED_INTERVAL_S = 60.0
+MAX_EXPECTED_INTERVAL_S = 3650 * 86400.0
 
-OPERATIONAL_KEYS = ("rate_limit_per_s", "retention_days")
+OPERATIONAL_KEYS = ("rate_limit_per_s", "retention_days", "expected_interval")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,9 @@ class EndpointSettings:
     retention_days: int | None = None
     # Where hits are relayed (monitor.rules.forwards); None = not forwarded.
     forward: ForwardSettings | None = None
+    # Seconds without a hit before the endpoint counts as silent; None = never
+    # (the ``expected_interval`` setting "off"). Exported as a gauge the alert reads.
+    expected_interval_s: float | None = DEFAULT_EXPECTED_INTERVAL_S
 
 
 def compile_endpoint_settings(document: Any) -> EndpointSettings:
@@ -73,6 +82,8 @@ def compile_endpoint_settings(document: Any) -> EndpointSettings:
             )
         normalized["retention_days"] = retention
 
+    expected_interval_s = _expected_interval(document.get("expected_interval"), normalized)
+
     forward, forward_document = compile_forward(document)
     normalized.update(forward_document)
 
@@ -82,4 +93,23 @@ def compile_endpoint_settings(document: Any) -> EndpointSettings:
         rate_limit_per_s=rate,
         retention_days=retention,
         forward=forward,
+        expected_interval_s=expected_interval_s,
     )
+
+
+def _expected_interval(value: Any, normalized: dict[str, Any]) -> float | None:
+    """The silence threshold: a duration from 1m to 3650d, or "off"."""
+    if value is None:
+        return DEFAULT_EXPECTED_INTERVAL_S
+    if isinstance(value, str) and value.strip().lower() == "off":
+        normalized["expected_interval"] = "off"
+        return None
+    seconds, normalized["expected_interval"] = parse_duration(
+        "expected_interval",
+        value,
+        min_s=MIN_EXPECTED_INTERVAL_S,
+        max_s=MAX_EXPECTED_INTERVAL_S,
+        below='at least 60 seconds ("1m"); "off" turns the silence alert off',
+        above='at most 3650d; "off" turns the silence alert off',
+    )
+    return seconds

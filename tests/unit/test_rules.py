@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -21,6 +22,7 @@ from monitor.rules import (
     duplicate_flag,
     judge,
 )
+from monitor.rules.endpoint_settings import compile_endpoint_settings
 
 SECRET = "k9Zx41pQmw"
 
@@ -517,3 +519,34 @@ def test_judge_never_raises(
     json.dumps(verdict.flags)
     if verdict.dedupe_key is not None:
         assert verdict.dedupe_key[0] == verdict.click_id
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds", "stored"),
+    [
+        (None, 1800.0, None),
+        ("6h", 21600.0, "6h"),
+        (" 90M ", 5400.0, "90m"),
+        (600, 600.0, 600),
+        ("OFF", None, "off"),
+    ],
+)
+def test_expected_interval_setting(value: Any, seconds: float | None, stored: Any) -> None:
+    compiled = compile_endpoint_settings({"expected_interval": value})
+    assert compiled.expected_interval_s == seconds
+    assert compiled.document.get("expected_interval") == stored
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("30s", "expected_interval: at least 60 seconds"),
+        (0, "expected_interval: at least 60 seconds"),
+        ("3651d", "expected_interval: at most 3650d"),
+        ("soon", "expected_interval: must be seconds (a number) or a string like"),
+        (True, "expected_interval: must be seconds"),
+    ],
+)
+def test_expected_interval_refusals(value: Any, message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        compile_endpoint_settings({"expected_interval": value})
