@@ -42,6 +42,11 @@ class Verdict:
     # (click id, event or "") when this hit takes part in duplicate detection.
     dedupe_key: tuple[str, str] | None = None
     dedupe_window_s: float | None = None
+    # The hit's amount when it is a plain non-negative decimal (invalid: None, and the
+    # hit is flagged invalid_amount), and its currency when an ISO 4217 code (upper
+    # case; else None). Read once here so the payout metric needs no second parse.
+    amount: float | None = None
+    currency: str | None = None
 
 
 def make_flag(name: str, param: str | None, value: str | None, message: str, **extra: Any) -> Flag:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -110,6 +111,8 @@ def judge(
     if click_id and rules.dedupe_scope != "off" and find_macro(click_id) is None:
         with_event = rules.dedupe_scope == "click_id_event" and event and find_macro(event) is None
         dedupe_key = (click_id, event if with_event and event else "")
+    _, amount = _first_present(rules.amount_names, values)
+    _, currency = _first_present(rules.currency_names, values)
     return Verdict(
         flags=flags,
         click_id=click_id or None,
@@ -117,7 +120,18 @@ def judge(
         click_id_param=click_id_param,
         dedupe_key=dedupe_key,
         dedupe_window_s=rules.dedupe_window_s,
+        amount=_valid_amount(amount),
+        currency=currency.upper() if is_currency(currency) else None,
     )
+
+
+def _valid_amount(value: str) -> float | None:
+    """The amount as a number when it is one ``invalid_amount`` accepts (and finite:
+    hundreds of digits overflow a float)."""
+    if _AMOUNT.fullmatch(value) is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def amount_and_currency(

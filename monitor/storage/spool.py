@@ -66,6 +66,8 @@ def encode(hit: Hit) -> bytes:
             "click_id_param": verdict.click_id_param,
             "dedupe_key": verdict.dedupe_key,
             "dedupe_window_s": verdict.dedupe_window_s,
+            "amount": verdict.amount,
+            "currency": verdict.currency,
         },
     }
     payload = json.dumps(doc, separators=(",", ":")).encode()
@@ -82,6 +84,9 @@ def decode(payload: bytes) -> Hit:
         click_id_param=v["click_id_param"],
         dedupe_key=tuple(v["dedupe_key"]) if v["dedupe_key"] else None,  # type: ignore[arg-type]
         dedupe_window_s=v["dedupe_window_s"],
+        # Absent from records spooled by an older release: the payout is then not counted.
+        amount=v.get("amount"),
+        currency=v.get("currency"),
     )
     return Hit(
         id=uuid.UUID(doc["id"]),

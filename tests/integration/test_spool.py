@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,19 @@ from monitor.storage.db import create_pool
 from monitor.storage.spool import Spool, SpoolFull, encode, read_segment
 from monitor.storage.writer import HitWriter, WriteFailed
 from tests.helpers.hits import spool_hit
+
+
+def test_the_amount_and_currency_survive_the_spool(tmp_path: Path) -> None:
+    """A replayed hit still adds its payout to the metrics once it is committed."""
+    hit = spool_hit(1, "paid")
+    hit.verdict = dataclasses.replace(hit.verdict, amount=12.5, currency="EUR")
+    spool = Spool(tmp_path, max_bytes=10**6)
+    spool.append([hit, spool_hit(1, "unpaid")])
+    spool.close()
+    (segment,) = spool.segments()
+    paid, unpaid = read_segment(segment)
+    assert (paid.verdict.amount, paid.verdict.currency) == (12.5, "EUR")
+    assert (unpaid.verdict.amount, unpaid.verdict.currency) == (None, None)
 
 
 def test_round_trip_and_torn_tail(tmp_path: Path) -> None:

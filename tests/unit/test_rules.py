@@ -275,6 +275,24 @@ def test_invalid_amounts(amount: str) -> None:
     assert flag["value"] == amount.strip()
 
 
+@pytest.mark.parametrize(
+    ("params", "amount", "currency"),
+    [
+        ([("payout", " 12.50 "), ("currency", "usd")], 12.5, "USD"),
+        ([("payout", "1,5"), ("currency", "US$")], None, None),
+        ([("revenue", "3"), ("payout", "")], 3.0, None),
+        ([("payout", "9" * 400)], None, None),  # a float would be infinite
+        ([("payout", "{payout}"), ("currency", "{cur}")], None, None),
+        ([], None, None),
+    ],
+)
+def test_verdict_carries_the_valid_amount_and_currency(
+    params: list[tuple[str, str]], amount: float | None, currency: str | None
+) -> None:
+    verdict = run({}, params)
+    assert (verdict.amount, verdict.currency) == (amount, currency)
+
+
 def test_every_common_amount_name_is_checked_when_not_set() -> None:
     verdict = run({}, [(name, "1,5") for name in AMOUNT_NAMES])
     assert [flag["param"] for flag in verdict.flags] == list(AMOUNT_NAMES)
