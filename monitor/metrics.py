@@ -12,8 +12,13 @@ and what a full spool refused; the capture front times each request and counts
 unknown tokens and rejected requests; gauges of the writer's queue and spool are
 read each second and at scrape.
 
+The endpoint series (info with the name, creation time, expected interval) are
+read from the endpoint cache at scrape: ``metrics_endpoints``.
+
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
-a method class, a status class, a forward outcome; never request data. With
+a method class, a status class, a forward outcome; never request data, except two
+bounded, validated values on the payout counter: the currency (an ISO 4217 code or
+"none") and the event (see ``event_label``). With
 ``PROMETHEUS_MULTIPROC_DIR`` set (``serve --workers N``) values live in files there
 and ``exposition`` sums every worker's. prometheus-client decides whether values
 are file-backed from that variable, so it must be in the process's environment
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
 
+from monitor.metrics_endpoints import EndpointCollector
 from monitor.model.hit import Hit
 
 log = structlog.get_logger(__name__)
@@ -49,6 +56,19 @@ LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 BATCH_BUCKETS_HITS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+# Event values are the sender's: each endpoint gets the first this many distinct,
+# plain ones (per process) as labels of the payout counter, and "other" after them.
+# Real endpoints send a handful (lead, sale, rebill, ...); a sender making up a new
+# value per hit must not make a new series per hit.
+MAX_EVENT_LABELS_PER_ENDPOINT = 20
+EVENT_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,39}")
+NO_EVENT, OTHER_EVENT, NO_CURRENCY = "none", "other", "none"
+# One hit reporting more than this is not counted: a counter never goes down, so one
+# absurd amount would hide every real one on the revenue panels for good.
+MAX_PAYOUT = 1e12
+# Flags that say the hit may not come from the endpoint's sender at all: its amount
+# is not revenue (anyone who learns a capture URL could post any amount).
+UNTRUSTED_FLAGS = frozenset({"secret_mismatch", "ip_not_allowed"})
 
 # Each counter with a timestamp series is twice the series for no use here.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -153,14 +173,17 @@ class Metrics:
             "spool was at its size cap (--spool-max-bytes).",
             registry=r,
         )
-        self.endpoint_exists = Gauge(
-            "postback_monitor_endpoint_exists",
-            "1 for each endpoint, 0 once it is deleted: alerts and panels join on it, "
-            "so a deleted endpoint's last hit time does not read as silence.",
-            ["endpoint"],
+        self.payout = Counter(
+            "postback_monitor_payout",
+            "Sum of the amounts of stored hits that are not duplicates, by endpoint, "
+            "event and currency; hits flagged secret_mismatch or ip_not_allowed, or "
+            "without a valid amount, add nothing.",
+            ["endpoint", "event", "currency"],
             registry=r,
-            multiprocess_mode="livemin",
         )
+        # Not file-backed: read from the endpoint cache at scrape (metrics_endpoints).
+        self.endpoint_series = EndpointCollector()
+        r.register(self.endpoint_series)
         self.forwards = Counter(
             "postback_monitor_forwards",
             "Forwards of stored hits to their endpoint's target, by endpoint and outcome.",
@@ -171,7 +194,7 @@ class Metrics:
         for status_class in ERROR_STATUS_CLASSES:
             self.capture_errors.labels(status_class)
         self.last_hit_s: dict[str, float] = {}
-        self.endpoints: set[str] = set()
+        self.event_labels: dict[str, set[str]] = {}
 
     @property
     def multiprocess(self) -> bool:
@@ -187,6 +210,9 @@ class Metrics:
         flagged: collections.Counter[str] = collections.Counter()
         by_flag: collections.Counter[tuple[str, str]] = collections.Counter()
         duplicates: collections.Counter[str] = collections.Counter()
+        payout: collections.defaultdict[tuple[str, str, str], float] = collections.defaultdict(
+            float
+        )
         newest: dict[str, float] = {}
         for hit in hits:
             endpoint = str(hit.endpoint_id)
@@ -198,6 +224,11 @@ class Metrics:
                 by_flag[endpoint, str(flag["flag"])] += 1
             if hit.duplicate is not None:
                 duplicates[endpoint] += 1
+            elif hit.verdict.amount is not None and hit.verdict.amount <= MAX_PAYOUT:
+                if not any(flag["flag"] in UNTRUSTED_FLAGS for flag in flags):
+                    event = self.event_label(endpoint, hit.verdict.event)
+                    currency = hit.verdict.currency or NO_CURRENCY
+                    payout[endpoint, event, currency] += hit.verdict.amount
             received_s = hit.received_at.timestamp()
             if received_s > newest.get(endpoint, 0.0):
                 newest[endpoint] = received_s
@@ -209,11 +240,27 @@ class Metrics:
             self.flags.labels(endpoint, flag_name).inc(n)
         for endpoint, n in duplicates.items():
             self.duplicates.labels(endpoint).inc(n)
+        for (endpoint, event, currency), amount in payout.items():
+            self.payout.labels(endpoint, event, currency).inc(amount)
         for endpoint, received_s in newest.items():
             self.set_last_hit(endpoint, received_s)
-            if endpoint not in self.endpoints:  # created since the last refresh
-                self.endpoints.add(endpoint)
-                self.endpoint_exists.labels(endpoint).set(1)
+
+    def event_label(self, endpoint: str, event: str | None) -> str:
+        """The payout counter's event label: the event as sent while this endpoint has
+        fewer than MAX_EVENT_LABELS_PER_ENDPOINT others and it is a plain word (no
+        macro, no spaces, at most 40 characters); else "other"; "none" without one.
+
+        Per process: with ``--workers N`` a rare event may count under its own name in
+        one worker and as "other" in another; the sums over events stay exact."""
+        if not event:
+            return NO_EVENT
+        seen = self.event_labels.setdefault(endpoint, set())
+        if event in seen:
+            return event
+        if len(seen) >= MAX_EVENT_LABELS_PER_ENDPOINT or EVENT_LABEL.fullmatch(event) is None:
+            return OTHER_EVENT
+        seen.add(event)
+        return event
 
     def set_last_hit(self, endpoint: str, received_s: float) -> None:
         # Never backwards: a replayed spool commits hits older than ones already counted.
@@ -246,23 +293,13 @@ class Metrics:
         self.queued.set(queue_depth)
         self.spool_pending.set(spool_pending)
 
-    def mark_endpoints(self, existing: set[str]) -> None:
-        """Which endpoints exist: 1 for each, 0 for those gone since the last call.
-
-        Set to 0, not removed: in multiprocess mode a removed series lives on in its file.
-        """
-        for endpoint in existing:
-            self.endpoint_exists.labels(endpoint).set(1)
-        for endpoint in self.endpoints - existing:
-            self.endpoint_exists.labels(endpoint).set(0)
-        self.endpoints = existing
-
     def exposition(self) -> bytes:
         """The text format: this registry's, or in multiprocess mode every process's sum."""
         if self.directory is None:
             return prometheus_client.generate_latest(self.registry)
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
+        registry.register(self.endpoint_series)  # this process's view of the table, once
         return prometheus_client.generate_latest(registry)
 
 

@@ -63,6 +63,10 @@ class EndpointCache:
                 self.put(endpoint)
         return endpoint
 
+    def endpoints(self) -> list[Endpoint]:
+        """Every endpoint that exists, as this process knows it now (for /metrics)."""
+        return list(self._by_token.values())
+
     def by_id(self, endpoint_id: int) -> Endpoint | None:
         token = self._token_of.get(endpoint_id)
         return None if token is None else self._by_token.get(token)

@@ -3,8 +3,8 @@
 The definitions and the feeds from capture, the writer and forwarding live in
 ``metrics.Metrics``; the app's instance is ``app[METRICS]``, made by the composition
 root. This module makes it the writer's listener, reads the app's components for
-the gauges (the writer's queue and spool, which endpoints exist) and serves the
-exposition.
+the gauges (the writer's queue and spool), points the endpoint series (info,
+creation time, expected interval) at the endpoint cache and serves the exposition.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import time
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
 from monitor.metrics import CONTENT_TYPE
-from monitor.web.appkeys import CONFIG, METRICS, POOL, WRITER
+from monitor.metrics_endpoints import EndpointFacts
+from monitor.storage.endpoint_cache import EndpointCache
+from monitor.web.appkeys import CONFIG, ENDPOINT_CACHE, METRICS, POOL, WRITER
 
 log = structlog.get_logger(__name__)
 
 GAUGE_REFRESH_S = 1.0
-ENDPOINTS_REFRESH_S = 30.0
 QUERY_TIMEOUT_S = 10.0
 # The last hit time per endpoint since a restart is seeded from the table, so
 # "silent for 30 minutes" still holds across deploys. One index probe per endpoint.
@@ -32,7 +32,6 @@ LAST_HIT_PER_ENDPOINT = """
 SELECT e.id, (SELECT max(h.received_at) FROM hits h WHERE h.endpoint_id = e.id) AS last_hit
 FROM endpoints e
 """
-ENDPOINT_IDS = "SELECT id FROM endpoints"
 
 
 def refresh_gauges(app: web.Application) -> None:
@@ -61,39 +60,50 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-async def refresh_endpoints(app: web.Application, *, seed_last_hits: bool = False) -> None:
-    """Mark which endpoints exist; at start, also take each one's last hit time."""
+async def seed_last_hits(app: web.Application) -> None:
+    """Take each endpoint's last hit time from the table (at start)."""
     try:
         async with asyncio.timeout(QUERY_TIMEOUT_S):
-            rows = await app[POOL].fetch(LAST_HIT_PER_ENDPOINT if seed_last_hits else ENDPOINT_IDS)
+            rows = await app[POOL].fetch(LAST_HIT_PER_ENDPOINT)
     except Exception as exc:
-        # Metrics must not stop the service; the next refresh tries again.
-        log.warning("metrics.refresh_failed", error=f"{type(exc).__name__}: {exc}")
+        # Metrics must not stop the service: hits stored from now on still count.
+        log.warning("metrics.seed_failed", error=f"{type(exc).__name__}: {exc}")
         return
-    metrics = app[METRICS]
-    metrics.mark_endpoints({str(row["id"]) for row in rows})
-    if seed_last_hits:
-        for row in rows:
-            if row["last_hit"] is not None:
-                metrics.set_last_hit(str(row["id"]), row["last_hit"].timestamp())
+    for row in rows:
+        if row["last_hit"] is not None:
+            app[METRICS].set_last_hit(str(row["id"]), row["last_hit"].timestamp())
+
+
+def endpoint_facts(cache: EndpointCache, management_url: str) -> list[EndpointFacts]:
+    """The endpoint series' view of the cache: every endpoint, never-hit ones too."""
+    return [
+        EndpointFacts(
+            id=endpoint.id,
+            name=endpoint.name,
+            preset=str(endpoint.compiled.document.get("preset") or ""),
+            url=f"{management_url}/endpoints/{endpoint.id}",
+            created_s=endpoint.created_at.timestamp(),
+            expected_interval_s=endpoint.compiled.expected_interval_s,
+        )
+        for endpoint in sorted(cache.endpoints(), key=lambda e: e.id)
+    ]
 
 
 async def _refresh_forever(app: web.Application) -> None:
-    next_endpoints = time.monotonic() + ENDPOINTS_REFRESH_S
     while True:
         refresh_gauges(app)
-        if time.monotonic() >= next_endpoints:
-            await refresh_endpoints(app)
-            next_endpoints = time.monotonic() + ENDPOINTS_REFRESH_S
         await asyncio.sleep(GAUGE_REFRESH_S)
 
 
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Listen to the writer's commits, seed last-hit times, keep the gauges fresh."""
+    """Listen to the writer's commits, seed last-hit times, keep the gauges fresh,
+    read the endpoint series from the cache (kept current by LISTEN in every process)."""
     metrics = app[METRICS]
     app[WRITER].committed_listeners.append(metrics.observe_commit)
     app[WRITER].spool_full_listeners.append(metrics.count_spool_refused)
-    await refresh_endpoints(app, seed_last_hits=True)
+    cache, management_url = app[ENDPOINT_CACHE], app[CONFIG].management_url
+    metrics.endpoint_series.source = lambda: endpoint_facts(cache, management_url)
+    await seed_last_hits(app)
     refresher = asyncio.create_task(_refresh_forever(app), name="metrics-gauges")
     try:
         yield

@@ -46,6 +46,8 @@ async def test_stored_hits_are_counted(
     assert delta("postback_monitor_flags_total", endpoint=ep, flag="duplicate_click_id") == 1
     assert delta("postback_monitor_flags_total", endpoint=ep, flag="unreplaced_macro") == 1
     assert delta("postback_monitor_flags_total", endpoint=ep, flag="invalid_amount") == 1
+    # 1.5 + 2 + 3: the duplicate of the 1.5 and the invalid "abc" add nothing.
+    assert delta("postback_monitor_payout_total", endpoint=ep, event="none", currency="none") == 6.5
     assert delta("postback_monitor_unknown_token_requests_total") == 1
     assert delta("postback_monitor_capture_duration_seconds_count") == 6
     assert delta("postback_monitor_writer_batch_size_hits_sum") == 5
@@ -114,26 +116,11 @@ async def test_last_hit_time_survives_a_restart(
         assert (await capture.get("/p/tok-seed?click_id=seed1")).status == 200
     stored = await db.fetchval("SELECT max(received_at) FROM hits")
     client.app[METRICS].last_hit_s.clear()  # as a fresh process would start
-    await metrics_route.refresh_endpoints(client.app, seed_last_hits=True)
+    await metrics_route.seed_last_hits(client.app)
     samples = await scrape(client)
     name = "postback_monitor_last_hit_timestamp_seconds"
     seeded = value(samples, name, endpoint=str(endpoint_id))
     assert seeded == pytest.approx(stored.timestamp())
-
-
-async def test_deleted_endpoints_are_marked(client: TestClient, make_endpoint: Any) -> None:
-    kept, deleted = await make_endpoint("kept"), await make_endpoint("deleted")
-    await metrics_route.refresh_endpoints(client.app)
-    samples = await scrape(client)
-    for endpoint in (kept, deleted):
-        assert value(samples, "postback_monitor_endpoint_exists", endpoint=str(endpoint["id"])) == 1
-    resp = await client.delete(f"/api/endpoints/{deleted['id']}", headers=AUTH)
-    assert resp.status == 200
-    await metrics_route.refresh_endpoints(client.app)
-    samples = await scrape(client)
-    assert value(samples, "postback_monitor_endpoint_exists", endpoint=str(kept["id"])) == 1
-    key = ("postback_monitor_endpoint_exists", frozenset({("endpoint", str(deleted["id"]))}))
-    assert samples[key] == 0
 
 
 async def test_metrics_token(aiohttp_client: Any, config: Config, db: Any) -> None:

@@ -194,3 +194,63 @@ async def test_workers_2_counts_on_metrics_equal_hits_sent(
         assert sum(served) == sent + 1
     finally:
         assert server.stop() == 0
+
+
+async def test_workers_2_report_each_endpoint_once_and_follow_renames(
+    tmp_path: Path, pg_url: str, db: Any
+) -> None:
+    """The endpoint series come from the answering worker's endpoint cache: one series
+    per endpoint (not one per worker), and a rename or delete leaves no stale one."""
+    server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=["--workers", "2"])
+    server.env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prom")
+    server.start()
+    server.wait_listening_workers(2)
+    try:
+        connector = aiohttp.TCPConnector(force_close=True)  # scrapes reach either worker
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def api(method: str, path: str, **json: Any) -> dict[str, Any]:
+                url = f"{server.url}/api/endpoints{path}"
+                async with session.request(method, url, json=json or None, headers=AUTH) as resp:
+                    assert resp.status in (200, 201), await resp.text()
+                    return dict(await resp.json())
+
+            async def info_names(endpoint_id: int) -> list[list[str]]:
+                """The info series' names for the endpoint, in each of 8 scrapes."""
+                scrapes = []
+                for _ in range(8):
+                    async with session.get(f"{server.url}/metrics") as resp:
+                        samples = parse(await resp.text())
+                    scrapes.append(
+                        [
+                            dict(labels)["name"]
+                            for (name, labels) in samples
+                            if name == "postback_monitor_endpoint_info"
+                            and ("endpoint", str(endpoint_id)) in labels
+                        ]
+                    )
+                return scrapes
+
+            async def settle(endpoint_id: int, want: list[str]) -> None:
+                # NOTIFY reaches the other worker's cache within moments, not at once.
+                for _ in range(50):
+                    if all(names == want for names in await info_names(endpoint_id)):
+                        return
+                    await asyncio.sleep(0.1)
+                raise AssertionError(f"{endpoint_id}: {await info_names(endpoint_id)} != {want}")
+
+            endpoint = await api("POST", "", name="first name")
+            await settle(endpoint["id"], ["first name"])
+            await api("PATCH", f"/{endpoint['id']}", name="second name")
+            await settle(endpoint["id"], ["second name"])
+            url = f"{server.capture_url}/p/{endpoint['token']}?click_id=once&payout=2&currency=EUR"
+            async with session.get(url) as resp:
+                assert resp.status == 200
+            async with session.get(f"{server.url}/metrics") as resp:
+                samples = parse(await resp.text())
+            paid = {"endpoint": str(endpoint["id"]), "event": "none", "currency": "EUR"}
+            assert value(samples, "postback_monitor_payout_total", **paid) == 2
+            await api("DELETE", f"/{endpoint['id']}")
+            await settle(endpoint["id"], [])
+    finally:
+        assert server.stop() == 0
