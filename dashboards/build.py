@@ -3,9 +3,15 @@
     python dashboards/build.py          # rewrite the JSON next to this file
     python dashboards/build.py --check  # exit 1 if the committed JSON is stale
 
-Every query filters on ``$endpoint`` (a multi-value variable whose "All" is ``.*``)
-and runs on ``$datasource``. The metric names are those of monitor/metrics.py;
-tests/system/test_dashboards.py runs every query here against a real Prometheus.
+The variables are multi-value, their "All" is ``.*``; the endpoint variable shows
+names, its values are ids. Every query runs on ``$datasource`` and filters as
+dashboards/panels.py says. The metric names are those of monitor/metrics.py and
+monitor/metrics_endpoints.py; tests/system/test_dashboards.py runs every query here
+against a real Prometheus.
+
+``schemaVersion`` is Grafana 10.0's (38): the oldest of the Grafana versions the
+README names (10 and 11), which later ones migrate forward; the table's
+``custom.cellOptions`` needs 10.0 anyway.
 """
 
 from __future__ import annotations
@@ -14,90 +20,92 @@ import json
 import sys
 from pathlib import Path
 
-from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
-from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+# panels.py lives beside this file: importable however this one is run or loaded.
+sys.path.insert(0, str(Path(__file__).parent))
+from panels import (
+    DATASOURCE,
+    EP,
+    RATE,
+    SEL,
+    SILENT_ALERT_SHARE,
+    SILENT_WARN_SHARE,
+    label_variable,
+    named,
+    per_endpoint,
+    quantiles,
+    query,
+    series,
+    single,
+    table_of,
+)
 
 OUTPUT = Path(__file__).with_name("postback-monitor.json")
 UID = "postback-monitor"
-DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
-EP = 'endpoint=~"$endpoint"'
-RATE = "$__rate_interval"
-# Time-since-last-hit colours: matches the silence alert's default (30 minutes).
-SILENT_WARN_S = 15 * 60
-SILENT_ALERT_S = 30 * 60
+SCHEMA_VERSION = 38  # Grafana 10.0; see the module docstring
 
 
-def query(expr: str, legend: str = "", ref: str = "A") -> prometheus.Dataquery:
-    q = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE)
-    return q.legend_format(legend) if legend else q
-
-
-def series(
-    title: str, description: str, unit: str, *queries: prometheus.Dataquery
-) -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .unit(unit)
-        .min(0)
-        .height(8)
-        .span(12)
-        .legend(
-            common_builders.VizLegendOptions()
-            .show_legend(True)
-            .display_mode(common.LegendDisplayMode.LIST)
-            .placement(common.LegendPlacement.BOTTOM)
-        )
-        .tooltip(
-            common_builders.VizTooltipOptions()
-            .mode(common.TooltipDisplayMode.MULTI)
-            .sort(common.SortOrder.DESCENDING)
-        )
+def silence_table() -> table.Panel:
+    since = (
+        "time() - max by (endpoint) ("
+        f"postback_monitor_last_hit_timestamp_seconds{{{EP}}} or label_replace("
+        f'postback_monitor_endpoint_created_timestamp_seconds{{{EP}}}, "since", "created", "", ""))'
     )
-    for q in queries:
-        panel = panel.with_target(q)
-    return panel
-
-
-def single(title: str, description: str, unit: str, expr: str) -> stat.Panel:
+    interval = f"max by (endpoint) (postback_monitor_endpoint_expected_interval_seconds{{{EP}}})"
     return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .unit(unit)
-        .height(4)
-        .span(6)
-        .graph_mode(common.BigValueGraphMode.AREA)
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
-        .with_target(query(expr))
-    )
-
-
-def quantiles(metric: str, ref_base: str = "") -> list[prometheus.Dataquery]:
-    return [
-        query(
-            f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket[{RATE}])))",
-            f"p{int(q * 100)}",
-            ref=f"{ref_base}{chr(ord('A') + i)}",
+        table_of(
+            "Silence by endpoint",
+            "Time since each endpoint's newest stored hit (since its creation if it never "
+            "had one), its expected interval (the expected_interval setting; none when "
+            "off) and how much of it has gone: red once the silence alert's threshold is "
+            "reached.",
+            "s",
+            query(named(since)),
+            query(named(interval), ref="B"),
+            query(named(f"{since} / on (endpoint) {interval}"), ref="C"),
         )
-        for i, q in enumerate((0.5, 0.95, 0.99))
-    ]
+        .thresholds(
+            dash.ThresholdsConfig()
+            .mode(model.ThresholdsMode.ABSOLUTE)
+            .steps(
+                [
+                    model.Threshold(None, "green"),
+                    model.Threshold(SILENT_WARN_SHARE, "orange"),
+                    model.Threshold(SILENT_ALERT_SHARE, "red"),
+                ]
+            )
+        )
+        .override_by_name("Value #A", [model.DynamicConfigValue("displayName", "Silent for")])
+        .override_by_name(
+            "Value #B", [model.DynamicConfigValue("displayName", "Expected interval")]
+        )
+        .override_by_name(
+            "Value #C",
+            [
+                model.DynamicConfigValue("displayName", "Share of interval"),
+                model.DynamicConfigValue("unit", "percentunit"),
+                model.DynamicConfigValue(
+                    "custom.cellOptions", {"type": "color-background", "mode": "basic"}
+                ),
+            ],
+        )
+    )
 
 
 def build() -> dict[str, object]:
     hits_rate = f"sum by (endpoint) (rate(postback_monitor_hits_total{{{EP}}}[{RATE}]))"
+    payout = f"postback_monitor_payout_total{{{EP}}}"
     builder = (
         dash.Dashboard("Postback Monitor")
         .uid(UID)
-        .description("Postbacks captured, flagged and forwarded; capture and writer health.")
+        .description(
+            "Postbacks captured, flagged and forwarded; revenue they report; capture and "
+            "writer health."
+        )
         .tags(["postback-monitor"])
         .refresh("30s")
         .time("now-6h", "now")
@@ -106,13 +114,25 @@ def build() -> dict[str, object]:
             dash.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
         .with_variable(
+            label_variable("job", "Job", "Prometheus scrape jobs of Postback Monitor.", "")
+        )
+        .with_variable(
+            label_variable(
+                "instance", "Instance", "Scrape targets of the selected jobs.", '{job=~"$job"}'
+            )
+        )
+        .with_variable(
             dash.QueryVariable("endpoint")
             .label("Endpoint")
-            .description("Endpoint ids (the endpoint label of every metric).")
+            .description("Endpoints by name; the value is the id (the endpoint label).")
             .datasource(DATASOURCE)
-            .query("label_values(postback_monitor_endpoint_exists, endpoint)")
+            .query(
+                f"query_result(max by (endpoint, name) (postback_monitor_endpoint_info{{{SEL}}}))"
+            )
+            # Grafana lists each series as {endpoint="2",name="Binom main"} 1 <time>.
+            .regex('/endpoint="(?<value>[^"]+)",\\s*name="(?<text>[^"]*)"/')
             .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(model.VariableSort.NUMERICAL_ASC)
+            .sort(model.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
             .multi(True)
             .include_all(True)
             .all_value(".*")
@@ -140,7 +160,7 @@ def build() -> dict[str, object]:
                 "Unknown-token requests/s",
                 "Requests to capture URLs whose token names no endpoint (404).",
                 "reqps",
-                f"sum(rate(postback_monitor_unknown_token_requests_total[{RATE}]))",
+                f"sum(rate(postback_monitor_unknown_token_requests_total{{{SEL}}}[{RATE}]))",
             )
         )
         .with_panel(
@@ -148,15 +168,15 @@ def build() -> dict[str, object]:
                 "Rejected captures/s",
                 "Capture requests answered without storing (413 too large, 503).",
                 "reqps",
-                f"sum(rate(postback_monitor_capture_errors_total[{RATE}]))",
+                f"sum(rate(postback_monitor_capture_errors_total{{{SEL}}}[{RATE}]))",
             )
         )
         .with_panel(
-            series(
+            per_endpoint(
                 "Hits/s by endpoint",
                 "Stored hits per second for each endpoint.",
                 "reqps",
-                query(hits_rate, "endpoint {{endpoint}}"),
+                hits_rate,
             )
         )
         .with_panel(
@@ -173,65 +193,36 @@ def build() -> dict[str, object]:
             )
         )
         .with_panel(
-            series(
+            per_endpoint(
                 "Duplicate rate by endpoint",
                 "Share of stored hits that repeat an earlier click id and event.",
                 "percentunit",
-                query(
-                    f"sum by (endpoint) (rate(postback_monitor_duplicates_total{{{EP}}}[{RATE}]))"
-                    f" / {hits_rate}",
-                    "endpoint {{endpoint}}",
-                ),
+                f"sum by (endpoint) (rate(postback_monitor_duplicates_total{{{EP}}}[{RATE}]))"
+                f" / {hits_rate}",
+            )
+        )
+        .with_panel(silence_table())
+        .with_row(dash.Row("Revenue"))
+        .with_panel(
+            per_endpoint(
+                "Revenue per hour by endpoint and currency",
+                "Amounts of stored hits that are not duplicates, per hour, by endpoint and "
+                "currency (none: no valid ISO 4217 code). Hits without a valid amount, or "
+                "flagged secret_mismatch or ip_not_allowed, add nothing.",
+                "short",
+                f"sum by (endpoint, currency) (rate({payout}[{RATE}])) * 3600",
+                "{{name}} {{currency}}",
             )
         )
         .with_panel(
-            table.Panel()
-            .title("Time since last hit")
-            .description(
-                "Seconds since each endpoint's newest stored hit (endpoints that exist); red "
-                "from 30 minutes, the silence alert's default expected interval."
-            )
-            .datasource(DATASOURCE)
-            .unit("s")
-            .height(8)
-            .span(12)
-            .show_header(True)
-            .thresholds(
-                dash.ThresholdsConfig()
-                .mode(model.ThresholdsMode.ABSOLUTE)
-                .steps(
-                    [
-                        model.Threshold(None, "green"),
-                        model.Threshold(SILENT_WARN_S, "orange"),
-                        model.Threshold(SILENT_ALERT_S, "red"),
-                    ]
-                )
-            )
-            .override_by_name(
-                "Value",
-                [
-                    model.DynamicConfigValue("displayName", "Since last hit"),
-                    model.DynamicConfigValue(
-                        "custom.cellOptions", {"type": "color-background", "mode": "basic"}
-                    ),
-                ],
-            )
-            .with_target(
-                query(
-                    "time() - max by (endpoint) "
-                    f"(postback_monitor_last_hit_timestamp_seconds{{{EP}}})"
-                    " and on (endpoint) "
-                    f"min by (endpoint) (postback_monitor_endpoint_exists{{{EP}}}) == 1"
-                )
-                .instant()
-                .format(PromQueryFormat.TABLE)
-            )
-            .with_transformation(
-                model.DataTransformerConfig(
-                    id_val="organize",
-                    options={"excludeByName": {"Time": True}},
-                )
-            )
+            table_of(
+                "Revenue over the dashboard range",
+                "Amounts reported by the stored, non-duplicate hits of the dashboard's time "
+                "range, by endpoint, event (other: past the 20 distinct events counted per "
+                "endpoint, or not a plain word; none: no event) and currency.",
+                "short",
+                query(named(f"sum by (endpoint, event, currency) (increase({payout}[$__range]))")),
+            ).override_by_name("Value", [model.DynamicConfigValue("displayName", "Revenue")])
         )
         .with_row(dash.Row("Capture and writer"))
         .with_panel(
@@ -256,13 +247,13 @@ def build() -> dict[str, object]:
                 "Hits per committed batch: mean and p99.",
                 "short",
                 query(
-                    f"sum(rate(postback_monitor_writer_batch_size_hits_sum[{RATE}]))"
-                    f" / sum(rate(postback_monitor_writer_batch_size_hits_count[{RATE}]))",
+                    f"sum(rate(postback_monitor_writer_batch_size_hits_sum{{{SEL}}}[{RATE}]))"
+                    f" / sum(rate(postback_monitor_writer_batch_size_hits_count{{{SEL}}}[{RATE}]))",
                     "mean",
                 ),
                 query(
                     "histogram_quantile(0.99, sum by (le) "
-                    f"(rate(postback_monitor_writer_batch_size_hits_bucket[{RATE}])))",
+                    f"(rate(postback_monitor_writer_batch_size_hits_bucket{{{SEL}}}[{RATE}])))",
                     "p99",
                     ref="B",
                 ),
@@ -275,10 +266,10 @@ def build() -> dict[str, object]:
                 "spool for the database (summed over processes), and hits refused "
                 "(503) in the interval because the spool was full.",
                 "short",
-                query("sum(postback_monitor_writer_queued_hits)", "queued"),
-                query("sum(postback_monitor_spool_pending_hits)", "spooled", ref="B"),
+                query(f"sum(postback_monitor_writer_queued_hits{{{SEL}}})", "queued"),
+                query(f"sum(postback_monitor_spool_pending_hits{{{SEL}}})", "spooled", ref="B"),
                 query(
-                    f"sum(increase(postback_monitor_spool_refused_hits_total[{RATE}]))",
+                    f"sum(increase(postback_monitor_spool_refused_hits_total{{{SEL}}}[{RATE}]))",
                     "refused: spool full",
                     ref="C",
                 ),
@@ -299,6 +290,7 @@ def build() -> dict[str, object]:
     )
     doc = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     assert isinstance(doc, dict)
+    doc["schemaVersion"] = SCHEMA_VERSION
     return doc
 
 

@@ -38,8 +38,13 @@ VARIABLES = {
     "$__range": "1h",
     "${endpoint}": ".*",
     "$endpoint": ".*",
+    "$job": ".*",
+    "$instance": ".*",
 }
 LABEL_VALUES = re.compile(r"^label_values\((?P<metric>[^,]+),\s*(?P<label>\w+)\)$")
+QUERY_RESULT = re.compile(r"^query_result\((?P<expr>.+)\)$")
+# The Grafana versions the README names (10 and 11) read schema 38 (10.0) and newer.
+SCHEMA_VERSION = 38
 COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)(?!\s*bool\b)")
 METRIC_NAME = re.compile(r"\bpostback_monitor_[a-z_]+")
 
@@ -119,23 +124,57 @@ def test_dashboard_json_is_generated_by_build_py() -> None:
     )
 
 
-def test_dashboard_has_datasource_and_endpoint_variables() -> None:
-    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+def test_dashboard_has_datasource_job_instance_and_endpoint_variables() -> None:
+    doc = dashboard()
+    assert doc["schemaVersion"] == SCHEMA_VERSION
+    variables = {v["name"]: v for v in doc["templating"]["list"]}
+    assert list(variables) == ["datasource", "job", "instance", "endpoint"]
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    assert variables["endpoint"]["includeAll"] and variables["endpoint"]["allValue"] == ".*"
-    for panel in panels(dashboard()["panels"]):
+    for name in ("job", "instance", "endpoint"):
+        assert variables[name]["includeAll"] and variables[name]["allValue"] == ".*"
+        assert variables[name]["multi"]
+    for panel in panels(doc["panels"]):
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
     for name, expr in dashboard_queries():
+        # Every selector of every query, not just one of them.
+        for selector in re.findall(r"\bpostback_monitor_\w+(\{[^}]*\})?", expr):
+            assert 'job=~"$job", instance=~"$instance"' in selector, (name, expr)
         if "endpoint" in expr:
             assert 'endpoint=~"$endpoint"' in expr, name
+
+
+def test_per_endpoint_panels_show_names_and_link_to_the_endpoint() -> None:
+    by_title = {p["title"]: p for p in panels(dashboard()["panels"])}
+    for title in (
+        "Hits/s by endpoint",
+        "Duplicate rate by endpoint",
+        "Revenue per hour by endpoint and currency",
+    ):
+        (target,) = by_title[title]["targets"]
+        assert "group_left (name, url)" in target["expr"], title
+        assert target["legendFormat"].startswith("{{name}}"), title
+        (override,) = by_title[title]["fieldConfig"]["overrides"]
+        links = {p["id"]: p["value"] for p in override["properties"]}["links"]
+        assert links[0]["url"] == "${__field.labels.url}"
+    for title in ("Silence by endpoint", "Revenue over the dashboard range"):
+        for target in by_title[title]["targets"]:
+            assert "group_left (name, url)" in target["expr"], title
+        field_config = by_title[title]["fieldConfig"]
+        overrides = {o["matcher"]["options"]: o for o in field_config["overrides"]}
+        links = {p["id"]: p["value"] for p in overrides["name"]["properties"]}["links"]
+        assert links[0]["url"] == "${__data.fields.url}"
 
 
 def test_every_metric_name_used_is_defined() -> None:
     defined: set[str] = set()
     for family in Metrics().registry.collect():
-        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+        suffixes = {
+            "counter": ["_total"],
+            "histogram": ["_bucket", "_sum", "_count"],
+            "info": ["_info"],
+        }
         for suffix in suffixes.get(family.type, [""]):
             defined.add(family.name + suffix)
     exprs = [e for _, e in dashboard_queries() + variable_queries()]
@@ -143,7 +182,7 @@ def test_every_metric_name_used_is_defined() -> None:
     used = {name for expr in exprs for name in METRIC_NAME.findall(expr)}
     assert used - defined == set()
     # And every metric is on the dashboard or in a rule.
-    families = {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in used}
+    families = {re.sub(r"_(total|bucket|sum|count|info)$", "", n) for n in used}
     assert {f.name for f in Metrics().registry.collect()} <= families
 
 
@@ -261,16 +300,49 @@ async def instant(session: aiohttp.ClientSession, url: str, expr: str) -> list[d
     return result
 
 
+async def variable_values(
+    session: aiohttp.ClientSession, url: str, name: str, query: str
+) -> set[tuple[str, str]]:
+    """(text, value) of each option a dashboard variable offers, as Grafana makes them."""
+    variable = next(v for v in dashboard()["templating"]["list"] if f"variable {v['name']}" == name)
+    if m := LABEL_VALUES.match(query):
+        result = await instant(session, url, substitute(m["metric"]))
+        return {(s["metric"][m["label"]],) * 2 for s in result}  # type: ignore[misc]
+    m = QUERY_RESULT.match(query)
+    assert m, f"{name}: {query}"
+    result = await instant(session, url, substitute(m["expr"]))
+    # Grafana's query_result text: {label="value",...} value timestamp, labels in order.
+    lines = [
+        "{"
+        + ",".join(f'{k}="{v}"' for k, v in s["metric"].items())
+        + "} "
+        + " ".join(map(str, reversed(s["value"])))
+        for s in result
+    ]
+    pattern = re.compile(variable["regex"].strip("/").replace("(?<", "(?P<"))
+    found = set()
+    for line in lines:
+        match = pattern.search(line)
+        assert match, f"{name}: {line}"
+        found.add((match["text"], match["value"]))
+    return found
+
+
 async def test_every_query_returns_data_from_a_real_prometheus(
     client: TestClient, capture: CaptureClient, make_endpoint: Any, prometheus: Prometheus
 ) -> None:
-    endpoints = [await make_endpoint("clean"), await make_endpoint("flawed")]
+    endpoints = [
+        await make_endpoint("Binom main", settings={"preset": "binom"}),
+        await make_endpoint("flawed"),
+        await make_endpoint("never hit"),  # the silence table and alert see it too
+    ]
     # Counters live as long as the app: the endpoints' creation may have counted too.
     before = parse(await (await client.get("/metrics")).text())
     # Spread over several scrapes, so rates and quantiles have something to work on.
     for round_ in range(4):
         await send_mix(capture, endpoints[1], f"r{round_}-")
-        resp = await capture.get(f"{capture_path(endpoints[0])}?click_id=ok{round_}&payout=1")
+        query = f"cnv_id=ok{round_}&payout=1.25&cnv_currency=USD&cnv_status=sale"
+        resp = await capture.get(f"{capture_path(endpoints[0])}?{query}")
         assert resp.status == 200
         # Forwarding counts what its attempts do; here they are stood in for.
         for outcome in ("delivered", "retrying", "failed"):
@@ -303,11 +375,14 @@ async def test_every_query_returns_data_from_a_real_prometheus(
         assert empty == [], "queries without data:\n" + "\n".join(f"{n}: {e}" for n, e in empty)
 
         for name, query in variable_queries():
-            m = LABEL_VALUES.match(query)
-            assert m, f"{name}: {query}"
-            result = await instant(session, prometheus.url, m["metric"])
-            values = {series["metric"].get(m["label"]) for series in result}
-            assert {str(e["id"]) for e in endpoints} <= values, name
+            found = await variable_values(session, prometheus.url, name, query)
+            if name == "variable endpoint":
+                # Names shown, ids as values: what the endpoint label holds.
+                expected = {(e["name"], str(e["id"])) for e in endpoints}
+            else:
+                expected = {("postback-monitor", "postback-monitor")} if "job" in name else set()
+            assert expected <= found, (name, found)
+            assert found, name
 
         # Spot checks that the numbers mean what the panels say.
         rows = await instant(
@@ -318,7 +393,7 @@ async def test_every_query_returns_data_from_a_real_prometheus(
             ),
         )
         flagged = {r["metric"]["endpoint"]: float(r["value"][1]) for r in rows}
-        for endpoint, expected in zip(endpoints, (0, 8), strict=True):
+        for endpoint, expected in zip(endpoints, (0, 8, 0), strict=True):
             ep = str(endpoint["id"])
             was = value(before, "postback_monitor_flagged_hits_total", endpoint=ep)
             assert flagged.get(ep, 0.0) - was == expected
