@@ -25,7 +25,7 @@ from monitor.metrics import Metrics
 from monitor.web.appkeys import METRICS
 from tests.conftest import CaptureClient, capture_path
 from tests.helpers.metrics import parse, send_mix, value
-from tests.helpers.rawhttp import free_port
+from tests.helpers.prometheus import Prometheus, instant
 
 DASHBOARDS = Path(__file__).parents[2] / "dashboards"
 DASHBOARD_JSON = DASHBOARDS / "postback-monitor.json"
@@ -220,58 +220,10 @@ def test_every_alert_has_a_test_firing_and_not_firing() -> None:
             assert rule["annotations"]["summary"] and rule["annotations"]["description"]
 
 
-class Prometheus:
-    """A private Prometheus on loopback, scraping one target every second."""
-
-    def __init__(self, workdir: Path, target: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(ALERTS)],
-            "scrape_configs": [
-                {"job_name": JOB, "static_configs": [{"targets": [target]}]},
-            ],
-        }
-        self.config_path = workdir / "prometheus.yml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / "prometheus.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("prometheus is missing: apt-get install prometheus (.ci/run does)")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={self.config_path}",
-                    f"--storage.tsdb.path={self.workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 @pytest.fixture
 async def prometheus(client: TestClient, tmp_path: Path) -> AsyncIterator[Prometheus]:
-    server = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{client.server.port}")
+    target = f"127.0.0.1:{client.server.port}"
+    server = Prometheus(tmp_path / "prometheus", target, ALERTS, JOB)
     server.start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -289,15 +241,6 @@ async def prometheus(client: TestClient, tmp_path: Path) -> AsyncIterator[Promet
         yield server
     finally:
         await asyncio.to_thread(server.stop)
-
-
-async def instant(session: aiohttp.ClientSession, url: str, expr: str) -> list[dict[str, Any]]:
-    async with session.get(url + "/api/v1/query", params={"query": expr}) as resp:
-        body = await resp.json()
-    assert body["status"] == "success", f"{expr}: {body}"
-    result = body["data"]["result"]
-    assert isinstance(result, list)
-    return result
 
 
 async def variable_values(
