@@ -146,6 +146,16 @@ async def test_every_page_fits_a_phone(server: Bases, phone: Any, tmp_path: Path
     assert whole
     assert await page_width(phone) <= width
 
+    # The tester's report: a long URL's flags and the JSON report fit too.
+    await phone.goto(server.management + "/tester")
+    await phone.fill("#tester-form input[name=url]", endpoint["capture_url"] + "?cid={" + "x" * 90)
+    await phone.check("#tester-form input[name=dry_run]")
+    await phone.click("#tester-form button[type=submit]")
+    await playwright_expect()(phone.locator("#tester-flags")).to_be_visible()
+    await phone.evaluate(OPEN_DETAILS)
+    await shot(phone, tmp_path, "phone-tester-report")
+    assert await page_width(phone) <= width
+
     # Breadcrumbs name where you are, also deep down and on error pages.
     await phone.goto(f"{server.management}/hits/{hits['missing']}/forwards")
     crumbs = phone.locator("nav.crumbs li")
@@ -164,6 +174,8 @@ async def test_every_page_keeps_the_desktop_layout(
 ) -> None:
     endpoint, hits = await seed(server)
     width = DESKTOP["width"]
+    await page.goto(server.management + "/endpoints")
+    assert await page_width(page) <= width, "sign-in page"
     await sign_in(page, server.management)
     for name, url in every_page(server.management, endpoint, hits).items():
         await page.goto(url)
@@ -179,6 +191,8 @@ async def test_every_page_keeps_the_desktop_layout(
         assert set(displays) <= {"table"}, (name, displays)  # no phone box on a desktop
         for box in await page.evaluate(COPY_BOXES):
             assert box["sameRow"], (name, box)
+            if box["id"] == "capture-url" or box["id"].startswith("url-"):
+                assert not box["cut"], (name, box)  # a capture URL fits whole here
     # The hit list fills the content width, every column on screen without scrolling.
     await page.goto(f"{server.management}/endpoints/{endpoint['id']}")
     await page.click(".setup summary")
@@ -188,9 +202,6 @@ async def test_every_page_keeps_the_desktop_layout(
         " scrolls: t.parentElement.scrollWidth > t.parentElement.clientWidth}; }"
     )
     assert table["table"] >= table["main"] - 40 and not table["scrolls"], table
-    # A capture URL fits whole on a desktop: no ellipsis needed.
-    capture = next(b for b in await page.evaluate(COPY_BOXES) if b["id"] == "capture-url")
-    assert not capture["cut"]
 
 
 async def test_rows_explain_flags_and_arrive_live_in_local_time(
