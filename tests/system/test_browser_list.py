@@ -31,7 +31,6 @@ from tests.helpers.browser import (
     fire,
     page_width,
     playwright_expect,
-    shot,
     sign_in,
 )
 
@@ -43,6 +42,11 @@ IST = timedelta(hours=5, minutes=30)
 HIT_CRUMB = re.compile(r"^Hit \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
 # A relative time ("3 s ago") has the local and the UTC time in its title.
 AGO_TITLE = re.compile(r"^\d{4}-.+ GMT\+5:30 \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)$")
+
+
+async def snap(page: Any, tmp_path: Path, name: str) -> None:
+    """A screenshot to look at when a layout check fails; never one of the README's."""
+    await page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
 
 
 async def make_endpoint(base: str, name: str, **fields: Any) -> dict[str, Any]:
@@ -113,12 +117,12 @@ async def test_every_page_fits_a_phone(server: Bases, phone: Any, tmp_path: Path
     width = PHONE["width"]
     await phone.goto(server.management + "/endpoints")
     assert await page_width(phone) <= width, "sign-in page"
-    await shot(phone, tmp_path, "phone-sign-in")
+    await snap(phone, tmp_path, "phone-sign-in")
     await sign_in(phone, server.management)
     for name, url in every_page(server.management, endpoint, hits).items():
         await phone.goto(url)
         await phone.evaluate(OPEN_DETAILS)
-        await shot(phone, tmp_path, f"phone-{name}")
+        await snap(phone, tmp_path, f"phone-{name}")
         assert await page_width(phone) <= width, name
         header = await phone.evaluate(HEADER)
         assert header["right"] <= width and header["scroll"] <= header["client"], (name, header)
@@ -153,7 +157,7 @@ async def test_every_page_fits_a_phone(server: Bases, phone: Any, tmp_path: Path
     await phone.click("#tester-form button[type=submit]")
     await playwright_expect()(phone.locator("#tester-flags")).to_be_visible()
     await phone.evaluate(OPEN_DETAILS)
-    await shot(phone, tmp_path, "phone-tester-report")
+    await snap(phone, tmp_path, "phone-tester-report")
     assert await page_width(phone) <= width
 
     # Breadcrumbs name where you are, also deep down and on error pages.
@@ -180,7 +184,7 @@ async def test_every_page_keeps_the_desktop_layout(
     for name, url in every_page(server.management, endpoint, hits).items():
         await page.goto(url)
         await page.evaluate(OPEN_DETAILS)
-        await shot(page, tmp_path, f"desktop-{name}")
+        await snap(page, tmp_path, f"desktop-{name}")
         assert await page_width(page) <= width, name
         header = await page.evaluate(HEADER)
         assert header["height"] < 60, (name, header)  # brand and nav on one line
@@ -213,6 +217,7 @@ async def test_rows_explain_flags_and_arrive_live_in_local_time(
     base = server.management
     endpoint = await make_endpoint(base, "live", settings={"required_params": ["click_id"]})
     before = await fire(endpoint["capture_url"] + "?click_id=early")
+    await asyncio.sleep(1.1)  # the filter below starts at a whole second after this hit
     await sign_in(page, base, f"/endpoints/{endpoint['id']}")
     await expect(page.locator("#live-state")).to_have_text("live")
 
@@ -237,7 +242,7 @@ async def test_rows_explain_flags_and_arrive_live_in_local_time(
         await expect(time).to_have_text(f"{local} GMT+5:30")
         await expect(time).to_have_attribute("title", received.strftime("%Y-%m-%d %H:%M:%S UTC"))
     await expect(page.locator("#summary time[data-ago]")).to_have_attribute("title", AGO_TITLE)
-    await shot(page, tmp_path, "endpoint-local-times")
+    await snap(page, tmp_path, "endpoint-local-times")
 
     # The filter's From is local time in the input and UTC in the URL.
     await expect(page.locator("#filters label", has_text="From")).to_contain_text(
