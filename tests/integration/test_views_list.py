@@ -170,3 +170,21 @@ async def test_favicon_needs_no_sign_in(client: TestClient) -> None:
         assert (await resp.text()).startswith("<svg")
     page = await (await client.get("/login")).text()
     assert re.search(r'<link rel="icon" type="image/svg\+xml" href="/static/favicon\.svg', page)
+
+
+async def test_filter_times_are_kept_as_the_inputs_utc_values(
+    client: TestClient, make_endpoint: Any
+) -> None:
+    """The page script reads the inputs as UTC and shows them in local time, so any
+    accepted form of a time comes back as one: an offset is converted, not dropped."""
+    await sign_in(client)
+    endpoint = await make_endpoint("times")
+    page = await (
+        await client.get(
+            f"/endpoints/{endpoint['id']}",
+            params={"since": "2026-01-01T12:00:00+02:00", "until": "2026-01-02T08:30"},
+        )
+    ).text()
+    assert 'name="since" step="1" value="2026-01-01T10:00:00"' in page
+    assert 'name="until" step="1" value="2026-01-02T08:30:00"' in page
+    assert "since=2026-01-01T10%3A00%3A00" in page  # the export and live links agree

@@ -68,7 +68,7 @@ def page_filter(query: Any) -> tuple[HitFilter, dict[str, str]]:
     since, until = form_time("since", values["since"]), form_time("until", values["until"])
     # Kept as the form shows them (UTC, no zone), whatever form they came in.
     for key, when in (("since", since), ("until", until)):
-        values[key] = when.replace(tzinfo=None).isoformat("T", "seconds") if when else ""
+        values[key] = when.replace(tzinfo=None).isoformat() if when else ""
     if values["range"] in RANGES:
         since = max(since or datetime.min.replace(tzinfo=UTC),
                     datetime.now(UTC) - timedelta(seconds=RANGES[values["range"]]))  # fmt: skip
@@ -139,18 +139,21 @@ async def endpoint_page(request: web.Request) -> web.Response:
         "next_url": f"?{urlencode({**kept, 'cursor': next_cursor})}" if next_cursor else "",
         "first_url": f"?{urlencode(kept)}",
         "rows_url": f"/endpoints/{endpoint.id}/rows?{urlencode(kept)}",
-        # Only with a valid filter: a page with a filter error lists and streams nothing
-        # rather than every hit, and exports nothing.
+        # Only with a valid filter: a page with a filter error lists, streams and exports
+        # nothing (it used to stream every hit, unfiltered).
         "live": not paged and not error,
-        "exports": {}
-        if error
-        else {
-            fmt: f"/endpoints/{endpoint.id}/export?{urlencode({**kept, 'format': fmt})}"
-            for fmt in FORMATS
-        },
+        "exports": {} if error else export_links(endpoint.id, kept),
         "crumbs": [pages.HOME_CRUMB, (endpoint.name, None)],
     }
     return pages.render(request, "endpoint.html", context, status=400 if error else 200)
+
+
+def export_links(endpoint_id: int, kept: dict[str, str]) -> dict[str, str]:
+    """Each export format's link, for the hits the page's filters show."""
+    return {
+        fmt: f"/endpoints/{endpoint_id}/export?{urlencode({**kept, 'format': fmt})}"
+        for fmt in FORMATS
+    }
 
 
 async def export_page(request: web.Request) -> web.StreamResponse:
