@@ -1,6 +1,7 @@
 // Postback Monitor pages: copy buttons, confirmations, times in the browser's time
-// zone, the hit filter's local times, and the live hit list. Pages work without this file; it only adds to them. No inline script:
-// the Content-Security-Policy forbids it.
+// zone, the hit filter's local times, and the live hit list. Pages work without this
+// file (times stay UTC and say so); it only adds to them. No inline script: the
+// Content-Security-Policy forbids it.
 "use strict";
 
 (function () {
