@@ -140,7 +140,13 @@ async def test_breadcrumbs_name_where_you_are(client: TestClient, make_endpoint:
 
 async def test_page_errors_render_inside_the_layout(client: TestClient) -> None:
     await sign_in(client)
-    for path, status in (("/no/such/page", 404), ("/endpoints/999", 404), ("/logout", 405)):
+    cases = (
+        ("/no/such/page", 404),
+        ("/endpoints/999", 404),
+        ("/logout", 405),
+        ("/endpoints/1/export?format=xml", 400),
+    )
+    for path, status in cases:
         resp = await client.get(path, headers=HTML)
         assert resp.status == status, path
         assert resp.content_type == "text/html"
