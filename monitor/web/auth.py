@@ -39,7 +39,8 @@ log = structlog.get_logger(__name__)
 TOKEN_FILE = "admin_token"
 # Capture has its own listener; a postback sent here by mistake gets 404, not 401.
 PUBLIC_PREFIXES = (CAPTURE_PREFIX, "/static/")
-PUBLIC_PATHS = frozenset({HEALTHZ, READYZ, "/metrics", "/login"})
+# Browsers ask for /favicon.ico on their own, signed in or not.
+PUBLIC_PATHS = frozenset({HEALTHZ, READYZ, "/metrics", "/login", "/favicon.ico"})
 SESSION_COOKIE = "pbm_session"
 # A session ends this long after sign-in, or at sign-out, whichever comes first.
 SESSION_MAX_AGE_S = 7 * 24 * 3600

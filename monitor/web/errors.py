@@ -3,8 +3,10 @@
 Storage and rules raise domain errors (``domain_errors``) that know nothing of
 HTTP; this module maps each to its status.
 
-``/api/`` answers ``{"error": {"code", "message"}}``; other paths answer plain text.
-Unexpected exceptions are logged with their traceback and answered with a generic 500
+``/api/`` answers ``{"error": {"code", "message"}}``; a browser asking for any other
+path gets an HTML page (the web views' page inside their layout, registered under
+``ERROR_PAGE``; this module's bare page if there is none or it fails), anything else
+plain text. Unexpected exceptions are logged with their traceback and answered with a generic 500
 that reveals nothing about the internals.
 """
 
@@ -22,6 +24,10 @@ from monitor.model.paths import CAPTURE_PREFIX
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# (request, status, message) -> the page; set by the web views, which this module cannot
+# import (they import it), and kept beside its user like auth.SESSION.
+ErrorPage = Callable[[web.Request, int, str], web.Response]
+ERROR_PAGE: web.AppKey[ErrorPage] = web.AppKey("error_page")
 
 
 class Unauthorized(DomainError):
@@ -53,10 +59,28 @@ def error_response(request: web.Request, status: int, code: str, message: str) -
         return web.json_response(
             {"error": {"code": code, "message": message}}, status=status, headers=headers
         )
-    if "text/html" in request.headers.get("Accept", ""):
-        return web.Response(status=status, text=error_page(status, message), headers=headers,
-                            content_type="text/html")  # fmt: skip
+    if wants_html(request):
+        response = _layout_page(request, status, message) or web.Response(
+            status=status, text=error_page(status, message), content_type="text/html"
+        )
+        response.headers.extend(headers or {})
+        return response
     return web.Response(status=status, text=f"{message}\n", headers=headers)
+
+
+def wants_html(request: web.Request) -> bool:
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def _layout_page(request: web.Request, status: int, message: str) -> web.Response | None:
+    render = request.app.get(ERROR_PAGE)
+    if render is None:
+        return None
+    try:
+        return render(request, status, message)
+    except Exception:  # an error page must not fail the answer: the bare page will do
+        log.exception("request.error_page_failed", status=status, path=safe_path(request))
+        return None
 
 
 def error_page(status: int, message: str) -> str:
@@ -92,6 +116,12 @@ HTTP_CODES = {
 }
 
 
+def http_message(exc: web.HTTPException) -> str:
+    """An HTTP exception's own text when a handler gave one, else its reason phrase."""
+    text = (exc.text or "").strip()
+    return exc.reason if not text or text == f"{exc.status}: {exc.reason}" else text
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -99,10 +129,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except DomainError as exc:
         return error_response(request, http_status(exc), exc.code, exc.message)
     except web.HTTPException as exc:
-        if exc.status < 400 or not request.path.startswith("/api/"):
+        # aiohttp's own answers (no route: 404, wrong method: 405, ...) and the pages'
+        # raised ones; a browser gets them as a page with a way back, not "404: Not Found".
+        api = request.path.startswith("/api/")
+        if exc.status < 400 or not (api or wants_html(request)):
             raise
         code = HTTP_CODES.get(exc.status, "http_error")
-        response = error_response(request, exc.status, code, exc.reason)
+        message = exc.reason if api else http_message(exc)
+        response = error_response(request, exc.status, code, message)
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]

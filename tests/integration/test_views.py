@@ -118,7 +118,13 @@ async def test_create_endpoint_needs_csrf_and_shows_setup(client: TestClient) ->
     assert capture_url in page
     text = html.unescape(page)
     assert f"{capture_url}?click_id={{transaction_id}}&event={{event_name}}" in text
-    assert f"curl '{capture_url}?click_id=test-click-1&event=sale&payout=1.50'" in text
+    sent = re.search(
+        rf"curl '{re.escape(capture_url)}\?click_id=(test-[0-9a-f]{{8}})&event=sale&payout=1\.50'",
+        text,
+    )
+    assert sent, "no test curl line with a fresh click id"
+    again = html.unescape(await (await client.get(location)).text())
+    assert sent.group(1) not in again  # each render has its own, so test hits are no duplicates
     assert 'data-copy="capture-url"' in page
 
     listing = await (await client.get("/endpoints")).text()

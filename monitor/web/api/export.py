@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.model.hit import row_to_json
-from monitor.storage.hits import list_query
+from monitor.storage.hits import HitFilter, list_query
 from monitor.web import streams
 from monitor.web.api.routes import endpoint_id, hit_filter, with_amount
 from monitor.web.appkeys import ENDPOINTS, POOL
@@ -78,12 +78,23 @@ class _Lines:
         return data
 
 
-async def export_hits(request: web.Request) -> web.StreamResponse:
-    ident = endpoint_id(request)
+def export_format(request: web.Request) -> str:
     fmt = request.query.get("format", "ndjson")
     if fmt not in FORMATS:
         raise BadRequest("invalid_query", f"format: one of {', '.join(FORMATS)}")
-    flt = hit_filter(request)
+    return fmt
+
+
+async def export_hits(request: web.Request) -> web.StreamResponse:
+    return await stream_export(request, endpoint_id(request), export_format(request),
+                               hit_filter(request))  # fmt: skip
+
+
+async def stream_export(
+    request: web.Request, ident: int, fmt: str, flt: HitFilter
+) -> web.StreamResponse:
+    """The endpoint's hits that match ``flt``, streamed as ``fmt``; the API's route and
+    the endpoint page's export button (its own filters, session auth) both answer with it."""
     # 404 for an unknown endpoint; its rules read each hit's amount, as in the list.
     rules = (await request.app[ENDPOINTS].get(ident)).rules
     sql, args = list_query(ident, flt, None, ALL_ROWS)

@@ -19,6 +19,7 @@ from aiohttp import web
 from monitor.storage.endpoints import Endpoint
 from monitor.storage.hits import HitFilter, decode_cursor, encode_cursor
 from monitor.web import streams
+from monitor.web.api.export import FORMATS, export_format, stream_export
 from monitor.web.api.routes import endpoint_id
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, DomainError
@@ -40,11 +41,13 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/endpoints/{endpoint_id}", endpoint_page)
     app.router.add_get("/endpoints/{endpoint_id}/rows", new_rows)
     app.router.add_get("/endpoints/{endpoint_id}/live", live_stream)
+    app.router.add_get("/endpoints/{endpoint_id}/export", export_page)
     app.router.add_get("/hits/{hit_id}", hit_page)
 
 
 def form_time(name: str, raw: str) -> datetime | None:
-    """A datetime-local form value (no zone: the page says UTC), or an RFC 3339 time."""
+    """A datetime-local form value (no zone: UTC; the page script converts the browser's
+    local time before it sends one), or an RFC 3339 time."""
     if not raw:
         return None
     try:
@@ -62,7 +65,10 @@ def page_filter(query: Any) -> tuple[HitFilter, dict[str, str]]:
         raise BadRequest("invalid_query", f"flag: unknown flag {flag[:40]!r}")
     if method and method not in METHODS:
         raise BadRequest("invalid_query", f"method: one of {', '.join(METHODS)}")
-    since = form_time("since", values["since"])
+    since, until = form_time("since", values["since"]), form_time("until", values["until"])
+    # Kept as the form shows them (UTC, no zone), whatever form they came in.
+    for key, when in (("since", since), ("until", until)):
+        values[key] = when.replace(tzinfo=None).isoformat() if when else ""
     if values["range"] in RANGES:
         since = max(since or datetime.min.replace(tzinfo=UTC),
                     datetime.now(UTC) - timedelta(seconds=RANGES[values["range"]]))  # fmt: skip
@@ -70,7 +76,7 @@ def page_filter(query: Any) -> tuple[HitFilter, dict[str, str]]:
         flags=(flag,) if flag not in ("", "any", "clean") else (),
         flagged={"any": True, "clean": False}.get(flag),
         since=since,
-        until=form_time("until", values["until"]),
+        until=until,
         method=method or None,
         search=values["q"] or None,
     )
@@ -82,6 +88,7 @@ def row(hit: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
     return {
         "hit": hit,
         "amount": present.amount(hit, endpoint.rules),
+        "arrived": present.arrived(hit),
         "cursor": encode_cursor(received, uuid.UUID(hit["id"])),
     }
 
@@ -104,6 +111,7 @@ async def summary(request: web.Request, endpoint_id: int) -> dict[str, Any]:
 async def endpoint_page(request: web.Request) -> web.Response:
     endpoint = await request.app[ENDPOINTS].get(endpoint_id(request))
     cursor = request.query.get("cursor") or None
+    paged = cursor is not None
     error, next_cursor = "", None
     rows: list[dict[str, Any]] = []
     kept: dict[str, str] = {}
@@ -127,12 +135,34 @@ async def endpoint_page(request: web.Request) -> web.Response:
         "flag_names": present.FLAG_NAMES,
         "methods": METHODS,
         "ranges": RANGES,
-        "paged": cursor is not None,
+        "paged": paged,
         "next_url": f"?{urlencode({**kept, 'cursor': next_cursor})}" if next_cursor else "",
         "first_url": f"?{urlencode(kept)}",
         "rows_url": f"/endpoints/{endpoint.id}/rows?{urlencode(kept)}",
+        # Only with a valid filter: a page with a filter error lists, streams and exports
+        # nothing (it used to stream every hit, unfiltered).
+        "live": not paged and not error,
+        "exports": {} if error else export_links(endpoint.id, kept),
+        "crumbs": [pages.HOME_CRUMB, (endpoint.name, None)],
     }
     return pages.render(request, "endpoint.html", context, status=400 if error else 200)
+
+
+def export_links(endpoint_id: int, kept: dict[str, str]) -> dict[str, str]:
+    """Each export format's link, for the hits the page's filters show."""
+    return {
+        fmt: f"/endpoints/{endpoint_id}/export?{urlencode({**kept, 'format': fmt})}"
+        for fmt in FORMATS
+    }
+
+
+async def export_page(request: web.Request) -> web.StreamResponse:
+    """The endpoint page's export button: the hits its filters show, as the API's export
+    (``GET /api/endpoints/{id}/export``) streams them, for a signed-in browser. Only reads."""
+    ident = endpoint_id(request)
+    fmt = export_format(request)
+    flt, _ = page_filter(request.query)
+    return await stream_export(request, ident, fmt, flt)
 
 
 async def new_rows(request: web.Request) -> web.Response:

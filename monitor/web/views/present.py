@@ -9,15 +9,19 @@ from __future__ import annotations
 import base64
 import json
 import re
+import secrets
 import shlex
 from datetime import UTC, datetime
 from typing import Any
 
 from monitor.model import verdict
+from monitor.model.paths import CAPTURE_PREFIX
 from monitor.rules import Rules
 from monitor.rules.presets import Preset
 
 HEX_PREVIEW_BYTES = 4096
+# A list row shows this much of what arrived; the hit page has the rest.
+ARRIVED_PREVIEW_CHARS = 160
 # Not replayed by "copy as curl": curl sets them itself, or they describe the old
 # connection rather than the request.
 CURL_SKIP_HEADERS = frozenset(
@@ -94,6 +98,26 @@ def flagged_params(hit: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         if flag.get("param"):
             by_param.setdefault(flag["param"], []).append(flag)
     return by_param
+
+
+def arrived(hit: dict[str, Any]) -> str:
+    """What arrived, on one line for a list row: the path after the capture token, the
+    query and any body params, decoded (a macro reads as ``{clickid}``, not ``%7B``), so
+    a flagged row shows its cause without opening it. Cut at ARRIVED_PREVIEW_CHARS."""
+    path = hit["path"]
+    if path.startswith(CAPTURE_PREFIX):
+        _token, slash, tail = path[len(CAPTURE_PREFIX) :].partition("/")
+        path = slash + tail
+    query = "&".join(f"{k}={v}" for k, v in hit["params"]) or hit["query_string"]
+    text = path + (f"?{query}" if query else "")
+    if hit["body_params"]:
+        body = "&".join(f"{k}={v}" for k, v in hit["body_params"])
+        text = f"{text} body: {body}" if text else f"body: {body}"
+    elif hit["body_size"]:
+        text = f"{text} body: {hit['body_size']} bytes".lstrip()
+    if len(text) > ARRIVED_PREVIEW_CHARS:
+        text = text[: ARRIVED_PREVIEW_CHARS - 1] + "…"
+    return text or "(nothing: no path, query or body)"
 
 
 def full_url(base_url: str, hit: dict[str, Any]) -> str:
@@ -193,10 +217,16 @@ def _plain_header(name: str, value: str) -> bool:
     )
 
 
-def sample_query(preset: Preset | None) -> str:
+def test_click_id() -> str:
+    """A click id for one test hit: fresh each time, so test hits are never duplicates
+    of each other (``test-`` and 8 hex digits; the page script makes the same shape)."""
+    return f"test-{secrets.token_hex(4)}"
+
+
+def sample_query(preset: Preset | None, click_id: str) -> str:
     """A test postback's query for a preset: made-up but valid values, no macros."""
     names = [
-        (preset.click_id_param if preset else "click_id", "test-click-1"),
+        (preset.click_id_param if preset else "click_id", click_id),
         (preset.event_param if preset else "event", "sale"),
         (preset.amount_param if preset else "payout", "1.50"),
         (preset.currency_param if preset else "currency", "USD"),
@@ -207,8 +237,11 @@ def sample_query(preset: Preset | None) -> str:
 
 
 def setup_lines(capture_url: str, preset: Preset | None) -> dict[str, str]:
-    """What a user pastes first: the capture URL and a curl line sending a test hit."""
+    """What a user pastes first: the capture URL and a curl line sending a test hit
+    (with a fresh click id; ``click_id`` says which, so the page can renew it)."""
+    click_id = test_click_id()
     return {
         "capture_url": capture_url,
-        "curl": "curl " + shlex.quote(f"{capture_url}?{sample_query(preset)}"),
+        "curl": "curl " + shlex.quote(f"{capture_url}?{sample_query(preset, click_id)}"),
+        "click_id": click_id,
     }

@@ -3,6 +3,7 @@ posted form safely, security headers, and the setup lines shown for an endpoint.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp_jinja2
@@ -17,6 +18,8 @@ from monitor.web.inputs import check_form
 from monitor.web.views import present
 
 MAX_FORM_BYTES = 256 * 1024
+# The first breadcrumb of every page under the endpoint list.
+HOME_CRUMB = ("Endpoints", "/endpoints")
 # No inline script or style anywhere: the policy can forbid both.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -48,6 +51,22 @@ def render(
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def error_page(request: web.Request, status: int, message: str) -> web.Response:
+    """A browser's error page inside the layout: the status in words, the message
+    (escaped by the template), and links back. ``errors.ERROR_PAGE`` calls it."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    context = {
+        "status": status,
+        "title": title,
+        "message": message,
+        "crumbs": [HOME_CRUMB, (f"{title} ({status})", None)],
+    }
+    return render(request, "error.html", context, status=status)
 
 
 async def form_fields(request: web.Request) -> dict[str, str]:

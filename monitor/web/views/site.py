@@ -32,7 +32,7 @@ from monitor.web.auth import (
     start_session,
     token_matches,
 )
-from monitor.web.errors import BadRequest, DomainError
+from monitor.web.errors import ERROR_PAGE, BadRequest, DomainError
 from monitor.web.inputs import check_json, whole_number
 from monitor.web.views import hits as hit_views
 from monitor.web.views import present
@@ -55,7 +55,9 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(live.live_ctx)
     app.on_shutdown.append(live.close_streams)
     app.on_response_prepare.append(pages.security_headers)
+    app[ERROR_PAGE] = pages.error_page
     app.router.add_get("/", index)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
@@ -71,6 +73,14 @@ def setup(app: web.Application) -> None:
 
 async def index(request: web.Request) -> web.Response:
     raise web.HTTPFound("/endpoints")
+
+
+async def favicon(request: web.Request) -> web.FileResponse:
+    """The SVG icon the pages link to, for browsers that ask /favicon.ico anyway."""
+    return web.FileResponse(
+        STATIC_DIR / "favicon.svg",
+        headers={"Content-Type": "image/svg+xml", "Cache-Control": "public, max-age=86400"},
+    )
 
 
 def login_nonce(request: web.Request) -> str | None:
@@ -132,7 +142,13 @@ async def endpoints_page(
         {"endpoint": e, "capture_url": e.capture_url(base), "summary": summaries.get(e.id, {})}
         for e in endpoints
     ]
-    context = {"rows": rows, "presets": PRESETS.values(), "error": error, "form": form or {}}
+    context = {
+        "rows": rows,
+        "presets": PRESETS.values(),
+        "error": error,
+        "form": form or {},
+        "crumbs": [("Endpoints", None)],
+    }
     return pages.render(request, "endpoints.html", context, status=status)
 
 

@@ -9,11 +9,13 @@ from typing import Any
 from aiohttp import web
 
 from monitor.forwarding import tester
+from monitor.model.errors import NotFound
 from monitor.rules import SettingsError
 from monitor.rules.presets import PRESETS
 from monitor.web.api.forwards import hit_id, replay_request
-from monitor.web.appkeys import FORWARDER, OUTBOUND
+from monitor.web.appkeys import ENDPOINTS, FORWARDER, OUTBOUND
 from monitor.web.errors import DomainError, http_status
+from monitor.web.views import present
 from monitor.web.views import render as pages
 
 
@@ -38,6 +40,7 @@ async def tester_page(
         "methods": tester.METHODS,
         "presets": PRESETS.values(),
         "error": error,
+        "crumbs": [("Tester", None)],
     }
     return pages.render(request, "tester.html", context, status=status)
 
@@ -63,6 +66,10 @@ async def forwards_page(request: web.Request, error: str = "", status: int = 200
     forwarder = request.app[FORWARDER]
     ident = hit_id(request)
     hit = await forwarder.load_hit(ident)
+    try:
+        endpoint_name = (await request.app[ENDPOINTS].get(hit["endpoint_id"])).name
+    except NotFound:  # deleted while we read its hit
+        endpoint_name = f"Endpoint {hit['endpoint_id']}"
     context = {
         "hit_id": str(ident),
         "endpoint_id": hit["endpoint_id"],
@@ -70,6 +77,12 @@ async def forwards_page(request: web.Request, error: str = "", status: int = 200
         "forwards": await forwarder.attempts(ident),
         "replayed": request.query.get("replayed") == "1",
         "error": error,
+        "crumbs": [
+            pages.HOME_CRUMB,
+            (endpoint_name, f"/endpoints/{hit['endpoint_id']}"),
+            (f"Hit {present.utc(hit['received_at'])}", f"/hits/{ident}"),
+            ("Forwards", None),
+        ],
     }
     return pages.render(request, "forwards.html", context, status=status)
 

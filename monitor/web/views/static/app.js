@@ -1,6 +1,7 @@
-// Postback Monitor pages: copy buttons, confirmations, relative times and the live
-// hit list. Pages work without this file; it only adds to them. No inline script:
-// the Content-Security-Policy forbids it.
+// Postback Monitor pages: copy buttons, confirmations, times in the browser's time
+// zone, the hit filter's local times, and the live hit list. Pages work without this
+// file (times stay UTC and say so); it only adds to them. No inline script: the
+// Content-Security-Policy forbids it.
 "use strict";
 
 (function () {
@@ -27,7 +28,10 @@
     if (!source) return;
     const label = button.textContent;
     copyText(source.textContent).then(
-      function () { button.textContent = "Copied"; },
+      function () {
+        button.textContent = "Copied";
+        if (source.dataset.clickId) renewClickId(source);
+      },
       function () { button.textContent = "Select and copy"; }
     ).finally(function () {
       setTimeout(function () { button.textContent = label; }, 1500);
@@ -40,8 +44,121 @@
     });
   });
 
+  // The test hit's curl line: a new click id once it has been copied, so two pasted
+  // commands never send the same one (the server's shape: "test-" and 8 hex digits).
+  function renewClickId(code) {
+    const bytes = crypto.getRandomValues(new Uint8Array(4));
+    const fresh = "test-" + Array.from(bytes, function (b) {
+      return b.toString(16).padStart(2, "0");
+    }).join("");
+    code.textContent = code.textContent.split(code.dataset.clickId).join(fresh);
+    code.title = code.textContent;
+    code.dataset.clickId = fresh;
+  }
+
+  function pad(n, width) { return String(n).padStart(width || 2, "0"); }
+
+  function parseTime(iso) {
+    // Microseconds from the server: keep milliseconds, which every engine parses.
+    return new Date(Date.parse(String(iso).replace(/(\.\d{3})\d+/, "$1")));
+  }
+
+  function zoneName(date) {
+    try {
+      const part = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" })
+        .formatToParts(date).find(function (p) { return p.type === "timeZoneName"; });
+      return part ? part.value : "";
+    } catch (err) {
+      return "";
+    }
+  }
+
+  function localText(date) {
+    return pad(date.getFullYear(), 4) + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      " " + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds()) +
+      " " + zoneName(date);
+  }
+
+  function utcText(date) {
+    return date.toISOString().slice(0, 19).replace("T", " ") + " UTC";
+  }
+
+  // Every <time datetime> in the browser's time zone, UTC on hover; a relative one
+  // ("3 min ago") keeps its text and gets both in its title.
+  function localizeTimes(root) {
+    root.querySelectorAll("time[datetime]:not([data-local])").forEach(function (el) {
+      const date = parseTime(el.getAttribute("datetime"));
+      if (isNaN(date)) return;
+      el.dataset.local = "";
+      if (el.hasAttribute("data-ago")) {
+        el.title = localText(date) + " (" + utcText(date) + ")";
+      } else {
+        el.textContent = localText(date);
+        el.title = utcText(date);
+      }
+    });
+  }
+  localizeTimes(document);
+
+  // The hit filter's From and To: UTC in the page and in the URL, local time in the
+  // inputs. Without this script they stay UTC and say so.
+  function timeFields(value) {
+    const m = /^(\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d))?/.exec(value);
+    return m ? m.slice(1).map(function (x) { return Number(x || 0); }) : null;
+  }
+
+  function inputValue(date) {
+    return pad(date.getFullYear(), 4) + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      "T" + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+  }
+
+  function utcToLocalInput(value) {
+    const f = timeFields(value);
+    if (!f) return value;
+    const date = new Date(0);
+    date.setUTCFullYear(f[0], f[1] - 1, f[2]);
+    date.setUTCHours(f[3], f[4], f[5], 0);
+    return isNaN(date) ? value : inputValue(date);
+  }
+
+  function localInputToUtc(value) {
+    const f = timeFields(value);
+    if (!f) return value;
+    const date = new Date(0);
+    date.setFullYear(f[0], f[1] - 1, f[2]);
+    date.setHours(f[3], f[4], f[5], 0);
+    return isNaN(date) ? value : date.toISOString().slice(0, 19);
+  }
+
+  function offsetLabel() {
+    const minutes = -new Date().getTimezoneOffset();
+    const sign = minutes < 0 ? "-" : "+";
+    const abs = Math.abs(minutes);
+    return "local time, UTC" + sign + pad(Math.floor(abs / 60)) + ":" + pad(abs % 60);
+  }
+
+  const filters = document.getElementById("filters");
+  if (filters) {
+    filters.querySelectorAll("input[data-utc]").forEach(function (input) {
+      if (input.value) input.value = utcToLocalInput(input.value);
+      const zone = input.parentElement.querySelector(".zone");
+      if (zone) zone.textContent = "(" + offsetLabel() + ")";
+    });
+    filters.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const params = new URLSearchParams();
+      new FormData(filters).forEach(function (value, key) {
+        if (value === "") return;
+        const input = filters.elements.namedItem(key);
+        const utc = input && input.hasAttribute && input.hasAttribute("data-utc");
+        params.append(key, utc ? localInputToUtc(String(value)) : String(value));
+      });
+      window.location.assign(window.location.pathname + "?" + params.toString());
+    });
+  }
+
   function ago(iso) {
-    const seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+    const seconds = Math.max(0, (Date.now() - parseTime(iso).getTime()) / 1000);
     if (seconds < 60) return Math.floor(seconds) + " s ago";
     if (seconds < 3600) return Math.floor(seconds / 60) + " min ago";
     if (seconds < 86400) return Math.floor(seconds / 3600) + " h ago";
@@ -65,6 +182,7 @@
     const newButton = document.getElementById("live-new");
     const counter = document.getElementById("live-count");
     const empty = document.getElementById("no-hits");
+    const announcer = document.getElementById("live-announce");
     let pending = [];
     let paused = false;
     let busy = false;
@@ -78,6 +196,16 @@
     function newestCursor() {
       const top = pending.length ? pending[0] : tbody.querySelector("tr[data-cursor]");
       return top ? top.dataset.cursor : "";
+    }
+
+    // For screen readers: what just arrived, and whether it waits behind the counter.
+    function announce(rows, held) {
+      if (!announcer || !rows.length) return;
+      const flagged = rows.filter(function (row) { return row.classList.contains("flagged"); });
+      let text = rows.length + (rows.length === 1 ? " new hit" : " new hits");
+      if (flagged.length) text += ", " + flagged.length + " flagged";
+      if (held) text += "; press Show to list " + (rows.length === 1 ? "it" : "them");
+      announcer.textContent = text + ".";
     }
 
     function showPending() {
@@ -109,10 +237,13 @@
           const rows = Array.from(doc.querySelectorAll("#new-rows > tr")).filter(function (row) {
             return !document.querySelector('tr[data-hit-id="' + row.dataset.hitId + '"]');
           });
+          rows.forEach(localizeTimes);
           pending = rows.concat(pending);
           const summary = doc.getElementById("summary");
           const current = document.getElementById("summary");
           if (summary && current) current.replaceWith(summary);
+          localizeTimes(document);
+          announce(rows, holding());
           if (holding()) updateCounter(); else showPending();
           tick();
         } while (again);
