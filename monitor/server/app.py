@@ -19,6 +19,7 @@ from aiohttp import web
 from monitor.config import Config
 from monitor.forwarding.forwarder import LEASE_MARGIN_S, Forwarder
 from monitor.forwarding.outbound import Guard, OutboundClient
+from monitor.forwarding.replays import ReplayJobs
 from monitor.metrics import Metrics
 from monitor.model.paths import HEALTHZ, READYZ
 from monitor.ratelimit import RateLimiter
@@ -33,6 +34,7 @@ from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
 from monitor.web import health, metrics_route
 from monitor.web.api import forwards as forward_api
+from monitor.web.api import replays as replay_api
 from monitor.web.api import routes as api
 from monitor.web.appkeys import (
     ADMIN_TOKEN,
@@ -47,6 +49,7 @@ from monitor.web.appkeys import (
     OUTBOUND,
     POOL,
     RATE_LIMITER,
+    REPLAYS,
     WRITER,
 )
 from monitor.web.auth import announce_admin_token, load_or_create_admin_token
@@ -79,6 +82,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     app.router.add_get(READYZ, health.readyz)
     api.add_routes(app)
     forward_api.add_routes(app)
+    replay_api.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
     return app
@@ -159,10 +163,16 @@ async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[OUTBOUND] = client
     app[FORWARDER] = forwarder
+    # Bulk replays send as the forwarder does: per endpoint, at most its concurrency.
+    replays = ReplayJobs(
+        app[POOL], app[HITS], app[ENDPOINT_CACHE], client, concurrency=config.forward_concurrency
+    )
+    app[REPLAYS] = replays
     forwarder.start()
     try:
         yield
     finally:
+        await replays.close()
         await forwarder.close()
         await client.close()
         log.info("forwarder.stopped")

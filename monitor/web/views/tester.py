@@ -78,8 +78,8 @@ async def replay(request: web.Request) -> web.Response:
     form = await pages.read_form(request)
     doc = {k: form[k] for k in ("url", "mode") if form.get(k)}
     try:
-        hit, req = await replay_request(request, hit_id(request), doc)
+        hit, req, to_target = await replay_request(request, hit_id(request), doc)
     except DomainError as exc:
         return await forwards_page(request, exc.message, status=http_status(exc))
-    await request.app[FORWARDER].replay(hit, req)
+    await request.app[FORWARDER].replay(hit, req, to_target=to_target)
     raise web.HTTPSeeOther(f"/hits/{hit['id']}/forwards?replayed=1")
