@@ -33,6 +33,7 @@ from monitor.storage.retention import maintain_forever
 from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
 from monitor.web import health, metrics_route
+from monitor.web.api import docs as api_docs
 from monitor.web.api import forwards as forward_api
 from monitor.web.api import replays as replay_api
 from monitor.web.api import routes as api
@@ -54,6 +55,7 @@ from monitor.web.appkeys import (
 )
 from monitor.web.auth import announce_admin_token, load_or_create_admin_token
 from monitor.web.middleware import service_middleware
+from monitor.web.views import replays as replay_views
 from monitor.web.views import site as views
 from monitor.web.views import tester as tester_views
 
@@ -83,8 +85,10 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     api.add_routes(app)
     forward_api.add_routes(app)
     replay_api.add_routes(app)
+    api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
+    replay_views.add_routes(app)
     return app
 
 
