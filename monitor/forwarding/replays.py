@@ -95,6 +95,7 @@ class ReplayJobs:
         self.max_hits = max_hits
         self._jobs: dict[str, ReplayJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starting: set[int] = set()
 
     async def count(self, endpoint_id: int, flt: HitFilter) -> int:
         """How many hits match ``flt``; above ``max_hits``: more than a replay sends
@@ -114,12 +115,20 @@ class ReplayJobs:
                 "this endpoint has no forward target (settings: forward_url); set one "
                 "before replaying, or replay single hits to a URL given then",
             )
-        if any(j.endpoint_id == endpoint_id and j.state == "running" for j in self._jobs.values()):
+        running = any(
+            j.endpoint_id == endpoint_id and j.state == "running" for j in self._jobs.values()
+        )
+        if running or endpoint_id in self._starting:
             raise Conflict(
                 "replay_running",
                 "a replay of this endpoint is already running; wait for it to finish",
             )
-        ids = await self.hits.matching_ids(endpoint_id, flt, self.max_hits + 1)
+        # Held while the snapshot is read: a second request meanwhile is refused too.
+        self._starting.add(endpoint_id)
+        try:
+            ids = await self.hits.matching_ids(endpoint_id, flt, self.max_hits + 1)
+        finally:
+            self._starting.discard(endpoint_id)
         capped = len(ids) > self.max_hits
         ids = ids[: self.max_hits]
         self._forget_old()

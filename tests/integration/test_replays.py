@@ -185,6 +185,13 @@ async def test_bulk_replay_counts_failures_and_runs_once_per_endpoint(
     job = await wait_finished(client, job["id"])
     assert (job["done"], job["succeeded"], job["failed"]) == (3, 0, 3)
     assert {h["id"] for h in await listed(client, ident, forward_state="failed")} == set(failed)
+
+    # Two requests at the same moment: one starts, the other is refused.
+    url = f"/api/endpoints/{ident}/replays"
+    answers = await asyncio.gather(*(client.post(url, json={}, headers=AUTH) for _ in range(2)))
+    assert sorted(r.status for r in answers) == [202, 409]
+    started = next(r for r in answers if r.status == 202)
+    await wait_finished(client, (await started.json())["id"])
     await eventually(lambda: tracker.in_flight == 0)
 
 
