@@ -22,7 +22,9 @@ from monitor.model.hit import FORWARD_STATE_FILTERS, row_to_json
 from monitor.model.ids import uuid7_time
 
 # A hit's forward state: its outbox row, found by the outbox's primary key
-# (endpoint_id, hit_id), one index probe per listed hit; NULL when never queued.
+# (endpoint_id, hit_id), one index probe per listed hit; NULL when never queued. The
+# filter on failed or cancelled starts from those rows (forward_outbox_gave_up,
+# sql/004) and finds each hit by its id; "none" is an anti-join, a scan of the range.
 OUTBOX_ROW = "o.endpoint_id = hits.endpoint_id AND o.hit_id = hits.id"
 FORWARD_STATE = f"(SELECT o.state FROM forward_outbox o WHERE {OUTBOX_ROW}) AS forward_state"
 LIST_COLUMNS = f"""id, endpoint_id, received_at, method, path, raw_query, params, body_params,
