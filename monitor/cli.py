@@ -19,8 +19,8 @@ from typing import Any
 
 from monitor import __version__
 from monitor import config as config_mod
+from monitor.cli_commands import DATABASE_COMMANDS as STORE_COMMANDS
 from monitor.cli_commands import (
-    DATABASE_COMMANDS,
     cmd_endpoint_create,
     cmd_endpoint_delete,
     cmd_endpoint_list,
@@ -31,10 +31,14 @@ from monitor.cli_commands import (
     cmd_migrate,
     cmd_test,
 )
+from monitor.cli_hits import add_filter_arguments, cmd_hits_list, cmd_hits_replay
 from monitor.config import Config, ConfigError
 
 Command = Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]
 
+
+# The commands that find the database first (``runtime.resolve``).
+DATABASE_COMMANDS = (*STORE_COMMANDS, cmd_hits_list, cmd_hits_replay)
 
 # The settings each kind of command uses; `serve` has them all.
 DATABASE_SETTINGS = ("database_url", "data_dir", "public_url")
@@ -148,8 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
     show_hit = hits_cmds.add_parser("show", help="print one whole hit as JSON")
     show_hit.add_argument("hit_id")
     show_hit.set_defaults(run=cmd_hits_show)
-    for sub in (tail, show_hit):
+    listing_hits = hits_cmds.add_parser(
+        "list", help="print an endpoint's hits matching filters, newest first"
+    )
+    add_filter_arguments(listing_hits)
+    listing_hits.add_argument("-n", "--limit", type=int, default=50, help="at most (max 500)")
+    listing_hits.add_argument("--json", action="store_true", help="the API's JSON page")
+    listing_hits.set_defaults(run=cmd_hits_list)
+    replay = hits_cmds.add_parser(
+        "replay",
+        help="send the hits matching filters again to the endpoint's forward target",
+        description="Replays the matching hits (the newest 10,000 at most) to the "
+        "endpoint's forward target from this process, printing progress until done; "
+        "a success turns a failed forward into delivered. Exit 1 if any failed.",
+    )
+    add_filter_arguments(replay)
+    replay.set_defaults(run=cmd_hits_replay)
+    for sub in (tail, show_hit, listing_hits):
         add_settings(sub, DATABASE_SETTINGS)
+    add_settings(replay, DATABASE_SETTINGS + OUTBOUND_SETTINGS + ("forward_concurrency",))
 
     probe = commands.add_parser(
         "test", help="check a postback URL, fire it and follow its redirects (the tester)"

@@ -41,7 +41,7 @@ async def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_stores(config: Config, work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
+async def with_stores(config: Config, work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
     from monitor.storage.db import connect, create_pool, database_url
     from monitor.storage.endpoints import EndpointStore
     from monitor.storage.hits import HitStore
@@ -101,7 +101,7 @@ async def cmd_endpoint_create(config: Config, args: argparse.Namespace) -> int:
             _print_endpoint(endpoint, config)
         return 0
 
-    return await _with_stores(config, work)
+    return await with_stores(config, work)
 
 
 async def cmd_endpoint_list(config: Config, args: argparse.Namespace) -> int:
@@ -115,7 +115,7 @@ async def cmd_endpoint_list(config: Config, args: argparse.Namespace) -> int:
             print(f"{e.id:>5}  {e.name:<30}  {e.capture_url(config.base_url)}")
         return 0
 
-    return await _with_stores(config, work)
+    return await with_stores(config, work)
 
 
 async def cmd_endpoint_show(config: Config, args: argparse.Namespace) -> int:
@@ -124,7 +124,7 @@ async def cmd_endpoint_show(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps(endpoint.to_json(config.base_url), indent=2))
         return 0
 
-    return await _with_stores(config, work)
+    return await with_stores(config, work)
 
 
 async def cmd_endpoint_update(config: Config, args: argparse.Namespace) -> int:
@@ -143,7 +143,7 @@ async def cmd_endpoint_update(config: Config, args: argparse.Namespace) -> int:
         _print_endpoint(endpoint, config)
         return 0
 
-    return await _with_stores(config, work)
+    return await with_stores(config, work)
 
 
 async def cmd_endpoint_delete(config: Config, args: argparse.Namespace) -> int:
@@ -152,7 +152,7 @@ async def cmd_endpoint_delete(config: Config, args: argparse.Namespace) -> int:
         print(f"deleted endpoint {args.endpoint_id} and its {deleted} hits")
         return 0
 
-    return await _with_stores(config, work)
+    return await with_stores(config, work)
 
 
 async def cmd_hits_show(config: Config, args: argparse.Namespace) -> int:
@@ -169,7 +169,7 @@ async def cmd_hits_show(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps(await stores.hits.get(hit_id), indent=2, ensure_ascii=False))
         return 0
 
-    return await _with_stores(config, work)
+    return await with_stores(config, work)
 
 
 async def cmd_hits_tail(config: Config, args: argparse.Namespace) -> int:
@@ -182,7 +182,7 @@ async def cmd_hits_tail(config: Config, args: argparse.Namespace) -> int:
         )
         return 0
 
-    return await _with_stores(config, work)
+    return await with_stores(config, work)
 
 
 DATABASE_COMMANDS = (

@@ -17,6 +17,7 @@ import aiohttp
 import asyncpg
 
 from monitor.forwarding.outbound import OutboundClient, OutboundError, OutboundRefused
+from monitor.forwarding.outbox import SETTLE_REPLAYED
 from monitor.model.errors import NotFound
 from monitor.rules.forwards import ForwardRequest
 
@@ -163,12 +164,23 @@ async def load_stored_hit(pool: asyncpg.Pool, hit_id: uuid.UUID) -> Any:
 
 
 async def replay(
-    pool: asyncpg.Pool, client: OutboundClient, hit: Any, req: ForwardRequest
+    pool: asyncpg.Pool,
+    client: OutboundClient,
+    hit: Any,
+    req: ForwardRequest,
+    *,
+    to_target: bool = False,
 ) -> dict[str, Any]:
-    """Send a stored hit now, outside the outbox; logged as a ``replay`` attempt."""
+    """Send a stored hit now, outside the outbox; logged as a ``replay`` attempt.
+
+    ``to_target``: the request goes to the endpoint's own forward target, so a success
+    settles a failed or cancelled forward as delivered (``SETTLE_REPLAYED``): the hit
+    leaves the failed list the operator is working through."""
     result = await send(client, req)
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         row = await log_attempt(conn, hit, "replay", None, req, result)
+        if row is not None and to_target and result.ok:
+            await conn.execute(SETTLE_REPLAYED, hit["endpoint_id"], hit["id"])
     if row is None:
         raise NotFound("hit_not_found", f"hit {hit['id']} was deleted with its endpoint")
     return attempt_json(row)

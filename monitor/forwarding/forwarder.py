@@ -192,6 +192,9 @@ class Forwarder:
     async def load_hit(self, hit_id: uuid.UUID) -> Any:
         return await forward_attempts.load_stored_hit(self.pool, hit_id)
 
-    async def replay(self, hit: Any, req: ForwardRequest) -> dict[str, Any]:
-        """Send a stored hit now, outside the outbox; logged as a ``replay`` attempt."""
-        return await forward_attempts.replay(self.pool, self.client, hit, req)
+    async def replay(
+        self, hit: Any, req: ForwardRequest, *, to_target: bool = False
+    ) -> dict[str, Any]:
+        """Send a stored hit now, outside the outbox; logged as a ``replay`` attempt
+        (``to_target``: a success settles a failed forward, see ``attempts.replay``)."""
+        return await forward_attempts.replay(self.pool, self.client, hit, req, to_target=to_target)

@@ -60,6 +60,12 @@ WHERE endpoint_id = $1 AND hit_id = $2"""
 SET_RETRY = """
 UPDATE forward_outbox SET next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
 WHERE endpoint_id = $1 AND hit_id = $2"""
+# A replay to the endpoint's own forward target that succeeded: a forward given up
+# (failed) or called off (cancelled) is delivered after all. A pending row is left to
+# the worker (it may hold a claim on it), a never-queued hit stays without a row.
+SETTLE_REPLAYED = """
+UPDATE forward_outbox SET state = 'delivered', updated_at = now()
+WHERE endpoint_id = $1 AND hit_id = $2 AND state IN ('failed', 'cancelled')"""
 # A claim given back unsent (shutdown): due again at once, the attempt not counted.
 RELEASE = """
 UPDATE forward_outbox SET attempts = attempts - 1, next_attempt_at = now(), updated_at = now()

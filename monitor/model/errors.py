@@ -26,5 +26,10 @@ class NotFound(DomainError):
     """The thing asked for does not exist (or no longer does)."""
 
 
+class Conflict(DomainError):
+    """The request is valid but the thing's current state refuses it (an endpoint
+    without a forward target asked to replay to it, a replay already running)."""
+
+
 class SettingsError(ValueError):
     """An endpoint settings document is invalid; the message names the setting."""

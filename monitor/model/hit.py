@@ -10,6 +10,11 @@ from typing import Any
 
 from monitor.model.verdict import Flag, Verdict
 
+# The states of a hit's row in the forwarding outbox (sql/002_forwarding.sql).
+FORWARD_STATES = ("pending", "delivered", "failed", "cancelled")
+# What the hit list's forward-state filter takes: a state, or ``none`` (never queued).
+FORWARD_STATE_FILTERS = (*FORWARD_STATES, "none")
+
 
 @dataclass(slots=True)
 class Hit:

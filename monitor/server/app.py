@@ -19,6 +19,7 @@ from aiohttp import web
 from monitor.config import Config
 from monitor.forwarding.forwarder import LEASE_MARGIN_S, Forwarder
 from monitor.forwarding.outbound import Guard, OutboundClient
+from monitor.forwarding.replays import ReplayJobs
 from monitor.metrics import Metrics
 from monitor.model.paths import HEALTHZ, READYZ
 from monitor.ratelimit import RateLimiter
@@ -32,7 +33,9 @@ from monitor.storage.retention import maintain_forever
 from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
 from monitor.web import health, metrics_route
+from monitor.web.api import docs as api_docs
 from monitor.web.api import forwards as forward_api
+from monitor.web.api import replays as replay_api
 from monitor.web.api import routes as api
 from monitor.web.appkeys import (
     ADMIN_TOKEN,
@@ -47,10 +50,12 @@ from monitor.web.appkeys import (
     OUTBOUND,
     POOL,
     RATE_LIMITER,
+    REPLAYS,
     WRITER,
 )
 from monitor.web.auth import announce_admin_token, load_or_create_admin_token
 from monitor.web.middleware import service_middleware
+from monitor.web.views import replays as replay_views
 from monitor.web.views import site as views
 from monitor.web.views import tester as tester_views
 
@@ -79,8 +84,11 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     app.router.add_get(READYZ, health.readyz)
     api.add_routes(app)
     forward_api.add_routes(app)
+    replay_api.add_routes(app)
+    api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
+    replay_views.add_routes(app)
     return app
 
 
@@ -159,10 +167,16 @@ async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[OUTBOUND] = client
     app[FORWARDER] = forwarder
+    # Bulk replays send as the forwarder does: per endpoint, at most its concurrency.
+    replays = ReplayJobs(
+        app[POOL], app[HITS], app[ENDPOINT_CACHE], client, concurrency=config.forward_concurrency
+    )
+    app[REPLAYS] = replays
     forwarder.start()
     try:
         yield
     finally:
+        await replays.close()
         await forwarder.close()
         await client.close()
         log.info("forwarder.stopped")

@@ -18,11 +18,18 @@ from typing import Any
 import asyncpg
 
 from monitor.model.errors import InvalidInput, NotFound
-from monitor.model.hit import row_to_json
+from monitor.model.hit import FORWARD_STATE_FILTERS, row_to_json
 from monitor.model.ids import uuid7_time
 
-LIST_COLUMNS = """id, endpoint_id, received_at, method, path, raw_query, params, body_params,
-    headers, content_type, body_size, remote_ip, user_agent, click_id, event, flags"""
+# A hit's forward state: its outbox row, found by the outbox's primary key
+# (endpoint_id, hit_id), one index probe per listed hit; NULL when never queued. The
+# filter on failed or cancelled starts from those rows (forward_outbox_gave_up,
+# sql/004) and finds each hit by its id; "none" is an anti-join, a scan of the range.
+OUTBOX_ROW = "o.endpoint_id = hits.endpoint_id AND o.hit_id = hits.id"
+FORWARD_STATE = f"(SELECT o.state FROM forward_outbox o WHERE {OUTBOX_ROW}) AS forward_state"
+LIST_COLUMNS = f"""id, endpoint_id, received_at, method, path, raw_query, params, body_params,
+    headers, content_type, body_size, remote_ip, user_agent, click_id, event, flags,
+    {FORWARD_STATE}"""
 ONE_HIT = f"""
 SELECT {LIST_COLUMNS}, body FROM hits
 WHERE id = $1 AND received_at >= $2 AND received_at < $3"""
@@ -63,6 +70,21 @@ class HitFilter:
     search: str | None = None
     # Only hits newer than this (received_at, id): what a live view has not shown yet.
     after: tuple[datetime, uuid.UUID] | None = None
+    # A state of the hit's outbox row (FORWARD_STATES), or "none": never queued.
+    forward_state: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.forward_state is not None and self.forward_state not in FORWARD_STATE_FILTERS:
+            raise InvalidInput(
+                "invalid_query",
+                f"forward_state: one of {', '.join(FORWARD_STATE_FILTERS)}",
+            )
+
+
+def hit_json(row: Any, *, with_body: bool = True) -> dict[str, Any]:
+    """A hits row read with ``LIST_COLUMNS`` as the API's hit: ``row_to_json`` and the
+    hit's forward state (None when it was never queued for forwarding)."""
+    return {**row_to_json(row, with_body=with_body), "forward_state": row["forward_state"]}
 
 
 def encode_cursor(received_at: datetime, hit_id: uuid.UUID) -> str:
@@ -84,7 +106,11 @@ def like_escape(text: str) -> str:
 
 
 def list_query(
-    endpoint_id: int, flt: HitFilter, cursor: str | None, limit: int
+    endpoint_id: int,
+    flt: HitFilter,
+    cursor: str | None,
+    limit: int,
+    columns: str = LIST_COLUMNS,
 ) -> tuple[str, list[Any]]:
     clauses = ["endpoint_id = $1"]
     args: list[Any] = [endpoint_id]
@@ -119,8 +145,15 @@ def list_query(
         )
     if flt.after is not None:
         clauses.append(f"(received_at, id) > ({arg(flt.after[0])}, {arg(flt.after[1])})")
+    if flt.forward_state == "none":
+        clauses.append(f"NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE {OUTBOX_ROW})")
+    elif flt.forward_state is not None:
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM forward_outbox o WHERE {OUTBOX_ROW} "
+            f"AND o.state = {arg(flt.forward_state)})"
+        )
     sql = (
-        f"SELECT {LIST_COLUMNS} FROM hits WHERE {' AND '.join(clauses)} "
+        f"SELECT {columns} FROM hits WHERE {' AND '.join(clauses)} "
         f"ORDER BY received_at DESC, id DESC LIMIT {arg(limit + 1)}"
     )
     return sql, args
@@ -147,7 +180,7 @@ class HitStore:
         if len(rows) > limit:
             rows = rows[:limit]
             next_cursor = encode_cursor(rows[-1]["received_at"], rows[-1]["id"])
-        return [row_to_json(r, with_body=False) for r in rows], next_cursor
+        return [hit_json(r, with_body=False) for r in rows], next_cursor
 
     async def get(self, hit_id: uuid.UUID) -> dict[str, Any]:
         row = None
@@ -159,7 +192,22 @@ class HitStore:
             row = await self.pool.fetchrow(ONE_HIT_ANY_TIME, hit_id)
         if row is None:
             raise NotFound("hit_not_found", f"no hit with id {hit_id}")
-        return row_to_json(row)
+        return hit_json(row)
+
+    async def matching_ids(
+        self, endpoint_id: int, flt: HitFilter, limit: int
+    ) -> Sequence[tuple[uuid.UUID, datetime]]:
+        """The (id, received_at) of up to ``limit`` hits matching ``flt``, newest first:
+        the set a bulk replay works through."""
+        sql, args = list_query(endpoint_id, flt, None, limit, columns="id, received_at")
+        rows = await self.pool.fetch(sql, *args)
+        return [(r["id"], r["received_at"]) for r in rows[:limit]]
+
+    async def count(self, endpoint_id: int, flt: HitFilter, at_most: int) -> int:
+        """How many hits match ``flt``, counted up to ``at_most + 1`` (more than
+        ``at_most`` says "more than"; the count never walks a whole endpoint)."""
+        sql, args = list_query(endpoint_id, flt, None, at_most, columns="1")
+        return int(await self.pool.fetchval(f"SELECT count(*) FROM ({sql}) AS m", *args))
 
     async def summaries(self, endpoint_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Per endpoint: hits and flagged hits in the last day, and when the newest hit

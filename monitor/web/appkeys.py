@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from monitor.config import Config
     from monitor.forwarding.forwarder import Forwarder
     from monitor.forwarding.outbound import OutboundClient
+    from monitor.forwarding.replays import ReplayJobs
     from monitor.metrics import Metrics
     from monitor.ratelimit import RateLimiter
     from monitor.storage.embedded import KeepRunning
@@ -35,4 +36,5 @@ WRITER: web.AppKey[HitWriter] = web.AppKey("writer")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
 OUTBOUND: web.AppKey[OutboundClient] = web.AppKey("outbound")
+REPLAYS: web.AppKey[ReplayJobs] = web.AppKey("replays")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

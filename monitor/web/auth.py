@@ -48,6 +48,10 @@ SESSION_MAX_AGE_S = 7 * 24 * 3600
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 SESSION_KEY_LABEL = b"postback-monitor session v1"
 MAX_NEXT_CHARS = 2048
+# The API's description, which a signed-in browser reads too (the interactive docs,
+# ``api.docs``, and the document they load): GET only, and nothing else under /api/.
+SESSION_READABLE_API = frozenset({"/api/openapi.json", "/api/docs"})
+SESSION_READABLE_API_PREFIX = "/api/docs/assets/"
 
 
 def load_or_create_admin_token(data_dir: Path) -> tuple[str, bool]:
@@ -86,6 +90,15 @@ def bearer(request: web.Request) -> str | None:
 
 def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def session_may_read(request: web.Request) -> bool:
+    """Pages, and the API's description: what a signed-in browser may load."""
+    if not request.path.startswith("/api/"):
+        return True
+    return request.method in ("GET", "HEAD") and (
+        request.path in SESSION_READABLE_API or request.path.startswith(SESSION_READABLE_API_PREFIX)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,13 +185,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if presented is not None and token_matches(presented, admin_token):
         request[SESSION] = None
         return await handler(request)
-    if not request.path.startswith("/api/"):
+    if session_may_read(request):
         cookie = request.cookies.get(SESSION_COOKIE, "")
         session = await current_session(request.app[POOL], cookie, admin_token)
         if session is not None:
             request[SESSION] = session
             return await handler(request)
-        raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe="/"))
+        if not request.path.startswith("/api/") or request.path == "/api/docs":
+            raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe="/"))
     raise Unauthorized(
         "unauthorized", "a valid admin token is required (Authorization: Bearer ...)"
     )

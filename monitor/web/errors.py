@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from monitor.model.errors import DomainError, InvalidInput, NotFound
+from monitor.model.errors import Conflict, DomainError, InvalidInput, NotFound
 from monitor.model.paths import CAPTURE_PREFIX
 
 log = structlog.get_logger(__name__)
@@ -39,7 +39,12 @@ BadRequest = InvalidInput
 
 # Each domain error's answer. A web-layer error may carry its own ``status`` instead
 # (api.BodyTooLarge: 413).
-STATUS_OF: dict[type[DomainError], int] = {InvalidInput: 400, Unauthorized: 401, NotFound: 404}
+STATUS_OF: dict[type[DomainError], int] = {
+    InvalidInput: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+}
 
 
 def http_status(exc: DomainError) -> int:

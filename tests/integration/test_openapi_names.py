@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from monitor.web.api.openapi import HTTP_METHODS
 from tests.conftest import AUTH
 
-RESOURCE_TAGS = {"endpoints", "hits", "presets", "forwards", "export", "tester"}
+RESOURCE_TAGS = {"endpoints", "hits", "presets", "forwards", "export", "tester", "replays"}
 
 
 async def test_every_operation_has_a_unique_operation_id_and_a_tag(client: TestClient) -> None:

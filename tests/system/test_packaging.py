@@ -30,6 +30,8 @@ def test_wheel_installs_and_migrates(tmp_path: Path, test_db: ScratchDatabase) -
     assert "monitor/web/views/templates/endpoint.html" in names
     assert "monitor/web/views/static/app.js" in names
     assert "monitor/web/views/static/style.css" in names
+    # The API docs' initializer (Swagger UI itself comes from swagger-ui-py).
+    assert "monitor/web/api/docs.js" in names
     # The presets are data beside their loader.
     assert "monitor/rules/presets.toml" in names
 

@@ -15,8 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.model.hit import row_to_json
-from monitor.storage.hits import HitFilter, list_query
+from monitor.storage.hits import HitFilter, hit_json, list_query
 from monitor.web import streams
 from monitor.web.api.routes import endpoint_id, hit_filter, with_amount
 from monitor.web.appkeys import ENDPOINTS, POOL
@@ -30,7 +29,7 @@ ALL_ROWS = 2**62
 CSV_COLUMNS = (
     "id", "received_at", "method", "path", "query_string", "click_id", "event", "flags",
     "params", "body_params", "content_type", "body_size", "remote_ip", "user_agent",
-    "amount", "currency",
+    "amount", "currency", "forward_state",
 )  # fmt: skip
 # A cell starting with one of these is a formula to a spreadsheet; senders choose values.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -113,7 +112,7 @@ async def stream_export(
             await _write_all(
                 response,
                 lines,
-                (with_amount(row_to_json(r, with_body=False), rules) async for r in rows),
+                (with_amount(hit_json(r, with_body=False), rules) async for r in rows),
             )
         await response.write_eof()
     return response

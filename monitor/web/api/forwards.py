@@ -27,15 +27,16 @@ async def list_forwards(request: web.Request) -> web.Response:
 
 async def replay(request: web.Request) -> web.Response:
     doc = await read_json(request, required=False)
-    hit, req = await replay_request(request, hit_id(request), doc)
-    return web.json_response(await request.app[FORWARDER].replay(hit, req))
+    hit, req, to_target = await replay_request(request, hit_id(request), doc)
+    return web.json_response(await request.app[FORWARDER].replay(hit, req, to_target=to_target))
 
 
 async def replay_request(
     request: web.Request, ident: uuid.UUID, doc: Any
-) -> tuple[Any, ForwardRequest]:
-    """The stored hit and the request that replays it: to ``doc["url"]`` when given,
-    else to its endpoint's forward target. BadRequest/NotFound name what is wrong."""
+) -> tuple[Any, ForwardRequest, bool]:
+    """The stored hit, the request that replays it and whether that goes to the
+    endpoint's own forward target: to ``doc["url"]`` when given, else to the target.
+    BadRequest/NotFound name what is wrong."""
     if not isinstance(doc, dict) or set(doc) - {"url", "mode"}:
         raise BadRequest("invalid_body", "a JSON object with optional url and mode")
     hit = await request.app[FORWARDER].load_hit(ident)
@@ -49,12 +50,12 @@ async def replay_request(
             url = check_url(doc["url"], mode, name="url")
         except SettingsError as exc:
             raise BadRequest("invalid_field", str(exc)) from None
-        return hit, build_request_to(url, mode, hit)
+        return hit, build_request_to(url, mode, hit), False
     if forward is None:
         raise BadRequest(
             "no_forward_target", "the hit's endpoint does not forward; give a url to replay to"
         )
-    return hit, build_request_to(forward.url, mode, hit)
+    return hit, build_request_to(forward.url, mode, hit), True
 
 
 async def run_tester(request: web.Request) -> web.Response:

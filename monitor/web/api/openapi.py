@@ -13,12 +13,18 @@ from typing import Any
 from aiohttp import web
 
 from monitor import __version__
-from monitor.web.api import openapi_endpoints, openapi_forwards, openapi_hits, openapi_presets
+from monitor.web.api import (
+    openapi_endpoints,
+    openapi_forwards,
+    openapi_hits,
+    openapi_presets,
+    openapi_replays,
+)
 from monitor.web.api.openapi_parts import ERROR, json_body, ref
 from monitor.web.errors import BadRequest, Handler
 from monitor.web.inputs import check_query
 
-RESOURCES = (openapi_endpoints, openapi_hits, openapi_presets, openapi_forwards)
+RESOURCES = (openapi_endpoints, openapi_hits, openapi_presets, openapi_forwards, openapi_replays)
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
     "Error": ERROR,
@@ -57,6 +63,7 @@ TAGS = [
     {"name": "hits", "description": "Captured hits: the filtered list and single hits"},
     {"name": "presets", "description": "Platform presets for endpoint settings"},
     {"name": "forwards", "description": "Forwarding: a hit's attempts, and replaying it"},
+    {"name": "replays", "description": "Bulk replay of a filtered set of hits, with progress"},
     {"name": "export", "description": "Hits as NDJSON or CSV files"},
     {"name": "tester", "description": "The postback URL tester"},
 ]

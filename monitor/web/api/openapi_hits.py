@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.model.hit import FORWARD_STATE_FILTERS, FORWARD_STATES
 from monitor.model.verdict import FLAG_NAMES
 from monitor.storage.hits import MAX_METHOD_CHARS, MAX_SEARCH_CHARS
 from monitor.web.api.openapi_parts import ENDPOINT_ID, HIT_ID, errors, json_body, ref
@@ -49,6 +50,14 @@ HIT_PROPERTIES: dict[str, Any] = {
         "type": ["string", "null"],
         "description": "The hit's currency param as sent (such as USD); null when absent.",
     },
+    "forward_state": {
+        "enum": [*FORWARD_STATES, None],
+        "description": "The state of the hit's forward to its endpoint's forward target: "
+        "pending (queued or retrying), delivered, failed (given up), cancelled (the "
+        "endpoint stopped forwarding or the hit expired first); null when it was never "
+        "queued (no target then, or a flagged hit not forwarded). A successful replay to "
+        "the forward target turns failed or cancelled into delivered.",
+    },
 }
 HIT_SUMMARY = {
     "type": "object",
@@ -63,6 +72,14 @@ HIT = {
         "body_text": {"type": "string"},
         "body_base64": {"type": "string", "contentEncoding": "base64"},
     },
+}
+
+FORWARD_STATE_PARAM = {
+    "name": "forward_state",
+    "in": "query",
+    "description": "Only hits whose forward is in this state; none: hits never queued "
+    "for forwarding. An unknown value is a 400; empty means any.",
+    "schema": {"type": "string", "enum": [*FORWARD_STATE_FILTERS, ""]},
 }
 
 PATHS: dict[str, Any] = {
@@ -117,6 +134,7 @@ PATHS: dict[str, Any] = {
                     "means any.",
                     "schema": {"type": "string", "maxLength": MAX_SEARCH_CHARS},
                 },
+                FORWARD_STATE_PARAM,
             ],
             "responses": {
                 "200": json_body(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from monitor.model.verdict import FLAG_NAMES
 from monitor.rules import Rules
@@ -165,7 +166,12 @@ def parse_search(raw: str | None) -> str | None:
 
 
 def hit_filter(request: web.Request) -> HitFilter:
-    q = request.query
+    return filter_from(request.query)
+
+
+def filter_from(q: MultiMapping[str]) -> HitFilter:
+    """The hit list's filters from query-string-shaped values (``flag`` repeats);
+    the list, the export and the bulk replay read them alike."""
     return HitFilter(
         flags=parse_flags(q.getall("flag", [])),
         flagged=parse_bool("flagged", q.get("flagged")),
@@ -174,6 +180,8 @@ def hit_filter(request: web.Request) -> HitFilter:
         until=parse_time("until", q.get("until")),
         method=parse_method(q.get("method")),
         search=parse_search(q.get("q")),
+        # Empty means any, as for method and q (a form's "any" option sends it).
+        forward_state=q.get("forward_state") or None,
     )
 
 

@@ -25,7 +25,7 @@ from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, DomainError
 from monitor.web.inputs import hit_id
 from monitor.web.live import LIVE, LiveClosed
-from monitor.web.views import present
+from monitor.web.views import forward_state, present
 from monitor.web.views import render as pages
 
 PAGE_SIZE = 50
@@ -34,7 +34,7 @@ LIVE_HEARTBEAT_S = 15.0
 LIVE_MIN_INTERVAL_S = 0.25
 RANGES = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-FILTER_KEYS = ("flag", "method", "q", "range", "since", "until")
+FILTER_KEYS = ("flag", "method", "q", "range", "since", "until", "forward_state")
 
 
 def add_routes(app: web.Application) -> None:
@@ -79,6 +79,7 @@ def page_filter(query: Any) -> tuple[HitFilter, dict[str, str]]:
         until=until,
         method=method or None,
         search=values["q"] or None,
+        forward_state=values["forward_state"] or None,  # an unknown one: InvalidInput
     )
     return flt, {k: v for k, v in values.items() if v}
 
@@ -87,6 +88,8 @@ def row(hit: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
     received = datetime.fromisoformat(hit["received_at"])
     return {
         "hit": hit,
+        # The Forward column shows only for endpoints that forward (forward_state.forwards).
+        "forwards": forward_state.forwards(endpoint),
         "amount": present.amount(hit, endpoint.rules),
         "arrived": present.arrived(hit),
         "cursor": encode_cursor(received, uuid.UUID(hit["id"])),
@@ -115,6 +118,7 @@ async def endpoint_page(request: web.Request) -> web.Response:
     error, next_cursor = "", None
     rows: list[dict[str, Any]] = []
     kept: dict[str, str] = {}
+    flt = HitFilter()
     try:
         flt, kept = page_filter(request.query)
         hits, next_cursor = await request.app[HITS].list(
@@ -144,6 +148,7 @@ async def endpoint_page(request: web.Request) -> web.Response:
         "live": not paged and not error,
         "exports": {} if error else export_links(endpoint.id, kept),
         "crumbs": [pages.HOME_CRUMB, (endpoint.name, None)],
+        **await forward_state.replay_offer(request, endpoint, flt if not error else None, kept),
     }
     return pages.render(request, "endpoint.html", context, status=400 if error else 200)
 
@@ -235,5 +240,6 @@ async def hit_page(request: web.Request) -> web.Response:
         "body": present.body_view(hit),
         "curl": present.curl_command(base, hit),
         "first_hit_id": first,
+        "forwards": forward_state.forwards(endpoint),
     }
     return pages.render(request, "hit.html", context)

@@ -9,11 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from monitor.forwarding import tester
-from monitor.model.errors import NotFound
 from monitor.rules import SettingsError
 from monitor.rules.presets import PRESETS
 from monitor.web.api.forwards import hit_id, replay_request
-from monitor.web.appkeys import ENDPOINTS, FORWARDER, OUTBOUND
+from monitor.web.appkeys import ENDPOINT_CACHE, FORWARDER, OUTBOUND
 from monitor.web.errors import DomainError, http_status
 from monitor.web.views import present
 from monitor.web.views import render as pages
@@ -66,16 +65,20 @@ async def forwards_page(request: web.Request, error: str = "", status: int = 200
     forwarder = request.app[FORWARDER]
     ident = hit_id(request)
     hit = await forwarder.load_hit(ident)
-    try:
-        endpoint_name = (await request.app[ENDPOINTS].get(hit["endpoint_id"])).name
-    except NotFound:  # deleted while we read its hit
-        endpoint_name = f"Endpoint {hit['endpoint_id']}"
+    endpoint = await request.app[ENDPOINT_CACHE].lookup_id(hit["endpoint_id"])
+    forwards = await forwarder.attempts(ident)
+    # "Replayed" only for an attempt of this hit that the target accepted: the
+    # redirect after a replay names it, and a refused one never gets here.
+    replayed = request.query.get("replayed", "")
+    # Deleted while we read its hit: the breadcrumb still names where it was.
+    endpoint_name = endpoint.name if endpoint else f"Endpoint {hit['endpoint_id']}"
     context = {
         "hit_id": str(ident),
         "endpoint_id": hit["endpoint_id"],
         "received_at": hit["received_at"],
-        "forwards": await forwarder.attempts(ident),
-        "replayed": request.query.get("replayed") == "1",
+        "forwards": forwards,
+        "has_target": endpoint is not None and endpoint.compiled.forward is not None,
+        "replayed": any(str(a["id"]) == replayed and a["ok"] for a in forwards["items"]),
         "error": error,
         "crumbs": [
             pages.HOME_CRUMB,
@@ -91,8 +94,11 @@ async def replay(request: web.Request) -> web.Response:
     form = await pages.read_form(request)
     doc = {k: form[k] for k in ("url", "mode") if form.get(k)}
     try:
-        hit, req = await replay_request(request, hit_id(request), doc)
+        hit, req, to_target = await replay_request(request, hit_id(request), doc)
     except DomainError as exc:
         return await forwards_page(request, exc.message, status=http_status(exc))
-    await request.app[FORWARDER].replay(hit, req)
-    raise web.HTTPSeeOther(f"/hits/{hit['id']}/forwards?replayed=1")
+    attempt = await request.app[FORWARDER].replay(hit, req, to_target=to_target)
+    if not attempt["ok"]:
+        answer = attempt["error"] or f"the target answered {attempt['status']}"
+        return await forwards_page(request, f"Replay failed: {answer}", status=502)
+    raise web.HTTPSeeOther(f"/hits/{hit['id']}/forwards?replayed={attempt['id']}")
