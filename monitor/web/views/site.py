@@ -33,7 +33,7 @@ from monitor.web.auth import (
     token_matches,
 )
 from monitor.web.errors import BadRequest, DomainError
-from monitor.web.inputs import check_json, whole_number
+from monitor.web.inputs import check_json, database_id, whole_number
 from monitor.web.views import hits as hit_views
 from monitor.web.views import present
 from monitor.web.views import render as pages
@@ -65,6 +65,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/endpoints/{endpoint_id}/settings", update_settings)
     app.router.add_post("/endpoints/{endpoint_id}/rotate", rotate_token)
     app.router.add_post("/endpoints/{endpoint_id}/delete", delete_endpoint)
+    app.router.add_post("/endpoints/{endpoint_id}/clear", clear_hits)
     hit_views.add_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
 
@@ -180,6 +181,12 @@ async def settings_page(
         "error": error,
         "saved": request.query.get("saved") == "1",
         "rotated": request.query.get("rotated") == "1",
+        "cleared": database_id(request.query.get("cleared", "")),
+        "crumbs": [
+            ("Endpoints", "/endpoints"),
+            (endpoint.name, f"/endpoints/{endpoint.id}"),
+            ("Settings", None),
+        ],
     }
     return pages.render(request, "settings.html", context, status=status)
 
@@ -231,3 +238,16 @@ async def delete_endpoint(request: web.Request) -> web.Response:
         )  # fmt: skip
     await request.app[ENDPOINTS].delete(ident)
     raise web.HTTPSeeOther("/endpoints")
+
+
+async def clear_hits(request: web.Request) -> web.Response:
+    """Delete every hit of the endpoint and keep it (``EndpointStore.clear``)."""
+    ident = endpoint_id(request)
+    form = await pages.read_form(request)
+    if form.get("confirm") != "yes":
+        return await settings_page(
+            request, "Tick the box to confirm: every hit of this endpoint is deleted.",
+            status=400,
+        )  # fmt: skip
+    deleted = await request.app[ENDPOINTS].clear(ident)
+    raise web.HTTPSeeOther(f"/endpoints/{ident}/settings?cleared={deleted}")
