@@ -215,7 +215,7 @@ async def hit_page(request: web.Request, error: str = "", status: int = 200) -> 
         "crumbs": [
             ("Endpoints", "/endpoints"),
             (endpoint.name, f"/endpoints/{endpoint.id}"),
-            (f"Hit {hit['id'][:8]}", None),
+            (f"Hit {present.short_id(hit['id'])}", None),
         ],
     }
     return pages.render(request, "hit.html", context, status=status)

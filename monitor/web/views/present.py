@@ -122,6 +122,12 @@ def human_size(size: int) -> str:
     return f"{value:.1f} {unit}"
 
 
+def short_id(hit_id: str) -> str:
+    """A hit id people can tell apart: the UUIDv7's last 8 digits, which are random
+    (its first ones are the time, the same for every hit of the same minute)."""
+    return hit_id[-8:]
+
+
 def body_file_name(hit: dict[str, Any]) -> str:
     """The name the raw body downloads as, and the file "copy as curl" reads it from:
     made of the hit id alone, never of anything the sender chose."""
