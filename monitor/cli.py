@@ -21,11 +21,13 @@ from monitor import __version__
 from monitor import config as config_mod
 from monitor.cli_commands import DATABASE_COMMANDS as STORE_COMMANDS
 from monitor.cli_commands import (
+    cmd_endpoint_clear,
     cmd_endpoint_create,
     cmd_endpoint_delete,
     cmd_endpoint_list,
     cmd_endpoint_show,
     cmd_endpoint_update,
+    cmd_hits_delete,
     cmd_hits_show,
     cmd_hits_tail,
     cmd_migrate,
@@ -138,10 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     delete = endpoint_cmds.add_parser("delete", help="delete an endpoint and all its hits")
     delete.add_argument("endpoint_id", type=int)
     delete.set_defaults(run=cmd_endpoint_delete)
-    for sub in (create, listing, show, update, delete):
+    clear = endpoint_cmds.add_parser(
+        "clear", help="delete every hit of an endpoint (and its duplicate ledger); keep it"
+    )
+    clear.add_argument("endpoint_id", type=int)
+    clear.add_argument("--yes", action="store_true", help="really delete them (required)")
+    clear.set_defaults(run=cmd_endpoint_clear)
+    for sub in (create, listing, show, update, delete, clear):
         add_settings(sub, DATABASE_SETTINGS)
 
-    hits = commands.add_parser("hits", help="read captured hits")
+    hits = commands.add_parser("hits", help="read or delete captured hits")
     hits_cmds = hits.add_subparsers(dest="hits_command", required=True, metavar="ACTION")
     tail = hits_cmds.add_parser("tail", help="print the newest hits, then new ones as they arrive")
     tail.add_argument("endpoint_id", type=int)
@@ -168,7 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_filter_arguments(replay)
     replay.set_defaults(run=cmd_hits_replay)
-    for sub in (tail, show_hit, listing_hits):
+    delete_hit = hits_cmds.add_parser(
+        "delete",
+        help="delete one hit (its forward rows too; a later hit of its click id counts as new)",
+    )
+    delete_hit.add_argument("hit_id")
+    delete_hit.set_defaults(run=cmd_hits_delete)
+    for sub in (tail, show_hit, listing_hits, delete_hit):
         add_settings(sub, DATABASE_SETTINGS)
     add_settings(replay, DATABASE_SETTINGS + OUTBOUND_SETTINGS + ("forward_concurrency",))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -155,15 +156,50 @@ async def cmd_endpoint_delete(config: Config, args: argparse.Namespace) -> int:
     return await with_stores(config, work)
 
 
-async def cmd_hits_show(config: Config, args: argparse.Namespace) -> int:
+async def cmd_endpoint_clear(config: Config, args: argparse.Namespace) -> int:
+    """Every hit of the endpoint goes, and its duplicate ledger (``EndpointStore.clear``);
+    only with ``--yes``, since nothing asks again."""
+    if not args.yes:
+        print(
+            f"postback-monitor: this deletes every hit of endpoint {args.endpoint_id}; "
+            "add --yes to do it",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def work(stores: Any) -> int:
+        deleted = await stores.endpoints.clear(args.endpoint_id)
+        print(f"deleted {deleted} hits of endpoint {args.endpoint_id}")
+        return 0
+
+    return await with_stores(config, work)
+
+
+def _hit_id(raw: str) -> Any:
     import uuid
 
     from monitor.web.errors import NotFound
 
     try:
-        hit_id = uuid.UUID(args.hit_id)
+        return uuid.UUID(raw)
     except ValueError:
-        raise NotFound("hit_not_found", f"no hit with id {args.hit_id!r}") from None
+        raise NotFound("hit_not_found", f"no hit with id {raw!r}") from None
+
+
+async def cmd_hits_delete(config: Config, args: argparse.Namespace) -> int:
+    """One hit, with its forwarding rows and the ledger key it was first for."""
+    hit_id = _hit_id(args.hit_id)
+
+    async def work(stores: Any) -> int:
+        endpoint_id = await stores.hits.delete(hit_id)
+        print(f"deleted hit {hit_id} of endpoint {endpoint_id}")
+        return 0
+
+    return await with_stores(config, work)
+
+
+async def cmd_hits_show(config: Config, args: argparse.Namespace) -> int:
+    hit_id = _hit_id(args.hit_id)
 
     async def work(stores: Any) -> int:
         print(json.dumps(await stores.hits.get(hit_id), indent=2, ensure_ascii=False))
@@ -192,6 +228,8 @@ DATABASE_COMMANDS = (
     cmd_endpoint_show,
     cmd_endpoint_update,
     cmd_endpoint_delete,
+    cmd_endpoint_clear,
+    cmd_hits_delete,
     cmd_hits_show,
     cmd_hits_tail,
 )

@@ -21,6 +21,7 @@ from monitor.model.paths import CAPTURE_PREFIX
 from monitor.rules import Rules, SettingsError, presets
 from monitor.rules.endpoint_fields import EndpointFields, merge_patch, validate_fields
 from monitor.rules.endpoint_settings import EndpointSettings, compile_endpoint_settings
+from monitor.storage.batch_commit import HITS_CHANNEL
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +58,11 @@ DELETE_REST = (
     "DELETE FROM forward_attempts WHERE endpoint_id = $1",
 )
 NOTIFY = f"SELECT pg_notify('{ENDPOINTS_CHANNEL}', $1::text)"
+# Clearing keeps the endpoint: FOR UPDATE (not the NO KEY UPDATE of a settings change)
+# conflicts with the writer's FOR KEY SHARE, so no batch of its hits commits halfway
+# through, and the ledger is cleared together with every hit it could name.
+LOCK_FOR_CLEAR = "SELECT id FROM endpoints WHERE id = $1 FOR UPDATE"
+NOTIFY_HITS = "SELECT pg_notify($1, $2::text)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,4 +246,22 @@ class EndpointStore:
                 await conn.execute(NOTIFY, str(endpoint_id))
         for listener in self.deleted:
             listener(endpoint_id)
+        return int(swept.split()[-1]) + int(status.split()[-1])
+
+    async def clear(self, endpoint_id: int) -> int:
+        """Delete every hit of the endpoint, its duplicate ledger and forwarding rows,
+        and keep the endpoint; returns the hits deleted.
+
+        As ``delete``: the bulk goes first without a lock, then the endpoint's row is
+        locked against the writer while the hits stored meanwhile and the rest go, so a
+        hit committed after the clear is whole (ledger key included)."""
+        async with self.pool.acquire() as conn:
+            swept = await conn.execute(DELETE_HITS, endpoint_id)
+            async with conn.transaction():
+                if await conn.fetchval(LOCK_FOR_CLEAR, endpoint_id) is None:
+                    raise NotFound("endpoint_not_found", f"no endpoint with id {endpoint_id}")
+                status = await conn.execute(DELETE_HITS, endpoint_id)
+                for statement in DELETE_REST:
+                    await conn.execute(statement, endpoint_id)
+                await conn.execute(NOTIFY_HITS, HITS_CHANNEL, str(endpoint_id))
         return int(swept.split()[-1]) + int(status.split()[-1])

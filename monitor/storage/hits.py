@@ -20,6 +20,8 @@ import asyncpg
 from monitor.model.errors import InvalidInput, NotFound
 from monitor.model.hit import FORWARD_STATE_FILTERS, row_to_json
 from monitor.model.ids import uuid7_time
+from monitor.storage.batch_commit import HITS_CHANNEL
+from monitor.storage.ledger import FORGET_HIT_KEY
 
 # A hit's forward state: its outbox row, found by the outbox's primary key
 # (endpoint_id, hit_id), one index probe per listed hit; NULL when never queued. The
@@ -48,6 +50,28 @@ LEFT JOIN LATERAL (
     SELECT received_at FROM hits WHERE endpoint_id = e.id
     ORDER BY received_at DESC, id DESC LIMIT 1
 ) l ON true"""
+
+# The hit page's neighbours in the list's order (newest first): each subquery is one
+# probe of hits_endpoint_newest per partition.
+NEIGHBOURS = """
+SELECT
+    (SELECT id FROM hits WHERE endpoint_id = $1 AND (received_at, id) > ($2, $3)
+     ORDER BY received_at, id LIMIT 1) AS newer,
+    (SELECT id FROM hits WHERE endpoint_id = $1 AND (received_at, id) < ($2, $3)
+     ORDER BY received_at DESC, id DESC LIMIT 1) AS older"""
+# One hit, found as ONE_HIT finds it (the id's millisecond prunes to one partition),
+# with what it left elsewhere: its forwarding rows and, when it was the first of its
+# click id, its ledger key (ledger.FORGET_HIT_KEY).
+DELETE_HIT = """
+DELETE FROM hits WHERE id = $1 AND received_at >= $2 AND received_at < $3
+RETURNING endpoint_id, click_id"""
+DELETE_HIT_ANY_TIME = "DELETE FROM hits WHERE id = $1 RETURNING endpoint_id, click_id"
+DELETE_HIT_REST = (
+    "DELETE FROM forward_outbox WHERE endpoint_id = $1 AND hit_id = $2",
+    "DELETE FROM forward_attempts WHERE endpoint_id = $1 AND hit_id = $2",
+)
+# Live pages refresh their summary; the rows they already show stay until reloaded.
+NOTIFY_HITS = "SELECT pg_notify($1, $2::text)"
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -208,6 +232,40 @@ class HitStore:
         ``at_most`` says "more than"; the count never walks a whole endpoint)."""
         sql, args = list_query(endpoint_id, flt, None, at_most, columns="1")
         return int(await self.pool.fetchval(f"SELECT count(*) FROM ({sql}) AS m", *args))
+
+    async def neighbours(self, hit: dict[str, Any]) -> dict[str, str | None]:
+        """The ids of the hits just newer and just older than ``hit`` in its endpoint's
+        list (newest first, by (received_at, id)); None at either end."""
+        row = await self.pool.fetchrow(
+            NEIGHBOURS,
+            hit["endpoint_id"],
+            datetime.fromisoformat(hit["received_at"]),
+            uuid.UUID(hit["id"]),
+        )
+        return {k: None if row[k] is None else str(row[k]) for k in ("newer", "older")}
+
+    async def delete(self, hit_id: uuid.UUID) -> int:
+        """Delete one hit with its forwarding rows and the ledger key it was the first
+        of (a later hit with its click id then counts as an original); returns the
+        hit's endpoint id."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = None
+            if hit_id.version == 7:
+                when = uuid7_time(hit_id)
+                row = await conn.fetchrow(
+                    DELETE_HIT, hit_id, when, when + timedelta(milliseconds=1)
+                )
+            if row is None:
+                row = await conn.fetchrow(DELETE_HIT_ANY_TIME, hit_id)
+            if row is None:
+                raise NotFound("hit_not_found", f"no hit with id {hit_id}")
+            endpoint_id = int(row["endpoint_id"])
+            if row["click_id"] is not None:
+                await conn.execute(FORGET_HIT_KEY, endpoint_id, row["click_id"], hit_id)
+            for statement in DELETE_HIT_REST:
+                await conn.execute(statement, endpoint_id, hit_id)
+            await conn.execute(NOTIFY_HITS, HITS_CHANNEL, str(endpoint_id))
+        return endpoint_id
 
     async def summaries(self, endpoint_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Per endpoint: hits and flagged hits in the last day, and when the newest hit

@@ -38,6 +38,13 @@ UPDATE click_keys SET first_hit_id = $4, first_seen_at = $5
 WHERE endpoint_id = $1 AND click_id = $2 AND event = $3
 """
 
+# Deleting hits forgets what they settled, so the ledger never names a hit that is
+# gone: a hit's key goes if it was the key's first hit (the PK's prefix finds it),
+# and clearing an endpoint forgets all of its keys.
+FORGET_HIT_KEY = """
+DELETE FROM click_keys WHERE endpoint_id = $1 AND click_id = $2 AND first_hit_id = $3"""
+FORGET_ENDPOINT_KEYS = "DELETE FROM click_keys WHERE endpoint_id = $1"
+
 Key = tuple[int, str, str]
 
 

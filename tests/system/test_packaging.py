@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -34,6 +35,8 @@ def test_wheel_installs_and_migrates(tmp_path: Path, test_db: ScratchDatabase) -
     assert "monitor/web/api/docs.js" in names
     # The presets are data beside their loader.
     assert "monitor/rules/presets.toml" in names
+    # The settings reference the settings page links to.
+    assert "monitor/docs/rules.md" in names
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
@@ -49,3 +52,11 @@ def test_wheel_installs_and_migrates(tmp_path: Path, test_db: ScratchDatabase) -
         cwd=tmp_path,
     )
     assert out.startswith("applied migrations: [1")
+    # The installed package serves the reference from its own copy, not a checkout's.
+    check = "from monitor.web.views import reference as r; print(r.rules_path()); r.rules_html()"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    found = subprocess.run(
+        [venv / "bin" / "python", "-c", check], capture_output=True, text=True, cwd=tmp_path,
+        env=env, check=True,
+    ).stdout  # fmt: skip
+    assert found.strip().endswith("site-packages/monitor/docs/rules.md"), found

@@ -60,7 +60,7 @@ def with_malformed_request_answers(paths: dict[str, Any]) -> dict[str, Any]:
 # generated clients get stable names (tests/integration/test_openapi_names.py).
 TAGS = [
     {"name": "endpoints", "description": "Capture endpoints: their settings, token and stats"},
-    {"name": "hits", "description": "Captured hits: the filtered list and single hits"},
+    {"name": "hits", "description": "Captured hits: the filtered list, single hits, deleting them"},
     {"name": "presets", "description": "Platform presets for endpoint settings"},
     {"name": "forwards", "description": "Forwarding: a hit's attempts, and replaying it"},
     {"name": "replays", "description": "Bulk replay of a filtered set of hits, with progress"},

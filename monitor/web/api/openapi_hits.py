@@ -151,6 +151,27 @@ PATHS: dict[str, Any] = {
                 **errors(400, 401, 404),
             },
         },
+        "delete": {
+            "operationId": "clearEndpointHits",
+            "tags": ["hits"],
+            "summary": "Delete every hit of an endpoint; the endpoint stays",
+            "description": "Also forgets the endpoint's duplicate ledger (a later hit with "
+            "a click id seen before counts as new) and deletes its forwarding rows.",
+            "responses": {
+                "200": json_body(
+                    {
+                        "type": "object",
+                        "required": ["endpoint_id", "hits_deleted"],
+                        "properties": {
+                            "endpoint_id": {"type": "integer"},
+                            "hits_deleted": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                    "Cleared",
+                ),
+                **errors(401, 404),
+            },
+        },
     },
     "/api/hits/{hit_id}": {
         "parameters": [HIT_ID],
@@ -159,6 +180,15 @@ PATHS: dict[str, Any] = {
             "tags": ["hits"],
             "summary": "One whole hit",
             "responses": {"200": json_body(ref("Hit"), "The hit"), **errors(401, 404)},
+        },
+        "delete": {
+            "operationId": "deleteHit",
+            "tags": ["hits"],
+            "summary": "Delete one hit",
+            "description": "Also deletes its forwarding rows, and its duplicate-ledger key "
+            "when it was the first hit of its click id (a later hit with that click id "
+            "then counts as new). Hits already flagged as its duplicates keep their flag.",
+            "responses": {"204": {"description": "Deleted"}, **errors(401, 404)},
         },
     },
 }

@@ -217,6 +217,19 @@ async def get_hit(request: web.Request) -> web.Response:
     return web.json_response(with_amount(hit, rules))
 
 
+async def delete_hit(request: web.Request) -> web.Response:
+    """204; what else goes with the hit is in ``HitStore.delete``."""
+    await request.app[HITS].delete(hit_id(request))
+    return web.Response(status=204)
+
+
+async def clear_endpoint_hits(request: web.Request) -> web.Response:
+    """Delete every hit of the endpoint (and its duplicate ledger); the endpoint stays."""
+    ident = endpoint_id(request)
+    deleted = await request.app[ENDPOINTS].clear(ident)
+    return web.json_response({"endpoint_id": ident, "hits_deleted": deleted})
+
+
 async def endpoint_stats(request: web.Request) -> web.Response:
     ident = endpoint_id(request)
     await request.app[ENDPOINTS].get(ident)
@@ -236,7 +249,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/api/endpoints/{endpoint_id}", delete_endpoint)
     app.router.add_post("/api/endpoints/{endpoint_id}/rotate-token", rotate_token)
     app.router.add_get("/api/endpoints/{endpoint_id}/hits", list_hits)
+    app.router.add_delete("/api/endpoints/{endpoint_id}/hits", clear_endpoint_hits)
     app.router.add_get("/api/endpoints/{endpoint_id}/stats", endpoint_stats)
     app.router.add_get("/api/hits/{hit_id}", get_hit)
+    app.router.add_delete("/api/hits/{hit_id}", delete_hit)
     app.router.add_get("/api/presets", list_presets)
     app.router.add_get("/api/openapi.json", openapi.openapi_json)

@@ -43,6 +43,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/endpoints/{endpoint_id}/live", live_stream)
     app.router.add_get("/endpoints/{endpoint_id}/export", export_page)
     app.router.add_get("/hits/{hit_id}", hit_page)
+    app.router.add_get("/hits/{hit_id}/body", hit_body)
+    app.router.add_post("/hits/{hit_id}/delete", delete_hit)
 
 
 def form_time(name: str, raw: str) -> datetime | None:
@@ -214,7 +216,7 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def hit_page(request: web.Request) -> web.Response:
+async def hit_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
     hit = await request.app[HITS].get(hit_id(request))
     endpoint = await request.app[ENDPOINTS].get(hit["endpoint_id"])
     base = request.app[CONFIG].base_url
@@ -239,7 +241,47 @@ async def hit_page(request: web.Request) -> web.Response:
         "amount": present.amount(hit, endpoint.rules),
         "body": present.body_view(hit),
         "curl": present.curl_command(base, hit),
+        "body_file": present.body_file_name(hit),
+        "body_preview_bytes": present.BODY_PREVIEW_BYTES,
         "first_hit_id": first,
         "forwards": forward_state.forwards(endpoint),
+        "around": await request.app[HITS].neighbours(hit),
+        "deleted": request.query.get("deleted") == "1",
+        "error": error,
+        "crumbs": [
+            pages.HOME_CRUMB,
+            (endpoint.name, f"/endpoints/{endpoint.id}"),
+            (f"Hit {present.short_id(hit['id'])}", None),
+        ],
     }
-    return pages.render(request, "hit.html", context)
+    return pages.render(request, "hit.html", context, status=status)
+
+
+async def hit_body(request: web.Request) -> web.Response:
+    """The stored body, byte for byte, as a download. The bytes are the sender's, so
+    the browser must never render or sniff them: octet-stream, an attachment, nosniff
+    (and the pages' CSP, added to every response)."""
+    hit = await request.app[HITS].get(hit_id(request))
+    return web.Response(
+        body=present.body_bytes(hit),
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{present.body_file_name(hit)}"',
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def delete_hit(request: web.Request) -> web.Response:
+    """Delete the hit (``HitStore.delete`` says what else goes), then show the next
+    one down the list, so a run of junk hits can be deleted one after another."""
+    ident = hit_id(request)
+    form = await pages.read_form(request)
+    if form.get("confirm") != "yes":
+        return await hit_page(request, "Tick the box to confirm: the hit is deleted.", 400)
+    hit = await request.app[HITS].get(ident)
+    around = await request.app[HITS].neighbours(hit)
+    endpoint_id = await request.app[HITS].delete(ident)
+    after = around["older"] or around["newer"]
+    raise web.HTTPSeeOther(f"/hits/{after}?deleted=1" if after else f"/endpoints/{endpoint_id}")

@@ -22,6 +22,9 @@ from monitor.rules.presets import Preset
 HEX_PREVIEW_BYTES = 4096
 # A list row shows this much of what arrived; the hit page has the rest.
 ARRIVED_PREVIEW_CHARS = 160
+# The hit page shows this much of a body, and "copy as curl" inlines a body up to
+# this size: a 1 MiB body in a <pre> and again in the curl line made a 2 MB page.
+BODY_PREVIEW_BYTES = 8 * 1024
 # Not replayed by "copy as curl": curl sets them itself, or they describe the old
 # connection rather than the request.
 CURL_SKIP_HEADERS = frozenset(
@@ -131,32 +134,83 @@ def body_bytes(hit: dict[str, Any]) -> bytes:
     return str(hit.get("body_text", "")).encode("utf-8")
 
 
+def human_size(size: int) -> str:
+    """'512 bytes', '8.0 KiB', '1.0 MiB': sizes as people read them (binary units)."""
+    if size < 1024:
+        return "1 byte" if size == 1 else f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def short_id(hit_id: str) -> str:
+    """A hit id people can tell apart: the UUIDv7's last 8 digits, which are random
+    (its first ones are the time, the same for every hit of the same minute)."""
+    return hit_id[-8:]
+
+
+def body_file_name(hit: dict[str, Any]) -> str:
+    """The name the raw body downloads as, and the file "copy as curl" reads it from:
+    made of the hit id alone, never of anything the sender chose."""
+    return f"hit-{hit['id']}.body"
+
+
 def body_view(hit: dict[str, Any]) -> dict[str, Any]:
-    """How to show the body: kind is empty, json, form, text or binary."""
+    """How to show the body: kind is empty, json, form, text or binary, plus its sizes.
+
+    Only the first ``BODY_PREVIEW_BYTES`` are shown; the rest is a download. ``stored``
+    is what the database kept, ``received`` what the sender sent (``body_size``): the
+    capture keeps at most ``--max-body-bytes``."""
     raw = body_bytes(hit)
+    received = max(int(hit.get("body_size", 0)), len(raw))
+    sizes: dict[str, Any] = {
+        "stored": len(raw),
+        "received": received,
+        "stored_human": human_size(len(raw)),
+        "received_human": human_size(received),
+        "cut": received > len(raw),
+    }
     if not raw:
-        return {"kind": "empty"}
+        return {"kind": "empty", **sizes}
     if "body_text" not in hit:
         preview = raw[:HEX_PREVIEW_BYTES]
         return {
             "kind": "binary",
             "hex": hexdump(preview),
-            "base64": base64.b64encode(raw).decode("ascii"),
-            "truncated": len(raw) > len(preview),
+            # Base64 of a large body would be a second, bigger copy: download it instead.
+            "base64": base64.b64encode(raw).decode("ascii")
+            if len(raw) <= BODY_PREVIEW_BYTES
+            else "",
+            **_shown(len(preview), sizes),
         }
-    text = hit["body_text"]
+    whole = len(raw) <= BODY_PREVIEW_BYTES
+    # Stored text is valid UTF-8, so only a character cut at the end can fail to decode.
+    text = hit["body_text"] if whole else raw[:BODY_PREVIEW_BYTES].decode("utf-8", "ignore")
+    shown = _shown(len(text.encode("utf-8")), sizes)
     media = hit["content_type"].split(";", 1)[0].strip().lower()
-    if media == "application/json" or media.endswith("+json") or text.lstrip()[:1] in "{[":
+    if whole and (
+        media == "application/json" or media.endswith("+json") or text.lstrip()[:1] in "{["
+    ):
         try:
-            return {
-                "kind": "json",
-                "text": json.dumps(json.loads(text), indent=2, ensure_ascii=False),
-            }
+            pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+            return {"kind": "json", "text": pretty, **shown}
         except (ValueError, RecursionError):
             pass
     if media == "application/x-www-form-urlencoded" and hit["body_params"]:
-        return {"kind": "form", "pairs": hit["body_params"], "text": text}
-    return {"kind": "text", "text": text}
+        return {"kind": "form", "pairs": hit["body_params"], "text": text, **shown}
+    return {"kind": "text", "text": text, **shown}
+
+
+def _shown(count: int, sizes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **sizes,
+        "shown": count,
+        "shown_human": human_size(count),
+        "partial": count < sizes["stored"],
+    }
 
 
 def hexdump(data: bytes) -> str:
@@ -188,7 +242,8 @@ def curl_command(base_url: str, hit: dict[str, Any]) -> str:
     file), or is piped in when no shell argument can carry it; a header that is not
     ``token: value`` on one line is left out (``-H @file`` reads a file too); the URL
     starts with the configured base URL (never ``-``), is percent-encoded, and
-    ``--globoff`` keeps ``[]{}`` literal."""
+    ``--globoff`` keeps ``[]{}`` literal. A body past ``BODY_PREVIEW_BYTES`` is not
+    inlined: it is read from the downloaded file, whose name is the hit id's."""
     method = hit["method"]
     body = body_bytes(hit)
     parts = ["curl", "--globoff"]
@@ -201,7 +256,9 @@ def curl_command(base_url: str, hit: dict[str, Any]) -> str:
             # "Name:" alone would tell curl to drop the header; "Name;" sends it empty.
             parts += ["-H", f"{name}: {value}" if value.strip() else f"{name};"]
     prefix = ""
-    if "body_text" in hit and body and "\x00" not in hit["body_text"]:
+    if len(body) > BODY_PREVIEW_BYTES:
+        parts += ["--data-binary", "@" + body_file_name(hit)]
+    elif "body_text" in hit and body and "\x00" not in hit["body_text"]:
         parts += ["--data-raw", hit["body_text"]]  # never a file name, unlike --data-binary
     elif body:  # bytes a shell argument cannot carry
         prefix = f"printf %s {shlex.quote(base64.b64encode(body).decode())} | base64 -d | "

@@ -33,9 +33,9 @@ from monitor.web.auth import (
     token_matches,
 )
 from monitor.web.errors import ERROR_PAGE, BadRequest, DomainError
-from monitor.web.inputs import check_json, whole_number
+from monitor.web.inputs import check_json, database_id, whole_number
 from monitor.web.views import hits as hit_views
-from monitor.web.views import present
+from monitor.web.views import present, reference, settings_form
 from monitor.web.views import render as pages
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -67,7 +67,9 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/endpoints/{endpoint_id}/settings", update_settings)
     app.router.add_post("/endpoints/{endpoint_id}/rotate", rotate_token)
     app.router.add_post("/endpoints/{endpoint_id}/delete", delete_endpoint)
+    app.router.add_post("/endpoints/{endpoint_id}/clear", clear_hits)
     hit_views.add_routes(app)
+    reference.add_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
 
 
@@ -180,46 +182,67 @@ async def settings_page(
     status: int = 200,
     endpoint: Endpoint | None = None,
 ) -> web.Response:
+    """The form fields and the JSON editor, both from the stored endpoint; after a
+    refused save, what the user posted (so nothing typed is lost) and the message
+    beside the field it names."""
     endpoint = endpoint or await request.app[ENDPOINTS].get(endpoint_id(request))
-    values = form or {
+    values = {
         "name": endpoint.name,
         "description": endpoint.description,
         "settings": json.dumps(endpoint.settings, indent=2),
         "response_status": str(endpoint.response_status),
         "response_body": endpoint.response_body,
         "response_content_type": endpoint.response_content_type,
+        **settings_form.field_values(endpoint.settings),
+        **(form or {}),
     }
+    json_error = bool(error and form and "settings" in form)
     context = {
         "endpoint": endpoint,
         "setup": pages.setup_lines(request, endpoint),
         "values": values,
         "error": error,
+        "error_field": "" if json_error or not error else settings_form.field_of(error) or "",
+        "json_open": json_error,
+        "presets": PRESETS.values(),
         "saved": request.query.get("saved") == "1",
         "rotated": request.query.get("rotated") == "1",
+        "cleared": database_id(request.query.get("cleared", "")),
+        "crumbs": [
+            ("Endpoints", "/endpoints"),
+            (endpoint.name, f"/endpoints/{endpoint.id}"),
+            ("Settings", None),
+        ],
     }
     return pages.render(request, "settings.html", context, status=status)
 
 
 async def update_settings(request: web.Request) -> web.Response:
+    """Save the settings form, or the JSON editor's whole document (a form that posts
+    ``settings``). Either way the endpoint store validates the result as the API's
+    does; name, description and response change only when the form carries them."""
     ident = endpoint_id(request)
     form = await pages.read_form(request)
     try:
-        try:
-            settings = json.loads(form.get("settings", "").strip() or "{}")
-        except (ValueError, RecursionError) as exc:
-            raise BadRequest("invalid_settings", f"settings: not valid JSON ({exc})") from None
+        if "settings" in form:
+            try:
+                settings = json.loads(form["settings"].strip() or "{}")
+            except (ValueError, RecursionError) as exc:
+                raise BadRequest("invalid_settings", f"settings: not valid JSON ({exc})") from None
+        else:
+            current = await request.app[ENDPOINTS].get(ident)
+            settings = settings_form.apply_form(current.settings, form)
         check_json(settings, "settings")
-        status = whole_number("response status", form.get("response_status", ""), 200, 599)
-        doc = {
-            "name": form.get("name", ""),
-            "description": form.get("description", ""),
-            "settings": settings,
-            "response": {
-                "status": status,
+        doc: dict[str, Any] = {"settings": settings}
+        for key in ("name", "description"):
+            if key in form:
+                doc[key] = form[key]
+        if "response_status" in form:
+            doc["response"] = {
+                "status": whole_number("response status", form["response_status"], 200, 599),
                 "body": form.get("response_body", ""),
                 "content_type": form.get("response_content_type", ""),
-            },
-        }
+            }
         await request.app[ENDPOINTS].update(ident, doc)
     except BadRequest as exc:
         return await settings_page(request, exc.message, form, status=400)
@@ -247,3 +270,16 @@ async def delete_endpoint(request: web.Request) -> web.Response:
         )  # fmt: skip
     await request.app[ENDPOINTS].delete(ident)
     raise web.HTTPSeeOther("/endpoints")
+
+
+async def clear_hits(request: web.Request) -> web.Response:
+    """Delete every hit of the endpoint and keep it (``EndpointStore.clear``)."""
+    ident = endpoint_id(request)
+    form = await pages.read_form(request)
+    if form.get("confirm") != "yes":
+        return await settings_page(
+            request, "Tick the box to confirm: every hit of this endpoint is deleted.",
+            status=400,
+        )  # fmt: skip
+    deleted = await request.app[ENDPOINTS].clear(ident)
+    raise web.HTTPSeeOther(f"/endpoints/{ident}/settings?cleared={deleted}")
