@@ -16,12 +16,21 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import AUTH
-from tests.helpers.browser import Bases, api_hits, fire, playwright_expect, shot, sign_in
+from tests.helpers.browser import (
+    PHONE,
+    Bases,
+    api_hits,
+    fire,
+    page_width,
+    playwright_expect,
+    shot,
+    sign_in,
+)
 
 XSS_PARAM = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
 
 
-async def test_request_bin_loop(server: Bases, page: Any, tmp_path: Path) -> None:
+async def test_request_bin_loop(server: Bases, page: Any, phone: Any, tmp_path: Path) -> None:
     expect = playwright_expect()
     base = server.management
     await page.goto(base + "/endpoints/1")
@@ -142,6 +151,17 @@ async def test_request_bin_loop(server: Bases, page: Any, tmp_path: Path) -> Non
     await shot(page, tmp_path, "endpoints")
     await page.goto(f"{base}/endpoints/{endpoint_id}/settings")
     await shot(page, tmp_path, "settings")
+
+    # The same pages on a phone, for the README; none scrolls sideways.
+    await sign_in(phone, base, f"/endpoints/{endpoint_id}")
+    for name, path in (
+        ("phone-endpoint", f"/endpoints/{endpoint_id}"),
+        ("phone-hit", f"/hits/{flagged}"),
+        ("phone-settings", f"/endpoints/{endpoint_id}/settings"),
+    ):
+        await phone.goto(base + path)
+        assert await page_width(phone) <= PHONE["width"], name
+        await shot(phone, tmp_path, name)
     page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await page.check("#rotate-form input[name=confirm]")
     await page.click("#rotate-form button[type=submit]")

@@ -58,11 +58,17 @@ async def make_endpoint(base: str, name: str, **fields: Any) -> dict[str, Any]:
 
 
 async def seed(server: Bases) -> tuple[dict[str, Any], dict[str, str]]:
-    """An endpoint with a long name, and hits that make rows wide: a long query, a
-    missing required param, a POST body."""
-    endpoint = await make_endpoint(
-        server.management, LONG_NAME, settings={"preset": "everflow", "required_params": ["sub1"]}
-    )
+    """An endpoint with a long name that forwards, and hits that make rows wide: a
+    long query, a missing required param, a POST body."""
+    # It forwards (to an address the outbound guard refuses, so each forward fails at
+    # once): the list has its Forward column and the forwards page its attempts.
+    settings = {
+        "preset": "everflow",
+        "required_params": ["sub1"],
+        "forward_url": "http://127.0.0.1:9/postback?cid={click_id}&payout={payout}",
+        "forward_max_attempts": 1,
+    }
+    endpoint = await make_endpoint(server.management, LONG_NAME, settings=settings)
     url = endpoint["capture_url"]
     hits = {
         "long": await fire(url + "/conversions/postback?click_id=" + "a" * 120 + "&payout=2.50"),
