@@ -113,6 +113,13 @@ COPY_BOXES = """() => Array.from(document.querySelectorAll(".copyable")).map(c =
           buttonRight: buttonBox.right, buttonWidth: buttonBox.width,
           sameRow: Math.abs(codeBox.top + codeBox.bottom - buttonBox.top - buttonBox.bottom) < 4};
 })"""
+HIT_CARDS = """() => Array.from(document.querySelectorAll("#hit-rows tr")).map(tr => {
+  const reason = tr.querySelector(".reason");
+  return {right: tr.getBoundingClientRect().right,
+          widest: Math.max(...Array.from(tr.children).map(td => td.getBoundingClientRect().right)),
+          reason: reason ? reason.textContent : "",
+          reasonWidth: reason ? reason.closest("td").getBoundingClientRect().width : 0};
+})"""
 HEADER = """() => { const h = document.querySelector("header.top");
   return {right: h.getBoundingClientRect().right, scroll: h.scrollWidth, client: h.clientWidth,
           height: h.getBoundingClientRect().height}; }"""
@@ -140,11 +147,18 @@ async def test_every_page_fits_a_phone(server: Bases, phone: Any, tmp_path: Path
             assert box["sameRow"] and box["buttonWidth"] > 20, (name, box)
             assert box["buttonRight"] <= width, (name, box)
 
-    # The hit list really is wider than a phone: it scrolls in its box, not the page.
+    # On a phone each hit is a card: nothing of it off screen, the flag reasons read
+    # in full at the card's width, not in a column scrolled out of view.
     await phone.goto(f"{server.management}/endpoints/{endpoint['id']}")
     await phone.click(".setup summary")
     tables = {t["id"]: t for t in await phone.evaluate(TABLE_BOXES)}
-    assert tables["hits"]["scrolls"]
+    assert not tables["hits"]["scrolls"]
+    cards = await phone.evaluate(HIT_CARDS)
+    assert len(cards) == len(hits)
+    for card in cards:
+        assert card["right"] <= width and card["widest"] <= width, card
+    reasons = [c for c in cards if c["reason"]]
+    assert reasons and all(c["reasonWidth"] > width / 2 for c in reasons), reasons
     capture = next(b for b in await phone.evaluate(COPY_BOXES) if b["id"] == "capture-url")
     assert capture["cut"], "a capture URL longer than a phone is cut with an ellipsis"
     # A tap on the cut URL shows it whole; the copy button still copies it all.
