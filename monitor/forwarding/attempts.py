@@ -1,9 +1,10 @@
 """Forward attempts: sending one request, logging what it came to, reading the log.
 
 Every attempt, from the outbox worker or a replay asked for by a user, is one row
-of ``forward_attempts`` written only while its endpoint exists (the row is
-key-share locked, as the writer locks it), so an attempt that ends after the
-endpoint's delete leaves nothing behind.
+of ``forward_attempts`` written only while its endpoint and its hit exist (both rows
+are key-share locked, as the writer locks the endpoint), so an attempt that ends
+after the endpoint's or the hit's delete leaves nothing behind: the delete either
+waits for the insert and removes its row, or the insert finds nothing to log for.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ SELECT $1, $2, $3,
     coalesce($4, (SELECT count(*) + 1 FROM forward_attempts WHERE hit_id = $2 AND kind = $3)),
     $5::timestamptz, $6::text, $7::text, $8::integer, $9::float8, $10::text, $11::text,
     $12::jsonb
-FROM endpoints WHERE id = $1 FOR KEY SHARE
+FROM endpoints e JOIN hits h ON h.endpoint_id = e.id AND h.id = $2 AND h.received_at = $13
+WHERE e.id = $1 FOR KEY SHARE
 RETURNING {ATTEMPT_COLUMNS}"""
 SELECT_ATTEMPTS = f"""
 SELECT {ATTEMPT_COLUMNS} FROM forward_attempts WHERE hit_id = $1 ORDER BY started_at, id"""
@@ -126,11 +128,11 @@ async def log_attempt(
     req: ForwardRequest,
     result: AttemptResult,
 ) -> Any:
-    """The attempt's row; None when the endpoint was deleted meanwhile."""
+    """The attempt's row; None when the endpoint or the hit was deleted meanwhile."""
     return await conn.fetchrow(
         INSERT_ATTEMPT, hit["endpoint_id"], hit["id"], kind, attempt, result.started_at,
         req.method, req.url, result.status, result.latency_ms, result.response_head,
-        result.error, req.flags,
+        result.error, req.flags, hit["received_at"],
     )  # fmt: skip
 
 
@@ -182,5 +184,5 @@ async def replay(
         if row is not None and to_target and result.ok:
             await conn.execute(SETTLE_REPLAYED, hit["endpoint_id"], hit["id"])
     if row is None:
-        raise NotFound("hit_not_found", f"hit {hit['id']} was deleted with its endpoint")
+        raise NotFound("hit_not_found", f"hit {hit['id']} was deleted while it was replayed")
     return attempt_json(row)

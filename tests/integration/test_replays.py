@@ -9,6 +9,7 @@ import io
 import json
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -223,3 +224,27 @@ async def test_bulk_replay_refusals(
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "replay_not_found"
     resp = await client.get("/api/replays/no-such-job")
     assert resp.status == 401
+
+
+async def test_a_forward_in_flight_when_its_hit_is_deleted_logs_nothing(
+    client: TestClient,
+    capture: CaptureClient,
+    make_endpoint: Any,
+    tracker: Tracker,
+    db: asyncpg.Connection,
+) -> None:
+    """The hit is deleted while the tracker still holds its forward: the attempt that
+    ends afterwards must not leave a row naming a hit that no longer exists."""
+    tracker.delay_s = 1.0
+    endpoint = await make_endpoint(settings={"forward_url": tracker.url("/pb?c={click_id}")})
+    hit_id = await capture_hit(capture, endpoint, "?click_id=gone")
+    await eventually(lambda: tracker.in_flight == 1)
+    assert (await client.delete(f"/api/hits/{hit_id}", headers=AUTH)).status == 204
+    await eventually(lambda: tracker.in_flight == 0)
+    await asyncio.sleep(0.5)  # the forwarder records what the tracker answered
+    rows = await db.fetchval(
+        "SELECT (SELECT count(*) FROM forward_outbox WHERE hit_id = $1::uuid)"
+        " + (SELECT count(*) FROM forward_attempts WHERE hit_id = $1::uuid)",
+        hit_id,
+    )
+    assert rows == 0
