@@ -238,7 +238,7 @@ DATABASE_COMMANDS = (
 async def cmd_test(config: Config, args: argparse.Namespace) -> int:
     """Exit 0 when the URL has no problems and its final answer is below 400."""
     from monitor.forwarding import tester
-    from monitor.forwarding.outbound import Guard, OutboundClient
+    from monitor.forwarding.outbound import OutboundClient
     from monitor.rules import SettingsError
     from monitor.web.errors import BadRequest
 
@@ -253,12 +253,7 @@ async def cmd_test(config: Config, args: argparse.Namespace) -> int:
         doc["settings"] = {"preset": args.preset}
     try:
         probe = tester.parse_request(doc)
-        client = OutboundClient(
-            Guard(config.forward_allow),
-            connect_timeout_s=config.outbound_connect_timeout_s,
-            total_timeout_s=config.outbound_timeout_s,
-            max_response_bytes=config.outbound_max_response_bytes,
-        )
+        client = OutboundClient.from_config(config)
         async with client:
             report = await tester.run(client, probe)
     except (ValueError, SettingsError) as exc:

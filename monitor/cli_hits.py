@@ -84,7 +84,7 @@ async def cmd_hits_list(config: Config, args: argparse.Namespace) -> int:
 async def cmd_hits_replay(config: Config, args: argparse.Namespace) -> int:
     """Exit 0 when every hit was delivered (or none matched), 1 when any failed."""
     from monitor.cli_commands import with_stores
-    from monitor.forwarding.outbound import Guard, OutboundClient
+    from monitor.forwarding.outbound import OutboundClient
     from monitor.forwarding.replays import ReplayJobs
     from monitor.storage.endpoint_cache import EndpointCache
 
@@ -92,12 +92,7 @@ async def cmd_hits_replay(config: Config, args: argparse.Namespace) -> int:
 
     async def work(stores: Any) -> int:
         await stores.endpoints.get(args.endpoint_id)
-        client = OutboundClient(
-            Guard(config.forward_allow),
-            connect_timeout_s=config.outbound_connect_timeout_s,
-            total_timeout_s=config.outbound_timeout_s,
-            max_response_bytes=config.outbound_max_response_bytes,
-        )
+        client = OutboundClient.from_config(config)
         async with client:
             jobs = ReplayJobs(
                 stores.pool, stores.hits, EndpointCache(stores.endpoints, stores.url), client,

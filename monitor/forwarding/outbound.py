@@ -27,6 +27,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from monitor.config import Config
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # (host, port) -> addresses; tests swap in a fake DNS.
@@ -250,6 +252,17 @@ class OutboundClient:
         self.timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
         self.max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> OutboundClient:
+        """The client the settings ask for: the server's forwarder and the CLI's
+        replays and tester go out with the same guard and limits."""
+        return cls(
+            Guard(config.forward_allow),
+            connect_timeout_s=config.outbound_connect_timeout_s,
+            total_timeout_s=config.outbound_timeout_s,
+            max_response_bytes=config.outbound_max_response_bytes,
+        )
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(resolver=_VettingResolver(self.guard), limit=200)

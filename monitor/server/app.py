@@ -18,7 +18,7 @@ from aiohttp import web
 
 from monitor.config import Config
 from monitor.forwarding.forwarder import LEASE_MARGIN_S, Forwarder
-from monitor.forwarding.outbound import Guard, OutboundClient
+from monitor.forwarding.outbound import OutboundClient
 from monitor.forwarding.replays import ReplayJobs
 from monitor.metrics import Metrics
 from monitor.model.paths import HEALTHZ, READYZ
@@ -147,12 +147,7 @@ async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
 async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
     """The outbound client and the forwarder; set up before the writer, which attaches it."""
     config = app[CONFIG]
-    client = OutboundClient(
-        Guard(config.forward_allow),
-        connect_timeout_s=config.outbound_connect_timeout_s,
-        total_timeout_s=config.outbound_timeout_s,
-        max_response_bytes=config.outbound_max_response_bytes,
-    )
+    client = OutboundClient.from_config(config)
     await client.start()
     forwarder = Forwarder(
         app[POOL],

@@ -28,12 +28,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-async def server(
-    aiohttp_server: Any, pg_url: str, tmp_path: Path, db: asyncpg.Connection
-) -> AsyncIterator[Bases]:
-    """Both listeners on real ports, in this process: the pages on management, and
-    the capture URLs they show working."""
-    config = Config(
+def server_config(pg_url: str, tmp_path: Path) -> Config:
+    """The settings of the ``server`` fixture; a module overrides this fixture to
+    change some (``server_config.replace(...)``)."""
+    return Config(
         database_url=pg_url,
         data_dir=tmp_path / "data",
         admin_token=ADMIN_TOKEN,
@@ -42,6 +40,15 @@ async def server(
         capture_port=free_port(),
         batch_max_wait_ms=1.0,
     )
+
+
+@pytest.fixture
+async def server(
+    aiohttp_server: Any, server_config: Config, db: asyncpg.Connection
+) -> AsyncIterator[Bases]:
+    """Both listeners on real ports, in this process: the pages on management, and
+    the capture URLs they show working."""
+    config = server_config
     app_server = await aiohttp_server(create_app(config), host="127.0.0.1", port=config.port)
     sockets = listen("127.0.0.1", config.capture_port, role="capture")
     await start_capture(app_server.runner, config, sockets, shutdown_timeout_s=5)

@@ -5,46 +5,24 @@ buttons and refusals, and the interactive API docs served offline."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 
 from monitor.config import Config
-from monitor.listen import listen
-from monitor.server.app import create_app
-from monitor.server.serve import start_capture
-from tests.conftest import ADMIN_TOKEN, AUTH
+from tests.conftest import AUTH
 from tests.helpers.browser import Bases, fire, playwright_expect, shot, sign_in
-from tests.helpers.rawhttp import free_port
 from tests.helpers.tracker import Tracker
 
 
 @pytest.fixture
-async def server(
-    aiohttp_server: Any, pg_url: str, tmp_path: Path, db: asyncpg.Connection
-) -> AsyncIterator[Bases]:
-    """Both listeners, as tests/system/conftest.py's, allowed to forward to 127.0.0.1
-    (the local tracker) and quick to give up."""
-    config = Config(
-        database_url=pg_url,
-        data_dir=tmp_path / "data",
-        admin_token=ADMIN_TOKEN,
-        host="127.0.0.1",
-        port=free_port(),
-        capture_port=free_port(),
-        batch_max_wait_ms=1.0,
-        forward_allow=("127.0.0.1",),
-        forward_poll_s=0.1,
-        outbound_timeout_s=5.0,
+def server_config(server_config: Config) -> Config:
+    """Allowed to forward to 127.0.0.1 (the local tracker), and quick to give up."""
+    return server_config.replace(
+        forward_allow=("127.0.0.1",), forward_poll_s=0.1, outbound_timeout_s=5.0
     )
-    app_server = await aiohttp_server(create_app(config), host="127.0.0.1", port=config.port)
-    sockets = listen("127.0.0.1", config.capture_port, role="capture")
-    await start_capture(app_server.runner, config, sockets, shutdown_timeout_s=5)
-    yield Bases(config.management_url, config.base_url)
 
 
 async def api(base: str, method: str, path: str, **kw: Any) -> Any:
