@@ -228,7 +228,7 @@ class Metrics:
                 if not any(flag["flag"] in UNTRUSTED_FLAGS for flag in flags):
                     event = self.event_label(endpoint, hit.verdict.event)
                     currency = hit.verdict.currency or NO_CURRENCY
-                    payout[endpoint, event, currency] += hit.verdict.amount
+                    payout[endpoint, event, currency] += float(hit.verdict.amount)
             received_s = hit.received_at.timestamp()
             if received_s > newest.get(endpoint, 0.0):
                 newest[endpoint] = received_s

@@ -69,7 +69,8 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the test database, emptied before the test."""
     conn = await connect(pg_url)
     await conn.execute(
-        "TRUNCATE endpoints, hits, click_keys, forward_outbox, forward_attempts RESTART IDENTITY"
+        "TRUNCATE endpoints, hits, click_keys, forward_outbox, forward_attempts, reconciliations,"
+        " reconciliation_items, reconciliation_rows RESTART IDENTITY"
     )
     try:
         yield conn

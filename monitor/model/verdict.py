@@ -8,6 +8,7 @@ stores them; it imports nothing of ours so every layer can use it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 # A flag as stored on a hit: {"flag", "param", "value", "message", ...details}.
@@ -44,8 +45,10 @@ class Verdict:
     dedupe_window_s: float | None = None
     # The hit's amount when it is a plain non-negative decimal (invalid: None, and the
     # hit is flagged invalid_amount), and its currency when an ISO 4217 code (upper
-    # case; else None). Read once here so the payout metric needs no second parse.
-    amount: float | None = None
+    # case; else None). Read once here so the payout metric needs no second parse, and
+    # kept as the exact decimal sent: it is stored (hits.amount, numeric) and compared
+    # with a network's report by reconciliation, where a float's 0.1 + 0.2 would show.
+    amount: Decimal | None = None
     currency: str | None = None
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 from monitor.model.verdict import Flag, Verdict, clip, make_flag
 from monitor.rules.compiler import ALIAS_GROUPS, IPNetwork, Rules, secret_bytes
@@ -25,6 +25,8 @@ from monitor.rules.macros import find_macro
 MAX_MACRO_FLAGS = 20
 
 _AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# The longest amount kept as a number (digits, the point aside); longer ones are None.
+MAX_AMOUNT_DIGITS = 40
 
 
 def judge(
@@ -125,13 +127,13 @@ def judge(
     )
 
 
-def _valid_amount(value: str) -> float | None:
-    """The amount as a number when it is one ``invalid_amount`` accepts (and finite:
-    hundreds of digits overflow a float)."""
-    if _AMOUNT.fullmatch(value) is None:
+def _valid_amount(value: str) -> Decimal | None:
+    """The amount as an exact decimal when it is one ``invalid_amount`` accepts and
+    fits ``numeric`` comfortably (at most MAX_AMOUNT_DIGITS digits: hundreds of digits
+    are no payout, and the metric turns it into a float)."""
+    if _AMOUNT.fullmatch(value) is None or len(value) > MAX_AMOUNT_DIGITS + 1:
         return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+    return Decimal(value)
 
 
 def amount_and_currency(

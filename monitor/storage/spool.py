@@ -21,6 +21,7 @@ import time
 import uuid
 import zlib
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
@@ -66,7 +67,8 @@ def encode(hit: Hit) -> bytes:
             "click_id_param": verdict.click_id_param,
             "dedupe_key": verdict.dedupe_key,
             "dedupe_window_s": verdict.dedupe_window_s,
-            "amount": verdict.amount,
+            # The exact decimal as text (an older release wrote a JSON number).
+            "amount": None if verdict.amount is None else str(verdict.amount),
             "currency": verdict.currency,
         },
     }
@@ -84,8 +86,9 @@ def decode(payload: bytes) -> Hit:
         click_id_param=v["click_id_param"],
         dedupe_key=tuple(v["dedupe_key"]) if v["dedupe_key"] else None,  # type: ignore[arg-type]
         dedupe_window_s=v["dedupe_window_s"],
-        # Absent from records spooled by an older release: the payout is then not counted.
-        amount=v.get("amount"),
+        # Absent from records spooled by an older release: the payout is then not counted;
+        # a JSON number from the release before exact amounts is read through its text.
+        amount=spooled_amount(v.get("amount")),
         currency=v.get("currency"),
     )
     return Hit(
@@ -106,6 +109,11 @@ def decode(payload: bytes) -> Hit:
         verdict=verdict,
         flags=doc["flags"],
     )
+
+
+def spooled_amount(value: str | float | None) -> Decimal | None:
+    """A spooled amount as the writer stores it: text now, a float before."""
+    return None if value is None else Decimal(str(value))
 
 
 def read_segment(path: Path) -> list[Hit]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import struct
 import uuid
+import zlib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +23,28 @@ from tests.helpers.hits import spool_hit
 def test_the_amount_and_currency_survive_the_spool(tmp_path: Path) -> None:
     """A replayed hit still adds its payout to the metrics once it is committed."""
     hit = spool_hit(1, "paid")
-    hit.verdict = dataclasses.replace(hit.verdict, amount=12.5, currency="EUR")
+    hit.verdict = dataclasses.replace(hit.verdict, amount=Decimal("12.50"), currency="EUR")
     spool = Spool(tmp_path, max_bytes=10**6)
     spool.append([hit, spool_hit(1, "unpaid")])
     spool.close()
     (segment,) = spool.segments()
     paid, unpaid = read_segment(segment)
-    assert (paid.verdict.amount, paid.verdict.currency) == (12.5, "EUR")
+    assert (str(paid.verdict.amount), paid.verdict.currency) == ("12.50", "EUR")
     assert (unpaid.verdict.amount, unpaid.verdict.currency) == (None, None)
+
+
+def test_an_amount_spooled_as_a_float_by_the_previous_release_is_read(tmp_path: Path) -> None:
+    """Before exact amounts the spool wrote a JSON number; such segments still replay."""
+    hit = spool_hit(1, "old")
+    record = encode(hit)
+    doc = json.loads(record[8:])
+    doc["verdict"]["amount"] = 1.5
+    payload = json.dumps(doc).encode()
+    (tmp_path / "0001.spool").write_bytes(
+        struct.pack(">II", len(payload), zlib.crc32(payload)) + payload
+    )
+    (back,) = read_segment(tmp_path / "0001.spool")
+    assert back.verdict.amount == Decimal("1.5")
 
 
 def test_round_trip_and_torn_tail(tmp_path: Path) -> None:
