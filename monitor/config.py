@@ -104,6 +104,11 @@ class Config:
         "Size cap of the local spool (DATA_DIR/spool) that holds acknowledged hits while "
         "the database is unreachable; when full, capture answers 503.",
     )
+    reconcile_max_bytes: int = _setting(
+        1024**3,
+        "Largest conversion report a reconciliation takes (it is spooled to "
+        "DATA_DIR/reconciliations while it runs); a larger upload is answered 413.",
+    )
     max_url_bytes: int = _setting(
         32 * 1024, "Longest request line (method, URL, version) accepted; longer gets 414/400."
     )
@@ -187,6 +192,7 @@ class Config:
             "max_body_bytes",
             "hard_max_body_bytes",
             "spool_max_bytes",
+            "reconcile_max_bytes",
             "max_url_bytes",
             "max_header_bytes",
             "capture_max_in_flight",

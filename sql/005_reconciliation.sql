@@ -28,10 +28,11 @@ CREATE TABLE reconciliations (
 );
 
 -- What a run found: one row per discrepancy (kind), and the report lines that could
--- not be read (kind unparsed_row). seq orders them for cursor paging and export.
+-- not be read (kind unparsed_row). seq orders them (in the order a run inserts them:
+-- by kind, then report line or capture time) for cursor paging and export.
 CREATE TABLE reconciliation_items (
     run_id    bigint NOT NULL,
-    seq       bigint NOT NULL,
+    seq       bigint GENERATED ALWAYS AS IDENTITY,
     kind      text   NOT NULL,
     click_id  text,
     event     text,
