@@ -23,18 +23,22 @@ from monitor.forwarding.replays import ReplayJobs
 from monitor.metrics import Metrics
 from monitor.model.paths import HEALTHZ, READYZ
 from monitor.ratelimit import RateLimiter
+from monitor.reconciling.runner import Reconciler
+from monitor.rules.report import open_report
 from monitor.storage.db import connect, create_pool, database
 from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.endpoints import EndpointStore
 from monitor.storage.hits import HitStore
 from monitor.storage.migrate import migrate
 from monitor.storage.partitions import ensure_partitions
+from monitor.storage.reconciliations import ReconciliationStore
 from monitor.storage.retention import maintain_forever
 from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
 from monitor.web import health, metrics_route
 from monitor.web.api import docs as api_docs
 from monitor.web.api import forwards as forward_api
+from monitor.web.api import reconciliations as reconciliation_api
 from monitor.web.api import replays as replay_api
 from monitor.web.api import routes as api
 from monitor.web.appkeys import (
@@ -50,6 +54,8 @@ from monitor.web.appkeys import (
     OUTBOUND,
     POOL,
     RATE_LIMITER,
+    RECONCILER,
+    RECONCILIATIONS,
     REPLAYS,
     WRITER,
 )
@@ -77,7 +83,14 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     app[RATE_LIMITER] = RateLimiter()
     app[METRICS] = metrics if metrics is not None else Metrics()
     app.cleanup_ctx.extend(
-        [database_ctx, admin_token_ctx, endpoints_ctx, forwarder_ctx, writer_ctx]
+        [
+            database_ctx,
+            admin_token_ctx,
+            endpoints_ctx,
+            reconciler_ctx,
+            forwarder_ctx,
+            writer_ctx,
+        ]
     )
     metrics_route.setup(app)  # after the writer's context: it listens to commits
     app.router.add_get(HEALTHZ, health.healthz)
@@ -85,6 +98,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     api.add_routes(app)
     forward_api.add_routes(app)
     replay_api.add_routes(app)
+    reconciliation_api.add_routes(app)
     api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
@@ -142,6 +156,22 @@ async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Reconciliation runs of this process; at startup, runs a dead process left
+    running are marked failed ("interrupted"), and at shutdown this process's are."""
+    store = ReconciliationStore(app[POOL])
+    interrupted = await store.fail_interrupted()
+    if interrupted:
+        log.warning("reconciliation.interrupted", runs=interrupted)
+    reconciler = Reconciler(app[POOL], store, open_report)
+    app[RECONCILIATIONS] = store
+    app[RECONCILER] = reconciler
+    try:
+        yield
+    finally:
+        await reconciler.close()
 
 
 async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:

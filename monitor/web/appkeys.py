@@ -18,10 +18,12 @@ if TYPE_CHECKING:
     from monitor.forwarding.replays import ReplayJobs
     from monitor.metrics import Metrics
     from monitor.ratelimit import RateLimiter
+    from monitor.reconciling.runner import Reconciler
     from monitor.storage.embedded import KeepRunning
     from monitor.storage.endpoint_cache import EndpointCache
     from monitor.storage.endpoints import EndpointStore
     from monitor.storage.hits import HitStore
+    from monitor.storage.reconciliations import ReconciliationStore
     from monitor.storage.writer import HitWriter
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
@@ -38,3 +40,5 @@ FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")
 OUTBOUND: web.AppKey[OutboundClient] = web.AppKey("outbound")
 REPLAYS: web.AppKey[ReplayJobs] = web.AppKey("replays")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+RECONCILIATIONS: web.AppKey[ReconciliationStore] = web.AppKey("reconciliations")
+RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")

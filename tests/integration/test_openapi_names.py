@@ -11,7 +11,9 @@ from aiohttp.test_utils import TestClient
 from monitor.web.api.openapi import HTTP_METHODS
 from tests.conftest import AUTH
 
-RESOURCE_TAGS = {"endpoints", "hits", "presets", "forwards", "export", "tester", "replays"}
+RESOURCE_TAGS = {
+    "endpoints", "hits", "presets", "forwards", "export", "tester", "replays", "reconciliations",
+}  # fmt: skip
 
 
 async def test_every_operation_has_a_unique_operation_id_and_a_tag(client: TestClient) -> None:

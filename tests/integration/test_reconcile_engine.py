@@ -5,6 +5,7 @@ the API's tests read real CSV)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,7 @@ from monitor.reconciling.runner import Reconciler
 from monitor.storage.db import connect
 from monitor.storage.reconciliations import ReconciliationStore, RunWriter
 from monitor.web.appkeys import POOL
-from tests.conftest import CaptureClient, capture_path
+from tests.conftest import AUTH, CaptureClient, capture_path
 from tests.helpers.report_rows import Row, Unparsed, report_file, rows_opener
 
 COLUMNS = ("click_id", "event", "amount", "currency", "time")
@@ -183,3 +184,45 @@ async def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(
         assert await store.fail_interrupted() == []  # the locks it tried were let go
     finally:
         await other.close()
+
+
+def gated_opener(gate: threading.Event) -> Any:
+    """An ``open_report`` whose rows stop after the first batch until ``gate`` is set."""
+    first = [Row(i, f"c{i}") for i in range(1, 4)]
+
+    def open_report(source: Any, **_: Any) -> tuple[Any, Any]:
+        def rows() -> Any:
+            yield from first
+            gate.wait(30)
+            yield Row(4, "c4")
+
+        return rows_opener(("click_id",), [])(source)[0], rows()
+
+    return open_report
+
+
+async def test_a_running_run_shows_its_progress_and_a_stopped_one_is_interrupted(
+    client: TestClient, make_endpoint: Any, tmp_path: Path
+) -> None:
+    endpoint = await make_endpoint()
+    pool = client.app[POOL]
+    gate = threading.Event()
+    reconciler = Reconciler(pool, ReconciliationStore(pool), gated_opener(gate), batch_rows=3)
+    try:
+        run_id = await reconciler.start(report_file(tmp_path), RunOptions([endpoint["id"]]))
+        for _ in range(100):
+            resp = await client.get(f"/api/reconciliations/{run_id}", headers=AUTH)
+            run = await resp.json()
+            if run["progress"]["rows_read"]:
+                break
+            await asyncio.sleep(0.05)
+        assert run["status"] == "running" and run["summary"] is None
+        assert run["progress"]["rows_read"] == 3 and run["progress"]["bytes_total"] == 100
+        assert (await client.delete(f"/api/reconciliations/{run_id}", headers=AUTH)).status == 409
+        await reconciler.close()  # the server stopping
+    finally:
+        gate.set()
+    run = await reconciler.store.get(run_id)
+    assert (run["status"], run["error"]) == ("failed", "interrupted")
+    assert not (tmp_path / "report.csv").exists()
+    assert await pool.fetchval("SELECT count(*) FROM reconciliation_rows") == 0

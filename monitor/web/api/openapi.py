@@ -18,13 +18,21 @@ from monitor.web.api import (
     openapi_forwards,
     openapi_hits,
     openapi_presets,
+    openapi_reconciliations,
     openapi_replays,
 )
 from monitor.web.api.openapi_parts import ERROR, json_body, ref
 from monitor.web.errors import BadRequest, Handler
 from monitor.web.inputs import check_query
 
-RESOURCES = (openapi_endpoints, openapi_hits, openapi_presets, openapi_forwards, openapi_replays)
+RESOURCES = (
+    openapi_endpoints,
+    openapi_hits,
+    openapi_presets,
+    openapi_forwards,
+    openapi_replays,
+    openapi_reconciliations,
+)
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
     "Error": ERROR,
@@ -66,6 +74,10 @@ TAGS = [
     {"name": "replays", "description": "Bulk replay of a filtered set of hits, with progress"},
     {"name": "export", "description": "Hits as NDJSON or CSV files"},
     {"name": "tester", "description": "The postback URL tester"},
+    {
+        "name": "reconciliations",
+        "description": "A network's conversion report matched against captured hits",
+    },
 ]
 
 
