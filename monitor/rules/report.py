@@ -21,7 +21,7 @@ limit (128 Ki characters unless the process changed it; it is process-wide, so i
 left alone here).
 
 Dates and amounts: see ``report_values``. A slashed date such as 01/02/2026 is read
-the way the file's own unambiguous dates show (13/02/2026 proves day first), else by
+the way most of the file's unambiguous dates show (13/02/2026 proves day first), else by
 the detected export's convention, else month first (US).
 """
 
@@ -176,11 +176,16 @@ def _no_click_id(header: Sequence[str]) -> InvalidInput:
 
 
 def _day_first(sample: Sequence[Sequence[str]], index: int, *, default: bool | None) -> bool:
-    """Whether slashed dates are day first: as the sample's unambiguous dates show when
-    they agree, else the export's convention, else month first."""
-    seen = {slashed_order(row[index].strip()) for row in sample if index < len(row)} - {None}
-    if len(seen) == 1:
-        return seen.pop() is True
+    """Whether slashed dates are day first: as most of the sample's unambiguous dates
+    show, else the export's convention, else month first."""
+    day = month = 0
+    for row in sample:
+        if index < len(row):
+            order = slashed_order(row[index].strip())
+            day += order is True
+            month += order is False
+    if day != month:
+        return day > month
     return bool(default)
 
 
@@ -230,7 +235,7 @@ class _RowReader:
                 continue
             if not row:
                 continue
-            if len(row) < need or not (click_id := row[ci].strip()):
+            if len(row) < need or not (click_id := row[ci].strip()) or click_id == OVERLONG:
                 unparsed = self._short(row, first, need)
                 if unparsed is not None:
                     yield unparsed

@@ -32,7 +32,8 @@ from monitor.rules.currencies import ISO_4217_CODES
 
 MAX_SHOWN_CHARS = 80
 
-_PLAIN_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_PLAIN_DOT_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_PLAIN_COMMA_AMOUNT = re.compile(r"-?[0-9]+(?:,[0-9]+)?")
 _SPACES = str.maketrans("", "", " \u00a0\u202f\u2009")
 # Symbols that name one currency; "$" and "¥" name several, so they are dropped
 # without naming one.
@@ -43,7 +44,7 @@ SYMBOL_CURRENCIES: dict[str, str | None] = {
 }  # fmt: skip
 _AFFIX = re.compile(
     r"(?P<sign>[-+]?)\s*(?P<pre>[^\s0-9.,+\-()]+)?\s*(?P<num>[-+]?[0-9][0-9., \u00a0\u202f\u2009]*)"
-    r"\s*(?P<post>[^\s0-9.,+\-()]+)?"
+    r"\s*(?P<post>[^\s0-9.,+\-()]+\.?)?"
 )
 _DOT_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?|[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?")
 _COMMA_DECIMAL = re.compile(r"[0-9]+(?:,[0-9]+)?|[0-9]{1,3}(?:\.[0-9]{3})+(?:,[0-9]+)?")
@@ -62,7 +63,10 @@ def shown(value: str) -> str:
 
 def parse_amount(value: str, *, decimal_comma: bool) -> tuple[Decimal, str | None]:
     """(amount, currency named beside it or None); BadValue when it is not a number."""
-    if _PLAIN_AMOUNT.fullmatch(value):
+    if decimal_comma:
+        if _PLAIN_COMMA_AMOUNT.fullmatch(value):
+            return Decimal(value.replace(",", ".")), None
+    elif _PLAIN_DOT_AMOUNT.fullmatch(value):
         return Decimal(value), None
     negative = False
     text = value
