@@ -112,7 +112,7 @@ def open_report(
         delimiter, header, {field: header[i] for field, i in indexes.items()}, detected_format
     )
     reader = _RowReader(indexes, delimiter, decimal_comma=decimal_comma, day_first=bool(day_first))
-    return layout, reader.rows(source, head.encoding)
+    return layout, reader.rows(source, head.start, head.encoding)
 
 
 def _listed(header: Sequence[str]) -> str:
@@ -201,8 +201,10 @@ class _RowReader:
         self.day_first = day_first
         self.need = max(indexes.values()) + 1
 
-    def rows(self, source: BinaryIO, encoding: str) -> Iterator[ReportRow | UnparsedRow]:
-        source.seek(0)
+    def rows(
+        self, source: BinaryIO, start: int, encoding: str
+    ) -> Iterator[ReportRow | UnparsedRow]:
+        source.seek(start)
         text = io.TextIOWrapper(source, encoding=encoding, errors="replace", newline="")
         try:
             yield from self._read(

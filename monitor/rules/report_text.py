@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -35,13 +36,16 @@ SAMPLE_ROWS = 50
 DELIMITERS = (",", ";", "\t")
 # Stands for an over-long line in the line stream: csv yields it as a one-field row.
 OVERLONG = "\ufffe\ufffeoverlong\ufffe\ufffe"
+_LINE_END = re.compile(r"[\r\n]")
 
 
 @dataclass(frozen=True, slots=True)
 class Head:
-    """What the head of a report says: how to decode and split it, its header (trimmed,
-    trailing empty names dropped) and up to ``SAMPLE_ROWS`` rows after it."""
+    """What the head of a report says: where the file starts, how to decode and split
+    it, its header (trimmed, trailing empty names dropped) and up to ``SAMPLE_ROWS``
+    rows after it."""
 
+    start: int
     encoding: str
     delimiter: str
     header: tuple[str, ...]
@@ -50,13 +54,14 @@ class Head:
 
 def read_head(source: BinaryIO) -> Head:
     """The head of the report; InvalidInput("invalid_report") when it cannot be one."""
+    start = source.tell()
     head = source.read(HEAD_BYTES)
     whole = len(head) < HEAD_BYTES
     encoding = _encoding(head)
     text = _head_text(head, encoding, whole)
     delimiter, rows = _sniff(text)
     header = _header(rows, text)
-    return Head(encoding, delimiter, header, rows[1 : SAMPLE_ROWS + 1])
+    return Head(start, encoding, delimiter, header, rows[1 : SAMPLE_ROWS + 1])
 
 
 def _encoding(head: bytes) -> str:
@@ -127,7 +132,7 @@ def _sniff(text: str) -> tuple[str, list[list[str]]]:
 def _sample_rows(text: str, delimiter: str) -> list[list[str]]:
     rows: list[list[str]] = []
     try:
-        for row in csv.reader(io.StringIO(text), delimiter=delimiter):
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
             if row and any(field.strip() for field in row):
                 rows.append(row)
                 if len(rows) > SAMPLE_ROWS:
@@ -148,7 +153,7 @@ def _width(row: Sequence[str]) -> int:
 def _header(rows: list[list[str]], text: str) -> tuple[str, ...]:
     if not rows:
         raise InvalidInput("invalid_report", "The report is empty.")
-    first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    first_line = _LINE_END.split(text.lstrip("\r\n"), maxsplit=1)[0]
     if len(first_line) > MAX_HEADER_CHARS:
         raise _header_too_long()
     header = tuple(name.strip() for name in rows[0][: _width(rows[0])])

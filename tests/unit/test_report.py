@@ -325,3 +325,14 @@ def test_the_file_stays_open_after_the_rows_are_read() -> None:
     _, rows = open_report(source)
     assert len(list(rows)) == 1
     assert not source.closed
+
+
+def test_old_mac_line_ends_and_a_file_read_from_where_it_was_handed_over() -> None:
+    source = io.BytesIO(b"junk before\nclick_id,amount\rc1,1\rc2,2\r")
+    source.seek(12)
+    layout, rows = open_report(source)
+    assert layout.header == ("click_id", "amount")
+    assert [(row.line, row.click_id) for row in rows if isinstance(row, ReportRow)] == [
+        (2, "c1"),
+        (3, "c2"),
+    ]
