@@ -12,10 +12,12 @@ where the platforms themselves differ.
 
 Detection is pure and looks at the header and a sample of the first rows: the export
 whose signature columns are most present wins (two at least, so one shared name such
-as "transaction_id" proves nothing), and then, for each field, the first of its
-candidate columns that holds values in most sampled rows. Networks put the click id
-an affiliate passed in a sub id column beside their own transaction id; which one a
-user's postbacks carried shows in which column is filled.
+as "transaction_id" proves nothing), else the generic names. Then, per field, the
+export's candidates and after them the generic ones are tried, and the first column
+filled in most sampled rows is taken (else the first present): the click id candidates
+follow the click id our presets (presets.toml) have each platform's postback send,
+such as Everflow's transaction_id or CAKE's s2, and an export that has that column
+but left it empty falls through to the next, such as CAKE's first sub id.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 REPORT_FIELDS = ("click_id", "event", "amount", "currency", "time")
 
-_NOT_KEY = re.compile(r"[^0-9a-z]+")
+_NOT_KEY = re.compile(r"[\W_]+")
 
 
 def header_key(name: str) -> str:

@@ -190,3 +190,8 @@ def test_every_format_names_candidates_for_known_fields_only() -> None:
     for known in (*FORMATS, GENERIC):
         assert set(known.candidates) <= set(REPORT_FIELDS), known.name
         assert known.candidates["click_id"], known.name
+
+
+def test_header_key_keeps_letters_of_any_script() -> None:
+    assert header_key("Дата конверсии") == "датаконверсии"
+    assert header_key("Дата конверсии") != header_key("Дата клика")
