@@ -51,6 +51,14 @@ __all__ = ["REPORT_FIELDS", "ReportLayout", "ReportRow", "UnparsedRow", "open_re
 
 MAX_ROW_TEXT_CHARS = 500
 MAX_CACHED_CURRENCIES = 256
+# What exports write for "no value" in an optional column (MySQL's zero date from PHP
+# trackers among them): read as empty, not as a bad value. A click id is kept as
+# written: a literal "null" click id is a defect the reconciliation should show.
+NO_VALUE = frozenset(
+    ["-", "—", "n/a", "N/A", "NA", "null", "NULL", "None", "none", "nil",
+     "0000-00-00", "0000-00-00 00:00:00"]
+)  # fmt: skip
+_RUNAWAY_FIELD = "row: a field runs on past {} characters (a quote left open?)"
 MAX_LISTED_COLUMNS = 40
 
 
@@ -227,9 +235,9 @@ class _RowReader:
                 row = next(reader)
             except StopIteration:
                 return
-            except csv.Error as error:
+            except csv.Error:  # the one csv raises with newline="": a field over its limit
                 first, last = last + 1, reader.line_num  # type: ignore[attr-defined]
-                yield UnparsedRow(first, f"row: {error}", "")
+                yield UnparsedRow(first, _RUNAWAY_FIELD.format(csv.field_size_limit()), "")
                 continue
             first, last = last + 1, reader.line_num  # type: ignore[attr-defined]
             if not header_seen:
@@ -243,18 +251,20 @@ class _RowReader:
                     yield unparsed
                 continue
             try:
-                event = (row[ei].strip() or None) if ei >= 0 else None
+                event = None
+                if ei >= 0 and (cell := row[ei].strip()) and cell not in NO_VALUE:
+                    event = cell
                 amount = currency = time = None
-                if ai >= 0 and (cell := row[ai].strip()):
+                if ai >= 0 and (cell := row[ai].strip()) and cell not in NO_VALUE:
                     field = "amount"
                     amount, currency = parse_amount(cell, decimal_comma=self.decimal_comma)
-                if cui >= 0 and (cell := row[cui].strip()):
+                if cui >= 0 and (cell := row[cui].strip()) and cell not in NO_VALUE:
                     currency = currencies.get(cell)
                     if currency is None:
                         currency = parse_currency(cell)
                         if len(currencies) < MAX_CACHED_CURRENCIES:  # a report has a few
                             currencies[cell] = currency
-                if ti >= 0 and (cell := row[ti].strip()):
+                if ti >= 0 and (cell := row[ti].strip()) and cell not in NO_VALUE:
                     field = "time"
                     time = parse_time(cell, day_first=self.day_first)
             except BadValue as error:
