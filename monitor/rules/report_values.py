@@ -42,6 +42,7 @@ SYMBOL_CURRENCIES: dict[str, str | None] = {
     "₺": "TRY", "₩": "KRW", "₪": "ILS", "₦": "NGN", "₱": "PHP", "₫": "VND", "zł": "PLN",
     "R$": "BRL", "¥": None, "руб": "RUB", "руб.": "RUB", "р.": "RUB",
 }  # fmt: skip
+_ONE_CHAR_SYMBOLS = frozenset(symbol for symbol in SYMBOL_CURRENCIES if len(symbol) == 1)
 _AFFIX = re.compile(
     r"(?P<sign>[-+]?)\s*(?P<pre>[^\s0-9.,+\-()]+)?\s*(?P<num>[-+]?[0-9][0-9., \u00a0\u202f\u2009]*)"
     r"\s*(?P<post>[^\s0-9.,+\-()]+\.?)?"
@@ -63,11 +64,14 @@ def shown(value: str) -> str:
 
 def parse_amount(value: str, *, decimal_comma: bool) -> tuple[Decimal, str | None]:
     """(amount, currency named beside it or None); BadValue when it is not a number."""
+    plain, symbol = value, None
+    if value[0] in _ONE_CHAR_SYMBOLS:  # "$12.50", as US exports write every amount
+        plain, symbol = value[1:], value[0]
     if decimal_comma:
-        if _PLAIN_COMMA_AMOUNT.fullmatch(value):
-            return Decimal(value.replace(",", ".")), None
-    elif _PLAIN_DOT_AMOUNT.fullmatch(value):
-        return Decimal(value), None
+        if _PLAIN_COMMA_AMOUNT.fullmatch(plain):
+            return Decimal(plain.replace(",", ".")), SYMBOL_CURRENCIES.get(symbol or "")
+    elif _PLAIN_DOT_AMOUNT.fullmatch(plain):
+        return Decimal(plain), SYMBOL_CURRENCIES.get(symbol or "")
     negative = False
     text = value
     if text.startswith("(") and text.endswith(")"):
@@ -172,7 +176,7 @@ def parse_time(value: str, *, day_first: bool) -> datetime:
 
 
 def _parse_local(value: str, *, day_first: bool) -> datetime:
-    text = _ZONE_WORD.sub("", value)
+    text = _ZONE_WORD.sub("", value) if value[-1] in _ZONE_WORD_ENDS else value
     match = _LOCAL.fullmatch(text)
     if match is None:
         raise BadValue(f"{shown(value)} is not a date and time")
