@@ -177,9 +177,9 @@ def _no_click_id(header: Sequence[str]) -> InvalidInput:
         return _no_delimiter(header)
     return InvalidInput(
         "invalid_columns",
-        "The report's columns are not those of a known export, and none is named like a "
-        f"click id, so we could not tell which column holds the click id; the columns are: "
-        f"{_listed(header)}; pass columns.click_id",
+        "None of the report's columns is named like a click id, so we could not tell "
+        f"which column holds the click id; the columns are: {_listed(header)}; "
+        "pass columns.click_id",
     )
 
 
