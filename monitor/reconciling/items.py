@@ -18,6 +18,8 @@ CSV_COLUMNS = (
     "captured_received_at", "captured_event", "captured_amount", "captured_currency",
     "unparsed_reason", "unparsed_text",
 )  # fmt: skip
+# The formats ItemLines writes, and the media type each is served as.
+EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK_CHARS = 64 * 1024
 

@@ -37,8 +37,15 @@ class Unauthorized(DomainError):
 # The old name of InvalidInput, for the modules that still import it from here.
 BadRequest = InvalidInput
 
+
+class BodyTooLarge(DomainError):
+    """A request body (or an uploaded report) past its limit: 413."""
+
+    status = 413
+
+
 # Each domain error's answer. A web-layer error may carry its own ``status`` instead
-# (api.BodyTooLarge: 413).
+# (BodyTooLarge: 413).
 STATUS_OF: dict[type[DomainError], int] = {
     InvalidInput: 400,
     Unauthorized: 401,

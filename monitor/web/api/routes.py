@@ -18,16 +18,12 @@ from monitor.rules.presets import preset_list
 from monitor.storage.hits import DEFAULT_PAGE, MAX_METHOD_CHARS, MAX_SEARCH_CHARS, HitFilter
 from monitor.web.api import openapi
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
-from monitor.web.errors import BadRequest, DomainError, NotFound
+from monitor.web.errors import BadRequest, BodyTooLarge, NotFound
 from monitor.web.inputs import check_json, database_id, hit_id
 
 MAX_JSON_BODY_BYTES = 256 * 1024
 # The hit list's ``method`` filter: an HTTP method token (RFC 9110).
 METHOD_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
-class BodyTooLarge(DomainError):
-    status = 413
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
