@@ -61,6 +61,8 @@ from monitor.web.appkeys import (
 )
 from monitor.web.auth import announce_admin_token, load_or_create_admin_token
 from monitor.web.middleware import service_middleware
+from monitor.web.views import reconcile as reconcile_views
+from monitor.web.views import reconciliations as reconciliation_views
 from monitor.web.views import replays as replay_views
 from monitor.web.views import site as views
 from monitor.web.views import tester as tester_views
@@ -103,6 +105,8 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
     replay_views.add_routes(app)
+    reconcile_views.add_routes(app)
+    reconciliation_views.add_routes(app)
     return app
 
 

@@ -1,7 +1,7 @@
 // Postback Monitor pages: copy buttons, confirmations, times in the browser's time
-// zone, the hit filter's local times, and the live hit list. Pages work without this
-// file (times stay UTC and say so); it only adds to them. No inline script: the
-// Content-Security-Policy forbids it.
+// zone, the hit filter's local times, the live hit list, and the reconcile page's
+// column detection. Pages work without this file (times stay UTC and say so); it
+// only adds to them. No inline script: the Content-Security-Policy forbids it.
 "use strict";
 
 (function () {
@@ -171,6 +171,99 @@
     });
   }
   setInterval(tick, 5000);
+
+  // ---- Reconcile page (/reconcile) ----
+  // The chosen report's first 64 KiB go to /reconcile/detect, which reads them with
+  // the server's report reader; its header fills the column selects and what it
+  // detected is selected, for the user to confirm. From/To: local time in the inputs,
+  // UTC when sent. Without this script the selects say "detect automatically" and
+  // the server detects when the run starts.
+  function setupReconcile(form) {
+    const DETECT_BYTES = 64 * 1024;
+    const fileInput = document.getElementById("report-file");
+    const status = document.getElementById("detect-status");
+    const detected = document.getElementById("detected-columns");
+    const selects = Array.from(form.querySelectorAll("select[data-field]"));
+    const initial = selects.map(function (select) { return select.innerHTML; });
+    const times = form.querySelectorAll("input[data-utc]");
+    let asked = 0;
+
+    function showLocal() {
+      times.forEach(function (input) {
+        if (input.value) input.value = utcToLocalInput(input.value);
+        const zone = input.parentElement.querySelector(".zone");
+        if (zone) zone.textContent = "(" + offsetLabel() + ")";
+      });
+    }
+    showLocal();
+    form.addEventListener("submit", function () {
+      times.forEach(function (input) {
+        if (input.value) input.value = localInputToUtc(input.value);
+      });
+    });
+    // Back to a page the browser kept: the inputs hold the UTC values sent.
+    window.addEventListener("pageshow", function (event) { if (event.persisted) showLocal(); });
+
+    function say(text, kind) {
+      status.textContent = text;
+      status.className = "small " + kind;
+    }
+
+    function option(value, text, selected) {
+      const el = document.createElement("option");
+      el.value = value;
+      el.textContent = text;
+      el.selected = Boolean(selected);
+      return el;
+    }
+
+    function fill(header, columns) {
+      selects.forEach(function (select) {
+        const field = select.dataset.field;
+        select.textContent = "";
+        select.appendChild(option("", field === "click_id" ? "choose a column" : "not in the report"));
+        header.forEach(function (name) {
+          select.appendChild(option(name, name, columns[field] === name));
+        });
+      });
+      detected.value = JSON.stringify(columns);
+    }
+
+    function reset() {
+      selects.forEach(function (select, i) { select.innerHTML = initial[i]; });
+      detected.value = "";
+    }
+
+    fileInput.addEventListener("change", function () {
+      const file = fileInput.files && fileInput.files[0];
+      const ask = ++asked;
+      reset();
+      if (!file) return;
+      say("Reading the columns of " + file.name + "…", "muted");
+      fetch(form.dataset.detect, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRF-Token": form.dataset.csrf, "Content-Type": "application/octet-stream" },
+        body: file.slice(0, DETECT_BYTES)
+      }).then(function (response) {
+        return response.json().then(function (doc) { return { ok: response.ok, doc: doc }; });
+      }).then(function (answer) {
+        if (ask !== asked) return;  // another file was chosen meanwhile
+        const doc = answer.doc || {};
+        if (!answer.ok || doc.error) {
+          say(doc.error || "The file could not be read as a report.", "error-text");
+          return;
+        }
+        fill(doc.header, doc.columns);
+        say("Detected: " + doc.detected_label + ". Check the columns below.", "detected");
+      }).catch(function () {
+        if (ask === asked) say("The columns could not be read now: they are detected when the run starts.", "muted");
+      });
+    });
+  }
+
+  const reconcileForm = document.getElementById("reconcile-form");
+  if (reconcileForm) setupReconcile(reconcileForm);
 
   const MAX_ROWS = 500;
 
