@@ -82,20 +82,24 @@ def read_batch(rows: Iterator[Any], source: BinaryIO, limit: int) -> Batch:
     return batch
 
 
-def open_source(report: Path) -> tuple[BinaryIO, int]:
-    """The report file opened for the run, and its size; deleted if it cannot be."""
+def open_source(report: Path, keep: bool) -> tuple[BinaryIO, int]:
+    """The report file opened for the run, and its size; deleted (unless ``keep``)
+    if it cannot be."""
     try:
         source = open(report, "rb")  # the run closes it when it ends
         return source, os.fstat(source.fileno()).st_size
     except BaseException:
-        report.unlink(missing_ok=True)
+        if not keep:
+            report.unlink(missing_ok=True)
         raise
 
 
-def discard(source: BinaryIO, report: Path) -> None:
-    """Close and delete the report file: it is kept only while its run reads it."""
+def discard(source: BinaryIO, report: Path, keep: bool) -> None:
+    """Close the report file and, unless ``keep``, delete it: an upload is kept only
+    while its run reads it."""
     source.close()
-    report.unlink(missing_ok=True)
+    if not keep:
+        report.unlink(missing_ok=True)
 
 
 def layout_json(layout: ReportLayoutLike) -> dict[str, Any]:
@@ -125,11 +129,17 @@ class Reconciler:
         self.tasks: dict[int, asyncio.Task[None]] = {}
 
     async def start(
-        self, report: Path, options: RunOptions, progress: Progress | None = None
+        self,
+        report: Path,
+        options: RunOptions,
+        progress: Progress | None = None,
+        *,
+        keep_report: bool = False,
     ) -> int:
-        """Open the report and start its run; returns the run's id. The file is the
-        run's from here on (deleted when it ends, or now when it cannot start)."""
-        source, size = await asyncio.to_thread(open_source, report)
+        """Open the report and start its run; returns the run's id. An uploaded file
+        is the run's from here on (deleted when it ends, or now when it cannot start);
+        the CLI's, the user's own, is kept (``keep_report``)."""
+        source, size = await asyncio.to_thread(open_source, report, keep_report)
         try:
             layout, rows = await asyncio.to_thread(
                 self.open_report,
@@ -139,7 +149,7 @@ class Reconciler:
             )
             conn = await self.pool.acquire()
         except BaseException:
-            await asyncio.to_thread(discard, source, report)
+            await asyncio.to_thread(discard, source, report, keep_report)
             raise
         try:
             writer = await RunWriter.create(
@@ -152,9 +162,9 @@ class Reconciler:
             )
         except BaseException:
             await self.pool.release(conn)
-            await asyncio.to_thread(discard, source, report)
+            await asyncio.to_thread(discard, source, report, keep_report)
             raise
-        work = self._run(writer, source, report, layout, rows, options, size, progress)
+        work = self._run(writer, source, report, layout, rows, options, size, progress, keep_report)
         task = asyncio.create_task(work, name=f"reconciliation-{writer.run_id}")
         self.tasks[writer.run_id] = task
         task.add_done_callback(lambda _: self.tasks.pop(writer.run_id, None))
@@ -166,9 +176,16 @@ class Reconciler:
         if task is not None:
             await asyncio.wait({task}, timeout=at_most_s)
 
-    async def run(self, report: Path, options: RunOptions, progress: Progress | None = None) -> int:
-        """Start a run and wait for its end (the CLI)."""
-        run_id = await self.start(report, options, progress)
+    async def run(
+        self,
+        report: Path,
+        options: RunOptions,
+        progress: Progress | None = None,
+        *,
+        keep_report: bool = False,
+    ) -> int:
+        """Start a run and wait for its end (the CLI, the benchmark)."""
+        run_id = await self.start(report, options, progress, keep_report=keep_report)
         await self.wait(run_id)
         return run_id
 
@@ -190,6 +207,7 @@ class Reconciler:
         options: RunOptions,
         size: int,
         progress: Progress | None,
+        keep_report: bool,
     ) -> None:
         log.info("reconciliation.started", run=writer.run_id, bytes=size)
         try:
@@ -226,7 +244,7 @@ class Reconciler:
             log.exception("reconciliation.failed", run=writer.run_id)
             await self._fail(writer, f"{type(exc).__name__}: {exc}")
         finally:
-            await asyncio.to_thread(discard, source, report)
+            await asyncio.to_thread(discard, source, report, keep_report)
             with contextlib.suppress(Exception):
                 await writer.close()
             await self.pool.release(writer.conn)
