@@ -26,13 +26,15 @@ from typing import Any, BinaryIO, Protocol
 import asyncpg
 import structlog
 
-from monitor.model.errors import DomainError
+from monitor.model.errors import Conflict, DomainError
 from monitor.reconciling.options import RunOptions
 from monitor.storage.reconciliations import ReconciliationStore, RunWriter
 
 log = structlog.get_logger(__name__)
 
 BATCH_ROWS = 20_000
+# Runs at once in one process (more are refused with a Conflict, 409 in the API).
+MAX_RUNNING = 2
 
 
 class ReportLayoutLike(Protocol):
@@ -121,12 +123,25 @@ class Reconciler:
         open_report: OpenReport,
         *,
         batch_rows: int = BATCH_ROWS,
+        max_running: int = MAX_RUNNING,
     ) -> None:
         self.pool = pool
         self.store = store
         self.open_report = open_report
         self.batch_rows = batch_rows
+        self.max_running = max_running
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.starting = 0
+
+    def check_room(self) -> None:
+        """Conflict when this process already runs ``max_running`` reconciliations:
+        each holds a connection of the pool the API and pages share, and a core."""
+        if len(self.tasks) + self.starting >= self.max_running:
+            raise Conflict(
+                "reconciliations_busy",
+                f"{self.max_running} reconciliations are running in this server process; "
+                "try again when one is done",
+            )
 
     async def start(
         self,
@@ -139,6 +154,21 @@ class Reconciler:
         """Open the report and start its run; returns the run's id. An uploaded file
         is the run's from here on (deleted when it ends, or now when it cannot start);
         the CLI's, the user's own, is kept (``keep_report``)."""
+        try:
+            self.check_room()
+        except Conflict:
+            if not keep_report:
+                await asyncio.to_thread(report.unlink, missing_ok=True)
+            raise
+        self.starting += 1
+        try:
+            return await self._start(report, options, progress, keep_report)
+        finally:
+            self.starting -= 1
+
+    async def _start(
+        self, report: Path, options: RunOptions, progress: Progress | None, keep_report: bool
+    ) -> int:
         source, size = await asyncio.to_thread(open_source, report, keep_report)
         try:
             layout, rows = await asyncio.to_thread(

@@ -114,8 +114,9 @@ async def read_upload(request: web.Request, directory: Path) -> tuple[Path, RunO
 
 async def start_reconciliation(request: web.Request) -> web.Response:
     directory = request.app[CONFIG].data_dir / UPLOAD_DIR
-    path, options = await read_upload(request, directory)
     store, reconciler = request.app[RECONCILIATIONS], request.app[RECONCILER]
+    reconciler.check_room()  # before a long upload; start checks again
+    path, options = await read_upload(request, directory)
     try:
         unknown = await store.unknown_endpoints(options.endpoint_ids)
         if unknown:
