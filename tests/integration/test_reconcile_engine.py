@@ -254,3 +254,19 @@ async def test_runs_beyond_the_cap_are_refused_and_their_upload_deleted(
         gate.set()
     await reconciler.wait(first)
     assert (await reconciler.store.get(first))["status"] == "done"
+
+
+async def test_a_server_starting_marks_a_dead_processs_runs_interrupted(
+    aiohttp_client: Any, config: Any, db: Any, pg_url: str
+) -> None:
+    """The server's startup (reconciler_ctx) finds the run whose lock went with its process."""
+    from monitor.server.app import create_app
+
+    dead_conn = await connect(pg_url)
+    dead = await RunWriter.create(dead_conn, [1], None, None, {}, 10)
+    await dead.progress(5, 5)
+    await dead_conn.close()
+    client = await aiohttp_client(create_app(config))
+    run = await (await client.get(f"/api/reconciliations/{dead.run_id}", headers=AUTH)).json()
+    assert (run["status"], run["error"]) == ("failed", "interrupted")
+    assert run["finished_at"] is not None and run["progress"]["rows_read"] == 5
