@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -242,7 +243,7 @@ class Reconciler:
         log.info("reconciliation.started", run=writer.run_id, bytes=size)
         try:
             await writer.set_layout(layout_json(layout))
-            rows_read = 0
+            rows_read, began = 0, time.perf_counter()
             while True:
                 batch = await asyncio.to_thread(read_batch, rows, source, self.batch_rows)
                 if batch.records:
@@ -254,6 +255,7 @@ class Reconciler:
                     progress(rows_read, batch.bytes_read, size)
                 if batch.last:
                     break
+            read_s = time.perf_counter() - began
             since, until = await self.window(writer, options, layout)
             summary = await writer.match(
                 options.endpoint_ids,
@@ -264,7 +266,13 @@ class Reconciler:
                 has_time="time" in layout.columns,
             )
             await writer.finish(summary, since, until)
-            log.info("reconciliation.done", run=writer.run_id, **without_delay(summary))
+            log.info(
+                "reconciliation.done",
+                run=writer.run_id,
+                read_s=round(read_s, 2),  # reading and loading the report
+                match_s=round(time.perf_counter() - began - read_s, 2),
+                **without_delay(summary),
+            )
         except asyncio.CancelledError:
             await self._fail(writer, "interrupted")
             raise
