@@ -1,4 +1,4 @@
-"""The command line: serve, migrate, endpoint ..., hits ...
+"""The command line: serve, migrate, endpoint ..., hits ..., reconcile, test
 
 ``serve`` has every setting of ``Config`` as a flag (each with its environment
 twin); the other commands have only the flags they use. The commands that touch the
@@ -34,13 +34,14 @@ from monitor.cli_commands import (
     cmd_test,
 )
 from monitor.cli_hits import add_filter_arguments, cmd_hits_list, cmd_hits_replay
+from monitor.cli_reconcile import add_reconcile_parser, cmd_reconcile
 from monitor.config import Config, ConfigError
 
 Command = Callable[[Config, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 # The commands that find the database first (``runtime.resolve``).
-DATABASE_COMMANDS = (*STORE_COMMANDS, cmd_hits_list, cmd_hits_replay)
+DATABASE_COMMANDS = (*STORE_COMMANDS, cmd_hits_list, cmd_hits_replay, cmd_reconcile)
 
 # The settings each kind of command uses; `serve` has them all.
 DATABASE_SETTINGS = ("database_url", "data_dir", "public_url")
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (tail, show_hit, listing_hits, delete_hit):
         add_settings(sub, DATABASE_SETTINGS)
     add_settings(replay, DATABASE_SETTINGS + OUTBOUND_SETTINGS + ("forward_concurrency",))
+
+    add_settings(add_reconcile_parser(commands), DATABASE_SETTINGS)
 
     probe = commands.add_parser(
         "test", help="check a postback URL, fire it and follow its redirects (the tester)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,13 +27,15 @@ from typing import Any, BinaryIO, Protocol
 import asyncpg
 import structlog
 
-from monitor.model.errors import DomainError
+from monitor.model.errors import Conflict, DomainError
 from monitor.reconciling.options import RunOptions
 from monitor.storage.reconciliations import ReconciliationStore, RunWriter
 
 log = structlog.get_logger(__name__)
 
 BATCH_ROWS = 20_000
+# Runs at once in one process (more are refused with a Conflict, 409 in the API).
+MAX_RUNNING = 2
 
 
 class ReportLayoutLike(Protocol):
@@ -82,20 +85,24 @@ def read_batch(rows: Iterator[Any], source: BinaryIO, limit: int) -> Batch:
     return batch
 
 
-def open_source(report: Path) -> tuple[BinaryIO, int]:
-    """The report file opened for the run, and its size; deleted if it cannot be."""
+def open_source(report: Path, keep: bool) -> tuple[BinaryIO, int]:
+    """The report file opened for the run, and its size; deleted (unless ``keep``)
+    if it cannot be."""
     try:
         source = open(report, "rb")  # the run closes it when it ends
         return source, os.fstat(source.fileno()).st_size
     except BaseException:
-        report.unlink(missing_ok=True)
+        if not keep:
+            report.unlink(missing_ok=True)
         raise
 
 
-def discard(source: BinaryIO, report: Path) -> None:
-    """Close and delete the report file: it is kept only while its run reads it."""
+def discard(source: BinaryIO, report: Path, keep: bool) -> None:
+    """Close the report file and, unless ``keep``, delete it: an upload is kept only
+    while its run reads it."""
     source.close()
-    report.unlink(missing_ok=True)
+    if not keep:
+        report.unlink(missing_ok=True)
 
 
 def layout_json(layout: ReportLayoutLike) -> dict[str, Any]:
@@ -117,19 +124,53 @@ class Reconciler:
         open_report: OpenReport,
         *,
         batch_rows: int = BATCH_ROWS,
+        max_running: int = MAX_RUNNING,
     ) -> None:
         self.pool = pool
         self.store = store
         self.open_report = open_report
         self.batch_rows = batch_rows
+        self.max_running = max_running
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.starting = 0
+
+    def check_room(self) -> None:
+        """Conflict when this process already runs ``max_running`` reconciliations:
+        each holds a connection of the pool the API and pages share, and a core."""
+        if len(self.tasks) + self.starting >= self.max_running:
+            raise Conflict(
+                "reconciliations_busy",
+                f"{self.max_running} reconciliations are running in this server process; "
+                "try again when one is done",
+            )
 
     async def start(
-        self, report: Path, options: RunOptions, progress: Progress | None = None
+        self,
+        report: Path,
+        options: RunOptions,
+        progress: Progress | None = None,
+        *,
+        keep_report: bool = False,
     ) -> int:
-        """Open the report and start its run; returns the run's id. The file is the
-        run's from here on (deleted when it ends, or now when it cannot start)."""
-        source, size = await asyncio.to_thread(open_source, report)
+        """Open the report and start its run; returns the run's id. An uploaded file
+        is the run's from here on (deleted when it ends, or now when it cannot start);
+        the CLI's, the user's own, is kept (``keep_report``)."""
+        try:
+            self.check_room()
+        except Conflict:
+            if not keep_report:
+                await asyncio.to_thread(report.unlink, missing_ok=True)
+            raise
+        self.starting += 1
+        try:
+            return await self._start(report, options, progress, keep_report)
+        finally:
+            self.starting -= 1
+
+    async def _start(
+        self, report: Path, options: RunOptions, progress: Progress | None, keep_report: bool
+    ) -> int:
+        source, size = await asyncio.to_thread(open_source, report, keep_report)
         try:
             layout, rows = await asyncio.to_thread(
                 self.open_report,
@@ -139,7 +180,7 @@ class Reconciler:
             )
             conn = await self.pool.acquire()
         except BaseException:
-            await asyncio.to_thread(discard, source, report)
+            await asyncio.to_thread(discard, source, report, keep_report)
             raise
         try:
             writer = await RunWriter.create(
@@ -152,9 +193,9 @@ class Reconciler:
             )
         except BaseException:
             await self.pool.release(conn)
-            await asyncio.to_thread(discard, source, report)
+            await asyncio.to_thread(discard, source, report, keep_report)
             raise
-        work = self._run(writer, source, report, layout, rows, options, size, progress)
+        work = self._run(writer, source, report, layout, rows, options, size, progress, keep_report)
         task = asyncio.create_task(work, name=f"reconciliation-{writer.run_id}")
         self.tasks[writer.run_id] = task
         task.add_done_callback(lambda _: self.tasks.pop(writer.run_id, None))
@@ -166,9 +207,16 @@ class Reconciler:
         if task is not None:
             await asyncio.wait({task}, timeout=at_most_s)
 
-    async def run(self, report: Path, options: RunOptions, progress: Progress | None = None) -> int:
-        """Start a run and wait for its end (the CLI)."""
-        run_id = await self.start(report, options, progress)
+    async def run(
+        self,
+        report: Path,
+        options: RunOptions,
+        progress: Progress | None = None,
+        *,
+        keep_report: bool = False,
+    ) -> int:
+        """Start a run and wait for its end (the CLI, the benchmark)."""
+        run_id = await self.start(report, options, progress, keep_report=keep_report)
         await self.wait(run_id)
         return run_id
 
@@ -190,11 +238,12 @@ class Reconciler:
         options: RunOptions,
         size: int,
         progress: Progress | None,
+        keep_report: bool,
     ) -> None:
         log.info("reconciliation.started", run=writer.run_id, bytes=size)
         try:
             await writer.set_layout(layout_json(layout))
-            rows_read = 0
+            rows_read, began = 0, time.perf_counter()
             while True:
                 batch = await asyncio.to_thread(read_batch, rows, source, self.batch_rows)
                 if batch.records:
@@ -206,6 +255,7 @@ class Reconciler:
                     progress(rows_read, batch.bytes_read, size)
                 if batch.last:
                     break
+            read_s = time.perf_counter() - began
             since, until = await self.window(writer, options, layout)
             summary = await writer.match(
                 options.endpoint_ids,
@@ -216,7 +266,13 @@ class Reconciler:
                 has_time="time" in layout.columns,
             )
             await writer.finish(summary, since, until)
-            log.info("reconciliation.done", run=writer.run_id, **without_delay(summary))
+            log.info(
+                "reconciliation.done",
+                run=writer.run_id,
+                read_s=round(read_s, 2),  # reading and loading the report
+                match_s=round(time.perf_counter() - began - read_s, 2),
+                **without_delay(summary),
+            )
         except asyncio.CancelledError:
             await self._fail(writer, "interrupted")
             raise
@@ -226,7 +282,7 @@ class Reconciler:
             log.exception("reconciliation.failed", run=writer.run_id)
             await self._fail(writer, f"{type(exc).__name__}: {exc}")
         finally:
-            await asyncio.to_thread(discard, source, report)
+            await asyncio.to_thread(discard, source, report, keep_report)
             with contextlib.suppress(Exception):
                 await writer.close()
             await self.pool.release(writer.conn)

@@ -37,6 +37,8 @@ import asyncpg
 
 # How far outside the window a capture still matches a report row (not unexpected ones).
 MATCH_SLACK = timedelta(days=1)
+# work_mem of the matching transaction only (runs are few; see ``match``).
+MATCH_WORK_MEM = "256MB"
 KINDS = (
     "missing_postback",
     "unexpected_postback",
@@ -160,6 +162,9 @@ async def match(
     async with conn.transaction():
         # Times in the items' JSON are written as UTC, whatever the server's zone.
         await conn.execute("SET LOCAL TimeZone = 'UTC'")
+        # The joins and the window's sort are over up to millions of rows: in memory
+        # they are hash joins and one sort; with the default 4MB they spill to disk.
+        await conn.execute(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'")
         await conn.execute("ANALYZE reconciliation_rows")
         captures = CAPTURES.format(hit_ev=hit_ev, row_ev=row_ev, is_dup=IS_DUPLICATE, window=WINDOW)
         await conn.execute(captures, run_id, endpoint_ids, match_since, match_until)

@@ -3,6 +3,7 @@ endpoints, paging, export, delete, the errors (400s, 413) and a run still runnin
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -195,3 +196,31 @@ async def test_a_malformed_multipart_body_is_400(client: TestClient) -> None:
     headers = {**AUTH, "Content-Type": "multipart/form-data; boundary=BB"}
     resp = await client.post(URL, data=body, headers=headers)
     assert (await error_of(resp, 400))["code"] == "invalid_body"
+
+
+async def test_a_run_not_done_in_time_is_202_and_polled_to_its_end(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any, db: Any, monkeypatch: Any
+) -> None:
+    """The scratch table held locked by the test keeps the run from loading its rows."""
+    from monitor.web.api import reconciliations
+
+    monkeypatch.setattr(reconciliations, "POST_WAIT_S", 0.2)
+    endpoint = await make_endpoint()
+    assert (await capture.get(f"{capture_path(endpoint)}?click_id=c1")).status == 200
+    report = csv_text("click_id,amount", "c1,1", "c2,2")
+    async with db.transaction():
+        await db.execute("LOCK TABLE reconciliation_rows IN ACCESS EXCLUSIVE MODE")
+        resp = await start(client, report, {"endpoint_ids": [endpoint["id"]]})
+        assert resp.status == 202, await resp.text()
+        run = await resp.json()
+        assert (run["status"], run["summary"], run["finished_at"]) == ("running", None, None)
+        assert run["progress"]["bytes_total"] == len(report)
+        again = await (await client.get(resp.headers["Location"], headers=AUTH)).json()
+        assert again["status"] == "running"
+    for _ in range(200):
+        run = await (await client.get(resp.headers["Location"], headers=AUTH)).json()
+        if run["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert run["status"] == "done" and run["finished_at"] is not None
+    assert (run["summary"]["matched"], run["summary"]["missing_postbacks"]) == (1, 1)

@@ -11,8 +11,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
+from monitor.model.errors import Conflict
 from monitor.reconciling.options import RunOptions
 from monitor.reconciling.runner import Reconciler
 from monitor.storage.db import connect
@@ -122,6 +124,11 @@ async def test_every_kind_on_a_report_with_known_discrepancies(
     assert len(page) == 5 and cursor is not None and end is None
     assert len(page) + len(rest) == 9
     assert await store.pool.fetchval("SELECT count(*) FROM reconciliation_rows") == 0
+    # Hits keep the amount as sent (an exact decimal) and the currency their rules read.
+    stored = await store.pool.fetchrow(
+        "SELECT amount::text, currency FROM hits WHERE click_id = 'c1'"
+    )
+    assert tuple(stored) == ("10.00", "USD")
 
 
 async def test_without_an_event_column_every_capture_of_the_click_is_one(
@@ -226,3 +233,40 @@ async def test_a_running_run_shows_its_progress_and_a_stopped_one_is_interrupted
     assert (run["status"], run["error"]) == ("failed", "interrupted")
     assert not (tmp_path / "report.csv").exists()
     assert await pool.fetchval("SELECT count(*) FROM reconciliation_rows") == 0
+
+
+async def test_runs_beyond_the_cap_are_refused_and_their_upload_deleted(
+    client: TestClient, make_endpoint: Any, tmp_path: Path
+) -> None:
+    endpoint = await make_endpoint()
+    pool = client.app[POOL]
+    gate = threading.Event()
+    opener = gated_opener(gate)
+    reconciler = Reconciler(pool, ReconciliationStore(pool), opener, batch_rows=3, max_running=1)
+    try:
+        first = await reconciler.start(report_file(tmp_path), RunOptions([endpoint["id"]]))
+        second = tmp_path / "second.csv"
+        second.write_bytes(b"x")
+        with pytest.raises(Conflict) as refused:
+            await reconciler.start(second, RunOptions([endpoint["id"]]))
+        assert refused.value.code == "reconciliations_busy" and not second.exists()
+    finally:
+        gate.set()
+    await reconciler.wait(first)
+    assert (await reconciler.store.get(first))["status"] == "done"
+
+
+async def test_a_server_starting_marks_a_dead_processs_runs_interrupted(
+    aiohttp_client: Any, config: Any, db: Any, pg_url: str
+) -> None:
+    """The server's startup (reconciler_ctx) finds the run whose lock went with its process."""
+    from monitor.server.app import create_app
+
+    dead_conn = await connect(pg_url)
+    dead = await RunWriter.create(dead_conn, [1], None, None, {}, 10)
+    await dead.progress(5, 5)
+    await dead_conn.close()
+    client = await aiohttp_client(create_app(config))
+    run = await (await client.get(f"/api/reconciliations/{dead.run_id}", headers=AUTH)).json()
+    assert (run["status"], run["error"]) == ("failed", "interrupted")
+    assert run["finished_at"] is not None and run["progress"]["rows_read"] == 5

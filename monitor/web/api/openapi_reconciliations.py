@@ -182,6 +182,11 @@ PATHS: dict[str, Any] = {
                 "201": json_body(ref("Reconciliation"), "Done (or failed)"),
                 "202": json_body(ref("Reconciliation"), "Still running"),
                 **errors(400, 401),
+                "409": json_body(
+                    ref("Error"),
+                    "Too many reconciliations running in this server process "
+                    "(reconciliations_busy); try again later",
+                ),
                 "413": TOO_LARGE,
             },
         },

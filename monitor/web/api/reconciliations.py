@@ -56,6 +56,7 @@ async def start_reconciliation(request: web.Request) -> web.Response:
             raise BadRequest("invalid_body", f"unexpected part {str(part.name)[:40]!r}")
         found.append(await read_options(part))
 
+    request.app[RECONCILER].check_room()  # before a long upload; start checks again
     upload = await runs.read_upload(request, on_part)
     if not found:
         await runs.discard(upload)

@@ -167,6 +167,7 @@ async def start_reconciliation(request: web.Request) -> web.Response:
     parts = FormParts(request)
     upload = None
     try:
+        request.app[RECONCILER].check_room()  # before a long upload; start checks again
         upload = await runs.read_upload(request, parts.on_part, before_report=parts.check_csrf)
         if not parts.csrf_checked:
             parts.check_csrf()
