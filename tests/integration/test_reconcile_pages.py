@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from monitor.config import Config
 from monitor.storage.reconciliations import RunWriter
-from monitor.web.appkeys import POOL
+from monitor.web.appkeys import POOL, RECONCILER
 from tests.conftest import CaptureClient, capture_path
 from tests.helpers.signin import sign_in
 
@@ -288,3 +288,47 @@ async def test_a_running_run_refreshes_its_progress_and_a_failed_one_says_why(
     assert "The run failed: columns.amount: &lt;b&gt;gone&lt;/b&gt;" in page
     assert (await client.get("/reconciliations/99999")).status == 404
     assert (await client.get("/reconciliations/x1")).status == 404
+
+
+async def test_a_mapping_left_as_detected_lets_the_run_detect_and_name_the_export(
+    client: TestClient, make_endpoint: Any
+) -> None:
+    endpoint = await make_endpoint()
+    csrf = await sign_in(client)
+    report = EVERFLOW + b"abc,1767225600,sale,1.50,USD,x\n"
+    detected = (
+        '{"click_id": "transaction_id", "event": "event_name", "amount": "payout", '
+        '"currency": "currency_id", "time": "conversion_unix_timestamp"}'
+    )
+    columns = {
+        "column_click_id": "transaction_id",
+        "column_event": "event_name",
+        "column_amount": "payout",
+        "column_currency": "currency_id",
+        "column_time": "conversion_unix_timestamp",
+    }
+    for chosen, named in (
+        ({}, "Everflow conversion export"),  # no script: the selects say "detect"
+        (columns, "Everflow conversion export"),  # confirmed as detected
+        ({**columns, "column_event": ""}, "the columns you chose"),  # changed
+    ):
+        data = form(csrf, report, endpoint_id=endpoint["id"], detected_columns=detected, **chosen)
+        resp = await client.post("/reconcile", data=data)
+        assert resp.status == 200 and "/reconciliations/" in str(resp.url)
+        page = await resp.text()
+        assert f"(from {named};" in page
+        assert ("event ← " in page) is (chosen.get("column_event") != "")
+
+
+async def test_a_busy_server_refuses_the_form_before_the_upload(
+    client: TestClient, make_endpoint: Any, config: Config
+) -> None:
+    endpoint = await make_endpoint()
+    csrf = await sign_in(client)
+    client.app[RECONCILER].max_running = 0  # as if two runs were going on
+    resp = await client.post(
+        "/reconcile", data=form(csrf, b"click_id\nc1\n", endpoint_id=endpoint["id"])
+    )
+    assert resp.status == 409
+    assert "reconciliations are running in this server process" in await resp.text()
+    assert uploads_left(config) == []
