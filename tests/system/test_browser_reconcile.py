@@ -125,11 +125,11 @@ async def test_a_report_is_reconciled_through_the_pages(
     await sign_in(phone, server.management, "/reconcile")
     await expect(phone.locator("#runs tbody tr")).to_have_count(1)
     assert await page_width(phone) <= 390
-    await shot(phone, tmp_path, "reconcile-upload-phone")
+    await shot(phone, tmp_path, "phone-reconcile-upload")
     await phone.goto(result_url + "?kind=amount_mismatch")
     await expect(phone.locator("#items tbody tr")).to_have_count(1)
     assert await page_width(phone) <= 390
-    await shot(phone, tmp_path, "reconcile-phone")
+    await shot(phone, tmp_path, "phone-reconcile")
     await phone.goto(result_url + "?kind=duplicate_postback")
     assert await page_width(phone) <= 390
 

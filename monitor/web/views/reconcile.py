@@ -12,6 +12,7 @@ automatically" and the run detects.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Mapping
@@ -20,7 +21,6 @@ from urllib.parse import urlencode
 
 from aiohttp import BodyPartReader, web
 
-from monitor.model.errors import InvalidInput
 from monitor.reconciling.options import (
     COLUMN_FIELDS,
     DEFAULT_TOLERANCE,
@@ -201,8 +201,9 @@ async def detect_columns(request: web.Request) -> web.Response:
         return web.json_response({"error": "The page is stale: reload it."}, status=403)
     try:
         head = await read_body(request, DETECT_MAX_BYTES)
-        layout, _ = open_report(io.BytesIO(head))
-    except (InvalidInput, DomainError) as exc:
+        # Plain Python over up to 64 KiB: off the event loop, as the run reads it.
+        layout, _ = await asyncio.to_thread(open_report, io.BytesIO(head))
+    except DomainError as exc:
         return web.json_response({"error": exc.message}, status=http_status(exc))
     return web.json_response(
         {
