@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from monitor.config import Config
 from tests.helpers.browser import Bases, fire, page_width, playwright_expect, shot, sign_in
 
 # An Everflow conversion export: the page should say so and map its columns.
@@ -22,6 +25,12 @@ LOCAL_INPUT = """(offset) => {
   return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + "T" +
     p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
 }"""
+
+
+@pytest.fixture
+def server_config(server_config: Config) -> Config:
+    """A small cap on reports, so the page's warning about a large file shows."""
+    return server_config.replace(reconcile_max_bytes=4096)
 
 
 def everflow_report() -> bytes:
@@ -64,6 +73,13 @@ async def test_a_report_is_reconciled_through_the_pages(
     await page.wait_for_url(f"**/reconcile?endpoint={endpoint_id}")
     await expect(page.locator(f'input[name=endpoint_id][value="{endpoint_id}"]')).to_be_checked()
     await expect(page.locator("#column-click_id")).to_have_value("")
+
+    # A file past the server's cap is refused in the page, before any upload.
+    await page.set_input_files(
+        "#report-file",
+        files=[{"name": "big.csv", "mimeType": "text/csv", "buffer": b"click_id\n" * 600}],
+    )
+    await expect(page.locator("#detect-status")).to_contain_text("larger than the server takes")
 
     # Choosing the file: the page reads its head and shows the mapping to confirm.
     await page.set_input_files(
@@ -137,3 +153,11 @@ async def test_a_report_is_reconciled_through_the_pages(
     await row.locator("a.hit-link").click()
     await page.wait_for_url(f"**/hits/{hits['c2']}")
     await expect(page.locator("h1")).to_be_visible()
+
+    # Delete, after the confirmation: back to the list, which no longer has the run.
+    await page.goto(result_url)
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.click("#delete-run button[type=submit]")
+    await page.wait_for_url("**/reconcile?deleted=*")
+    await expect(page.locator("#run-deleted")).to_be_visible()
+    await expect(page.locator("#no-runs")).to_be_visible()

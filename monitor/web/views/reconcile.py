@@ -30,12 +30,13 @@ from monitor.reconciling.options import (
 from monitor.rules.report import open_report
 from monitor.web import reconciliation_runs as runs
 from monitor.web.api.routes import read_body
-from monitor.web.appkeys import ENDPOINTS, RECONCILER, RECONCILIATIONS
+from monitor.web.appkeys import CONFIG, ENDPOINTS, RECONCILER, RECONCILIATIONS
 from monitor.web.auth import csrf_ok
 from monitor.web.errors import BadRequest, DomainError, http_status
 from monitor.web.inputs import check_form, database_id
 from monitor.web.views import render as pages
 from monitor.web.views.hits import form_time
+from monitor.web.views.present import human_size
 from monitor.web.views.reconcile_present import format_label, run_row
 
 # The page script sends this much of the chosen file: the reader detects from its head.
@@ -79,6 +80,8 @@ async def reconcile_page(
         "form": form,
         "fields": COLUMN_FIELDS,
         "default_tolerance": str(DEFAULT_TOLERANCE),
+        "max_bytes": request.app[CONFIG].reconcile_max_bytes,
+        "max_size": human_size(request.app[CONFIG].reconcile_max_bytes),
         "error": error,
         "runs": [run_row(r, names) for r in listed],
         "more_url": f"?{urlencode({'cursor': next_cursor})}" if next_cursor else "",

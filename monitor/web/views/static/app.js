@@ -239,6 +239,10 @@
       const ask = ++asked;
       reset();
       if (!file) return;
+      if (file.size > Number(form.dataset.maxBytes)) {
+        say("This file is larger than the server takes (" + form.dataset.maxSize + "): export a shorter period.", "error-text");
+        return;
+      }
       say("Reading the columns of " + file.name + "…", "muted");
       fetch(form.dataset.detect, {
         method: "POST",
