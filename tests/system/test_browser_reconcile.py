@@ -142,6 +142,13 @@ async def test_a_report_is_reconciled_through_the_pages(
     await expect(phone.locator("#runs tbody tr")).to_have_count(1)
     assert await page_width(phone) <= 390
     await shot(phone, tmp_path, "phone-reconcile-upload")
+    # A wrong file: the reader's reason, listing long column names, wraps.
+    wrong = ("a_long_column_name_without_any_space_" * 3 + ",amount\nx,1\n").encode()
+    await phone.set_input_files(
+        "#report-file", files=[{"name": "wrong.csv", "mimeType": "text/csv", "buffer": wrong}]
+    )
+    await expect(phone.locator("#detect-status")).to_contain_text("click id")
+    assert await page_width(phone) <= 390
     await phone.goto(result_url + "?kind=amount_mismatch")
     await expect(phone.locator("#items tbody tr")).to_have_count(1)
     assert await page_width(phone) <= 390
