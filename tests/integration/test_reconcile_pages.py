@@ -332,3 +332,18 @@ async def test_a_busy_server_refuses_the_form_before_the_upload(
     assert resp.status == 409
     assert "reconciliations are running in this server process" in await resp.text()
     assert uploads_left(config) == []
+
+
+async def test_items_are_paged_with_a_more_link(client: TestClient, make_endpoint: Any) -> None:
+    endpoint = await make_endpoint()
+    csrf = await sign_in(client)
+    report = csv_text("click_id", *[f"gone-{i:02}" for i in range(55)])
+    resp = await client.post("/reconcile", data=form(csrf, report, endpoint_id=endpoint["id"]))
+    first = await resp.text()
+    assert first.count('<tr class="item">') == 50
+    assert ">gone-00<" in first and ">gone-49<" in first and ">gone-50<" not in first
+    more = re.search(r'href="(\?kind=missing_postback&amp;cursor=[^"]+)" id="more-items"', first)
+    assert more
+    rest = await (await client.get(str(resp.url.path) + html.unescape(more.group(1)))).text()
+    assert rest.count('<tr class="item">') == 5 and ">gone-54<" in rest
+    assert 'id="more-items"' not in rest and "« First" in rest
