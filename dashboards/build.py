@@ -224,6 +224,47 @@ def build() -> dict[str, object]:
                 query(named(f"sum by (endpoint, event, currency) (increase({payout}[$__range]))")),
             ).override_by_name("Value", [model.DynamicConfigValue("displayName", "Revenue")])
         )
+        .with_row(dash.Row("Reconciliation"))
+        .with_panel(
+            table_of(
+                "Latest reconciliation by endpoint",
+                "Each endpoint's newest finished reconciliation of a network report "
+                "(the Reconcile page, or postback-monitor reconcile): the report's rows and "
+                "those whose click id was captured. A run over several endpoints shows "
+                "its counts under each.",
+                "short",
+                query(
+                    named(
+                        f"max by (endpoint, reconciliation) "
+                        f"(postback_monitor_reconciliation_report_rows{{{EP}}})"
+                    )
+                ),
+                query(
+                    named(
+                        f"max by (endpoint, reconciliation) "
+                        f"(postback_monitor_reconciliation_matched{{{EP}}})"
+                    ),
+                    ref="B",
+                ),
+            )
+            .override_by_name("Value #A", [model.DynamicConfigValue("displayName", "Report rows")])
+            .override_by_name("Value #B", [model.DynamicConfigValue("displayName", "Matched")])
+        )
+        .with_panel(
+            table_of(
+                "Discrepancies of the latest reconciliation",
+                "What that run found, by kind: missing_postback (in the report, never "
+                "captured), unexpected_postback, amount_mismatch, currency_mismatch, "
+                "duplicate_postback, unparsed_row.",
+                "short",
+                query(
+                    named(
+                        f"max by (endpoint, reconciliation, kind) "
+                        f"(postback_monitor_reconciliation_items{{{EP}}}) > 0"
+                    )
+                ),
+            ).override_by_name("Value", [model.DynamicConfigValue("displayName", "Items")])
+        )
         .with_row(dash.Row("Capture and writer"))
         .with_panel(
             series(

@@ -213,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from monitor import logs
 
-    logs.configure(config.log_format, config.log_level)
+    level = config.log_level
+    if args.run is not None and "log_level" not in explicit_settings(args):
+        # A command's output is its answer: the service's info lines (a run started,
+        # a pool opened) would only bury it. --log-level info brings them back.
+        level = "warning"
+    logs.configure(config.log_format, level)
     if args.run is None:
         return _serve(config, args.listen_fd)
     if args.run in DATABASE_COMMANDS:

@@ -13,7 +13,8 @@ unknown tokens and rejected requests; gauges of the writer's queue and spool are
 read each second and at scrape.
 
 The endpoint series (info with the name, creation time, expected interval) are
-read from the endpoint cache at scrape: ``metrics_endpoints``.
+read from the endpoint cache at scrape: ``metrics_endpoints``; the latest
+reconciliation of each endpoint, from a snapshot of its table: ``metrics_reconciliation``.
 
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
 a method class, a status class, a forward outcome; never request data, except two
@@ -41,6 +42,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
 
 from monitor.metrics_endpoints import EndpointCollector
+from monitor.metrics_reconciliation import ReconciliationCollector
 from monitor.model.hit import Hit
 
 log = structlog.get_logger(__name__)
@@ -181,9 +183,12 @@ class Metrics:
             ["endpoint", "event", "currency"],
             registry=r,
         )
-        # Not file-backed: read from the endpoint cache at scrape (metrics_endpoints).
+        # Not file-backed: read from the endpoint cache at scrape (metrics_endpoints),
+        # and from a snapshot of the reconciliations table (metrics_reconciliation).
         self.endpoint_series = EndpointCollector()
         r.register(self.endpoint_series)
+        self.reconciliation_series = ReconciliationCollector()
+        r.register(self.reconciliation_series)
         self.forwards = Counter(
             "postback_monitor_forwards",
             "Forwards of stored hits to their endpoint's target, by endpoint and outcome.",
@@ -299,7 +304,9 @@ class Metrics:
             return prometheus_client.generate_latest(self.registry)
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
-        registry.register(self.endpoint_series)  # this process's view of the table, once
+        # This process's view of the tables, once.
+        registry.register(self.endpoint_series)
+        registry.register(self.reconciliation_series)
         return prometheus_client.generate_latest(registry)
 
 

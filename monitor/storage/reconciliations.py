@@ -48,6 +48,15 @@ WHERE id = $1"""
 FAIL = """
 UPDATE reconciliations SET status = 'failed', finished_at = now(), error = $2
 WHERE id = $1 AND status = 'running'"""
+# Each existing endpoint's newest finished run (a run spans several endpoints):
+# what the reconciliation gauges show. Runs are few; this reads them all.
+LATEST_PER_ENDPOINT = """
+SELECT DISTINCT ON (e.id) e.id AS endpoint_id, r.id AS run_id, r.finished_at, r.summary
+FROM reconciliations r
+CROSS JOIN LATERAL unnest(r.endpoint_ids) AS u(id)
+JOIN endpoints e ON e.id = u.id
+WHERE r.status = 'done'
+ORDER BY e.id, r.finished_at DESC, r.id DESC"""
 PROGRESS = "UPDATE reconciliations SET rows_read = $2, bytes_read = $3 WHERE id = $1"
 LAYOUT = "UPDATE reconciliations SET layout = $2 WHERE id = $1"
 TIME_RANGE = "SELECT min(time), max(time) FROM reconciliation_rows WHERE run_id = $1"
@@ -118,6 +127,11 @@ class ReconciliationStore:
         )
         known = {r["id"] for r in found}
         return [i for i in endpoint_ids if i not in known]
+
+    async def latest_per_endpoint(self) -> list[asyncpg.Record]:
+        """(endpoint_id, run_id, finished_at, summary) of each endpoint's newest
+        finished run, endpoints without one left out."""
+        return list(await self.pool.fetch(LATEST_PER_ENDPOINT))
 
     async def get(self, run_id: int) -> dict[str, Any]:
         row = await self.pool.fetchrow(

@@ -19,12 +19,17 @@ from aiohttp import web
 
 from monitor.metrics import CONTENT_TYPE
 from monitor.metrics_endpoints import EndpointFacts
+from monitor.metrics_reconciliation import LatestRun
 from monitor.storage.endpoint_cache import EndpointCache
-from monitor.web.appkeys import CONFIG, ENDPOINT_CACHE, METRICS, POOL, WRITER
+from monitor.storage.reconciliations import ReconciliationStore
+from monitor.web.appkeys import CONFIG, ENDPOINT_CACHE, METRICS, POOL, RECONCILIATIONS, WRITER
 
 log = structlog.get_logger(__name__)
 
 GAUGE_REFRESH_S = 1.0
+# How often each process rereads the latest reconciliation of each endpoint (a run
+# may finish in another process); one small query.
+RECONCILIATION_REFRESH_S = 5.0
 QUERY_TIMEOUT_S = 10.0
 # The last hit time per endpoint since a restart is seeded from the table, so
 # "silent for 30 minutes" still holds across deploys. One index probe per endpoint.
@@ -89,6 +94,24 @@ def endpoint_facts(cache: EndpointCache, management_url: str) -> list[EndpointFa
     ]
 
 
+async def latest_runs(store: ReconciliationStore) -> list[LatestRun]:
+    return [
+        LatestRun(r["endpoint_id"], r["run_id"], r["finished_at"].timestamp(), r["summary"])
+        for r in await store.latest_per_endpoint()
+    ]
+
+
+async def _refresh_runs_forever(app: web.Application, snapshot: list[LatestRun]) -> None:
+    """Keep ``snapshot`` (what the reconciliation series show) current; a failed
+    read keeps the last one and is logged, never ends the loop."""
+    while True:
+        try:
+            snapshot[:] = await asyncio.wait_for(latest_runs(app[RECONCILIATIONS]), QUERY_TIMEOUT_S)
+        except Exception:  # an outage or a bad row: keep the last snapshot, try again
+            log.warning("metrics.reconciliations_unread", exc_info=True)
+        await asyncio.sleep(RECONCILIATION_REFRESH_S)
+
+
 async def _refresh_forever(app: web.Application) -> None:
     while True:
         refresh_gauges(app)
@@ -103,14 +126,21 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WRITER].spool_full_listeners.append(metrics.count_spool_refused)
     cache, management_url = app[ENDPOINT_CACHE], app[CONFIG].management_url
     metrics.endpoint_series.source = lambda: endpoint_facts(cache, management_url)
+    runs: list[LatestRun] = []
+    metrics.reconciliation_series.source = lambda: runs
     await seed_last_hits(app)
-    refresher = asyncio.create_task(_refresh_forever(app), name="metrics-gauges")
+    refreshers = [
+        asyncio.create_task(_refresh_forever(app), name="metrics-gauges"),
+        asyncio.create_task(_refresh_runs_forever(app, runs), name="metrics-reconciliations"),
+    ]
     try:
         yield
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        for refresher in refreshers:
+            refresher.cancel()
+        for refresher in refreshers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
         # Left registered: hits the writer commits while draining still count.
 
 

@@ -15,31 +15,12 @@ from aiohttp.test_utils import TestClient
 
 from monitor.config import Config
 from tests.conftest import AUTH, CaptureClient, capture_path
-
-URL = "/api/reconciliations"
-
-
-def upload(report: bytes | None, options: Any) -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    if report is not None:
-        form.add_field("report", report, filename="report.csv", content_type="text/csv")
-    if options is not None:
-        text = options if isinstance(options, str) else json.dumps(options)
-        form.add_field("options", text, content_type="application/json")
-    return form
-
-
-async def start(client: TestClient, report: bytes | None, options: Any) -> aiohttp.ClientResponse:
-    return await client.post(URL, data=upload(report, options), headers=AUTH)
+from tests.helpers.reconcile import URL, csv_text, start, upload
 
 
 async def error_of(resp: aiohttp.ClientResponse, status: int) -> dict[str, str]:
     assert resp.status == status, await resp.text()
     return (await resp.json())["error"]
-
-
-def csv_text(*rows: str) -> bytes:
-    return ("\n".join(rows) + "\n").encode()
 
 
 async def test_a_report_with_every_kind_through_the_api(

@@ -41,6 +41,8 @@ async def test_reconcile_prints_the_summary_and_writes_the_items(
     assert lines["report rows"] == "3" and lines["matched"] == "2"
     assert lines["missing postbacks"] == "1" and lines["amount mismatches"] == "1"
     assert "read 3 rows" in done.stderr and "\r" not in done.stderr  # no terminal: plain lines
+    # Only the progress on stderr: the service's info log lines stay out of a command.
+    assert "reconciliation.started" not in done.stderr, done.stderr
     assert report.read_text() == REPORT  # the user's file is kept
     items = list(csv.DictReader(io.StringIO(out.read_text())))
     assert sorted((i["kind"], i["click_id"]) for i in items) == [

@@ -22,10 +22,12 @@ import yaml
 from aiohttp.test_utils import TestClient
 
 from monitor.metrics import Metrics
+from monitor.web import metrics_route
 from monitor.web.appkeys import METRICS
 from tests.conftest import CaptureClient, capture_path
 from tests.helpers.metrics import parse, send_mix, value
 from tests.helpers.prometheus import Prometheus, instant
+from tests.helpers.reconcile import csv_text, start
 
 DASHBOARDS = Path(__file__).parents[2] / "dashboards"
 DASHBOARD_JSON = DASHBOARDS / "postback-monitor.json"
@@ -272,13 +274,23 @@ async def variable_values(
 
 
 async def test_every_query_returns_data_from_a_real_prometheus(
-    client: TestClient, capture: CaptureClient, make_endpoint: Any, prometheus: Prometheus
+    client: TestClient,
+    capture: CaptureClient,
+    make_endpoint: Any,
+    prometheus: Prometheus,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     endpoints = [
         await make_endpoint("Binom main", settings={"preset": "binom"}),
         await make_endpoint("flawed"),
         await make_endpoint("never hit"),  # the silence table and alert see it too
     ]
+    # A reconciliation of the first endpoint: one report row captured below, five
+    # never (the reconciliation panels and PostbackReconciliationMissing read it).
+    monkeypatch.setattr(metrics_route, "RECONCILIATION_REFRESH_S", 0.2)
+    report = csv_text("click_id,amount", "ok0,1.25", *(f"lost{n},1" for n in range(5)))
+    resp = await start(client, report, {"endpoint_ids": [endpoints[0]["id"]]})
+    assert resp.status == 201, await resp.text()
     # Counters live as long as the app: the endpoints' creation may have counted too.
     before = parse(await (await client.get("/metrics")).text())
     # Spread over several scrapes, so rates and quantiles have something to work on.
