@@ -19,6 +19,7 @@ from monitor.config import Config
 from monitor.storage.reconciliations import RunWriter
 from monitor.web.appkeys import POOL, RECONCILER
 from tests.conftest import CaptureClient, capture_path
+from tests.helpers.reconcile import csv_text
 from tests.helpers.signin import sign_in
 
 EVERFLOW = b"transaction_id,conversion_unix_timestamp,event_name,payout,currency_id,adv1\n"
@@ -38,10 +39,6 @@ def form(
         for v in value if isinstance(value, list) else [value]:
             data.add_field(name, str(v))
     return data
-
-
-def csv_text(*rows: str) -> bytes:
-    return ("\n".join(rows) + "\n").encode()
 
 
 def uploads_left(config: Config) -> list[str]:
