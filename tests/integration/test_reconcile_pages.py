@@ -28,16 +28,24 @@ EVERFLOW = b"transaction_id,conversion_unix_timestamp,event_name,payout,currency
 def form(
     csrf: str | None, report: bytes | None, filename: str = "report.csv", **fields: Any
 ) -> aiohttp.FormData:
-    """The upload form as a browser posts it: csrf first, then the file, then the rest
-    (``endpoint_id`` may be a list). No file chosen: an empty part named ""."""
+    """The upload form as a browser posts it, in the page's order: csrf, the choices
+    (``endpoint_id`` may be a list), the report and its columns (``column_*``,
+    ``detected_columns``). No file chosen: an empty part named ""."""
     data = aiohttp.FormData(default_to_multipart=True)
     if csrf is not None:
         data.add_field("csrf", csrf)
+    last = ("column_", "detected_")
+
+    def add(of_report: bool) -> None:
+        for name, value in fields.items():
+            if name.startswith(last) is of_report:
+                for v in value if isinstance(value, list) else [value]:
+                    data.add_field(name, str(v))
+
+    add(False)
     if report is not None:
         data.add_field("report", report, filename=filename, content_type="text/csv")
-    for name, value in fields.items():
-        for v in value if isinstance(value, list) else [value]:
-            data.add_field(name, str(v))
+    add(True)
     return data
 
 
@@ -152,9 +160,14 @@ async def test_a_report_over_the_cap_is_refused_in_the_form(
     csrf = await sign_in(small)
     await small.post("/endpoints", data={"csrf": csrf, "name": "x"})
     big = csv_text("click_id", *[f"click-{i}" for i in range(200)])
-    resp = await small.post("/reconcile", data=form(csrf, big, endpoint_id=1))
+    choices = {"endpoint_id": 1, "since": "2026-01-02T03:04:05", "amount_tolerance": "0.5"}
+    resp = await small.post("/reconcile", data=form(csrf, big, **choices))
     assert resp.status == 413
-    assert "report: at most 1000 bytes" in await resp.text()
+    page = await resp.text()
+    assert "report: at most 1000 bytes" in page and "Choose the file again" in page
+    # The rest of the body was never read, yet every choice before the report is kept.
+    assert re.search(r'value="1" checked', page)
+    assert 'value="2026-01-02T03:04:05"' in page and 'value="0.5"' in page
     assert uploads_left(config) == []
 
 

@@ -28,9 +28,11 @@ LOCAL_INPUT = """(offset) => {
 
 
 @pytest.fixture
-def server_config(server_config: Config) -> Config:
-    """A small cap on reports, so the page's warning about a large file shows."""
-    return server_config.replace(reconcile_max_bytes=4096)
+def server_config(server_config: Config, request: pytest.FixtureRequest) -> Config:
+    """A test may ask for a cap on reports (``indirect`` parametrization); the others
+    keep the default, which the screenshots show."""
+    cap = getattr(request, "param", None)
+    return server_config if cap is None else server_config.replace(reconcile_max_bytes=cap)
 
 
 def everflow_report() -> bytes:
@@ -73,13 +75,6 @@ async def test_a_report_is_reconciled_through_the_pages(
     await page.wait_for_url(f"**/reconcile?endpoint={endpoint_id}")
     await expect(page.locator(f'input[name=endpoint_id][value="{endpoint_id}"]')).to_be_checked()
     await expect(page.locator("#column-click_id")).to_have_value("")
-
-    # A file past the server's cap is refused in the page, before any upload.
-    await page.set_input_files(
-        "#report-file",
-        files=[{"name": "big.csv", "mimeType": "text/csv", "buffer": b"click_id\n" * 600}],
-    )
-    await expect(page.locator("#detect-status")).to_contain_text("larger than the server takes")
 
     # Choosing the file: the page reads its head and shows the mapping to confirm.
     await page.set_input_files(
@@ -168,3 +163,26 @@ async def test_a_report_is_reconciled_through_the_pages(
     await page.wait_for_url("**/reconcile?deleted=*")
     await expect(page.locator("#run-deleted")).to_be_visible()
     await expect(page.locator("#no-runs")).to_be_visible()
+
+
+@pytest.mark.parametrize("server_config", [4096], indirect=True)
+async def test_a_report_past_the_cap_is_refused_in_the_page_and_by_the_server(
+    server: Bases, page: Any
+) -> None:
+    expect = playwright_expect()
+    await sign_in(page, server.management, "/endpoints")
+    endpoint_id, _ = await make_endpoint(page, server.management)
+    await page.click("#reconcile-link")
+    await expect(page.locator("#report-choice label").first).to_contain_text("up to 4.0 KiB")
+    big = b"click_id\n" + b"c\n" * 3000
+    await page.set_input_files(
+        "#report-file", files=[{"name": "big.csv", "mimeType": "text/csv", "buffer": big}]
+    )
+    status = page.locator("#detect-status")
+    await expect(status).to_contain_text("larger than the server takes (4.0 KiB)")
+    # Not sent: the page stays, nothing was uploaded.
+    await page.click("#start-reconcile")
+    await expect(status).to_contain_text("larger than the server takes")
+    await expect(page.locator("#report-file")).to_be_focused()
+    assert page.url.endswith(f"/reconcile?endpoint={endpoint_id}")
+    await expect(page.locator("#reconcile-error")).to_have_count(0)

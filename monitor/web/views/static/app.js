@@ -196,7 +196,18 @@
       });
     }
     showLocal();
-    form.addEventListener("submit", function () {
+    function tooLarge(file) {
+      if (!file || file.size <= Number(form.dataset.maxBytes)) return false;
+      say("This file is larger than the server takes (" + form.dataset.maxSize +
+        "): export a shorter period.", "error-text");
+      return true;
+    }
+    form.addEventListener("submit", function (event) {
+      if (tooLarge(fileInput.files && fileInput.files[0])) {
+        event.preventDefault();  // the upload would only be refused at its end
+        fileInput.focus();
+        return;
+      }
       times.forEach(function (input) {
         if (input.value) input.value = localInputToUtc(input.value);
       });
@@ -238,11 +249,7 @@
       const file = fileInput.files && fileInput.files[0];
       const ask = ++asked;
       reset();
-      if (!file) return;
-      if (file.size > Number(form.dataset.maxBytes)) {
-        say("This file is larger than the server takes (" + form.dataset.maxSize + "): export a shorter period.", "error-text");
-        return;
-      }
+      if (!file || tooLarge(file)) return;
       say("Reading the columns of " + file.name + "…", "muted");
       fetch(form.dataset.detect, {
         method: "POST",
