@@ -70,7 +70,7 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await connect(pg_url)
     await conn.execute(
         "TRUNCATE endpoints, hits, click_keys, forward_outbox, forward_attempts, reconciliations,"
-        " reconciliation_items, reconciliation_rows RESTART IDENTITY"
+        " reconciliation_items, reconciliation_rows, share_links RESTART IDENTITY"
     )
     try:
         yield conn

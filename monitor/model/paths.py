@@ -8,3 +8,5 @@ from __future__ import annotations
 CAPTURE_PREFIX = "/p/"
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
+# A share link's read-only view of one endpoint (management listener, no sign-in).
+SHARE_PREFIX = "/s/"

@@ -33,6 +33,7 @@ from monitor.storage.migrate import migrate
 from monitor.storage.partitions import ensure_partitions
 from monitor.storage.reconciliations import ReconciliationStore
 from monitor.storage.retention import maintain_forever
+from monitor.storage.share_links import ShareLinkStore
 from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
 from monitor.web import health, metrics_route
@@ -41,6 +42,7 @@ from monitor.web.api import forwards as forward_api
 from monitor.web.api import reconciliations as reconciliation_api
 from monitor.web.api import replays as replay_api
 from monitor.web.api import routes as api
+from monitor.web.api import share_links as share_api
 from monitor.web.appkeys import (
     ADMIN_TOKEN,
     CONFIG,
@@ -57,6 +59,7 @@ from monitor.web.appkeys import (
     RECONCILER,
     RECONCILIATIONS,
     REPLAYS,
+    SHARE_LINKS,
     WRITER,
 )
 from monitor.web.auth import announce_admin_token, load_or_create_admin_token
@@ -101,6 +104,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     forward_api.add_routes(app)
     replay_api.add_routes(app)
     reconciliation_api.add_routes(app)
+    share_api.add_routes(app)
     api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
@@ -153,6 +157,7 @@ async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENDPOINTS] = store
     app[ENDPOINT_CACHE] = cache
     app[HITS] = HitStore(app[POOL])
+    app[SHARE_LINKS] = ShareLinkStore(app[POOL])
     listener = asyncio.create_task(cache.listen_forever(), name="endpoint-listener")
     try:
         yield

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from monitor.storage.endpoints import EndpointStore
     from monitor.storage.hits import HitStore
     from monitor.storage.reconciliations import ReconciliationStore
+    from monitor.storage.share_links import ShareLinkStore
     from monitor.storage.writer import HitWriter
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
@@ -42,3 +43,4 @@ REPLAYS: web.AppKey[ReplayJobs] = web.AppKey("replays")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RECONCILIATIONS: web.AppKey[ReconciliationStore] = web.AppKey("reconciliations")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
+SHARE_LINKS: web.AppKey[ShareLinkStore] = web.AppKey("share_links")

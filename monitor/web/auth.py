@@ -1,6 +1,7 @@
 """The admin token: where it comes from, and the middleware that demands it.
 
-Everything except health, metrics, sign-in and static files needs the token, as
+Everything except health, metrics, sign-in, static files and share links' read-only
+views (``/s/``, checked by ``views.shared``) needs the token, as
 ``Authorization: Bearer <token>``. Comparison is constant-time.
 
 Web pages also accept a session cookie, made at sign-in: a random id standing for a
@@ -28,7 +29,7 @@ from aiohttp import web
 from yarl import URL
 
 from monitor.model import ids
-from monitor.model.paths import CAPTURE_PREFIX, HEALTHZ, READYZ
+from monitor.model.paths import CAPTURE_PREFIX, HEALTHZ, READYZ, SHARE_PREFIX
 from monitor.web import sessions
 from monitor.web.appkeys import ADMIN_TOKEN, POOL
 from monitor.web.errors import Handler, Unauthorized
@@ -38,7 +39,8 @@ log = structlog.get_logger(__name__)
 
 TOKEN_FILE = "admin_token"
 # Capture has its own listener; a postback sent here by mistake gets 404, not 401.
-PUBLIC_PREFIXES = (CAPTURE_PREFIX, "/static/")
+# A share link's view is its own credential: its handlers check the token in the path.
+PUBLIC_PREFIXES = (CAPTURE_PREFIX, SHARE_PREFIX, "/static/")
 # Browsers ask for /favicon.ico on their own, signed in or not.
 PUBLIC_PATHS = frozenset({HEALTHZ, READYZ, "/metrics", "/login", "/favicon.ico"})
 SESSION_COOKIE = "pbm_session"

@@ -20,6 +20,7 @@ from monitor.web.api import (
     openapi_presets,
     openapi_reconciliations,
     openapi_replays,
+    openapi_share_links,
 )
 from monitor.web.api.openapi_parts import ERROR, json_body, ref
 from monitor.web.errors import BadRequest, Handler
@@ -32,6 +33,7 @@ RESOURCES = (
     openapi_forwards,
     openapi_replays,
     openapi_reconciliations,
+    openapi_share_links,
 )
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
@@ -78,6 +80,7 @@ TAGS = [
         "name": "reconciliations",
         "description": "A network's conversion report matched against captured hits",
     },
+    {"name": "share-links", "description": "Read-only, expiring links to one endpoint's hits"},
 ]
 
 

@@ -35,7 +35,7 @@ from monitor.web.auth import (
 from monitor.web.errors import ERROR_PAGE, BadRequest, DomainError
 from monitor.web.inputs import check_json, database_id, whole_number
 from monitor.web.views import hits as hit_views
-from monitor.web.views import present, reference, settings_form
+from monitor.web.views import present, reference, settings_form, share_card, shared
 from monitor.web.views import render as pages
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -69,6 +69,8 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/endpoints/{endpoint_id}/delete", delete_endpoint)
     app.router.add_post("/endpoints/{endpoint_id}/clear", clear_hits)
     hit_views.add_routes(app)
+    share_card.add_routes(app, settings_page)
+    shared.add_routes(app)
     reference.add_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
 
@@ -181,10 +183,11 @@ async def settings_page(
     form: dict[str, str] | None = None,
     status: int = 200,
     endpoint: Endpoint | None = None,
+    share: dict[str, str] | None = None,
 ) -> web.Response:
     """The form fields and the JSON editor, both from the stored endpoint; after a
     refused save, what the user posted (so nothing typed is lost) and the message
-    beside the field it names."""
+    beside the field it names. ``share``: a share link just made, or why not."""
     endpoint = endpoint or await request.app[ENDPOINTS].get(endpoint_id(request))
     values = {
         "name": endpoint.name,
@@ -208,6 +211,7 @@ async def settings_page(
         "saved": request.query.get("saved") == "1",
         "rotated": request.query.get("rotated") == "1",
         "cleared": database_id(request.query.get("cleared", "")),
+        "share": await share_card.card(request, endpoint, **(share or {})),
         "crumbs": [
             ("Endpoints", "/endpoints"),
             (endpoint.name, f"/endpoints/{endpoint.id}"),
