@@ -41,6 +41,7 @@ from monitor.web.api import forwards as forward_api
 from monitor.web.api import reconciliations as reconciliation_api
 from monitor.web.api import replays as replay_api
 from monitor.web.api import routes as api
+from monitor.web.api import tokens as token_api
 from monitor.web.appkeys import (
     ADMIN_TOKEN,
     CONFIG,
@@ -101,6 +102,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     forward_api.add_routes(app)
     replay_api.add_routes(app)
     reconciliation_api.add_routes(app)
+    token_api.add_routes(app)
     api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
