@@ -67,6 +67,7 @@ from monitor.web.views import reconciliations as reconciliation_views
 from monitor.web.views import replays as replay_views
 from monitor.web.views import site as views
 from monitor.web.views import tester as tester_views
+from monitor.web.views import tokens as token_views
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +110,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     replay_views.add_routes(app)
     reconcile_views.add_routes(app)
     reconciliation_views.add_routes(app)
+    token_views.add_routes(app)
     return app
 
 

@@ -68,7 +68,8 @@ async def reconcile_page(
     form: Mapping[str, Any] | None = None,
     status: int = 200,
 ) -> web.Response:
-    endpoints = await request.app[ENDPOINTS].list()
+    access = access_of(request)
+    endpoints = [e for e in await request.app[ENDPOINTS].list() if access.sees(e.id)]
     names = {e.id: e.name for e in endpoints}
     cursor = request.query.get("cursor") or None
     listed, next_cursor = await request.app[RECONCILIATIONS].runs(
