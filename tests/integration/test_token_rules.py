@@ -10,7 +10,6 @@ runs and replay jobs, so a DELETE by one does not change what the next one sees.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -22,11 +21,10 @@ from monitor.config import Config
 from monitor.server.app import create_app
 from monitor.web.access import API_RULES, PATH_FINDS, Find
 from monitor.web.scopes import SCOPES
-from tests.conftest import AUTH, CaptureClient, capture_path
-from tests.helpers.tokens import bearer, make_token
+from tests.conftest import CaptureClient
+from tests.helpers.tokens import bearer, make_token, world
 from tests.helpers.tracker import Tracker
 
-HIT_ID = "X-Postback-Monitor-Hit-Id"
 PARAM = re.compile(r"\{(\w+)\}")
 # A body that gets each write past its handler's checks where that is cheap, so most
 # allowed calls answer 2xx; the assertion only needs "not refused by the check".
@@ -75,43 +73,6 @@ def test_a_rule_finds_the_endpoint_its_path_names(key: tuple[str, str]) -> None:
     found = API_RULES[key].find
     assert found in ([*named, Find.ALL] if named else [Find.NONE, Find.LIST, Find.BODY, Find.ALL])
     assert API_RULES[key].scope in SCOPES
-
-
-@dataclass
-class World:
-    """Things of the endpoint a restricted token may see (mine) and of one it may not."""
-
-    mine: dict[str, str]
-    theirs: dict[str, str]
-
-
-async def one_side(
-    client: TestClient, capture: CaptureClient, db: asyncpg.Connection, tracker: Tracker
-) -> dict[str, str]:
-    settings = {"forward_url": tracker.url("/pb"), "forward_max_attempts": 1}
-    resp = await client.post(
-        "/api/endpoints", json={"name": "e", "settings": settings}, headers=AUTH
-    )
-    endpoint = await resp.json()
-    hit = (await capture.get(capture_path(endpoint) + "?click_id=c")).headers[HIT_ID]
-    run = await db.fetchval(
-        "INSERT INTO reconciliations (endpoint_ids, status) VALUES ($1, 'done') RETURNING id",
-        [endpoint["id"]],
-    )
-    resp = await client.post(f"/api/endpoints/{endpoint['id']}/replays", json={}, headers=AUTH)
-    assert resp.status == 202, await resp.text()
-    job = (await resp.json())["id"]
-    return {"endpoint_id": str(endpoint["id"]), "hit_id": hit, "run_id": str(run), "job_id": job}
-
-
-async def world(client: TestClient, capture: CaptureClient, db: Any, tracker: Tracker) -> World:
-    mine = await one_side(client, capture, db, tracker)
-    theirs = await one_side(client, capture, db, tracker)
-    other = await make_token(client, "read")
-    for side in (mine, theirs):
-        side["token_id"] = str(other["id"])
-        side["name"] = "docs.js"
-    return World(mine, theirs)
 
 
 # (token scope, restricted to "mine"?, the side the path names)
