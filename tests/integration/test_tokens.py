@@ -70,6 +70,7 @@ async def test_bad_token_fields_are_refused(client: TestClient) -> None:
         {"name": "x", "scope": "read", "endpoint_ids": "1"},
         {"name": "x", "scope": "read", "expires_at": past},
         {"name": "x", "scope": "read", "colour": "red"},
+        {"name": "x", "scope": "read", "endpoint_ids": [12345]},
     ):
         resp = await client.post("/api/tokens", json=body, headers=AUTH)
         assert resp.status == 400, body

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from monitor.web import api_tokens
 from monitor.web.api.routes import parse_time, read_json
-from monitor.web.appkeys import POOL
+from monitor.web.appkeys import ENDPOINTS, POOL
 from monitor.web.errors import BadRequest, NotFound
 from monitor.web.inputs import BIGINT_MAX, database_id
 from monitor.web.scopes import SCOPES
@@ -56,8 +56,21 @@ def token_fields(doc: Any) -> tuple[str, str, list[int] | None, datetime | None]
     return name.strip(), scope, ids, expires_at
 
 
+async def check_endpoints(request: web.Request, ids: list[int] | None) -> None:
+    """A token names endpoints that exist (a typo would otherwise give a token that
+    sees nothing, or one made later that happens to get the id)."""
+    if ids:
+        known = {e.id for e in await request.app[ENDPOINTS].list()}
+        unknown = [str(i) for i in ids if i not in known]
+        if unknown:
+            raise BadRequest(
+                "unknown_endpoints", f"endpoint_ids: no endpoint {', '.join(unknown)[:200]}"
+            )
+
+
 async def create_token(request: web.Request) -> web.Response:
     name, scope, ids, expires_at = token_fields(await read_json(request))
+    await check_endpoints(request, ids)
     token, secret = await api_tokens.create(request.app[POOL], name, scope, ids, expires_at)
     return web.json_response({**token.to_json(), "token": secret}, status=201)
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.web import api_tokens
-from monitor.web.api.tokens import token_fields, token_id
+from monitor.web.api.tokens import check_endpoints, token_fields, token_id
 from monitor.web.appkeys import ENDPOINTS, POOL
 from monitor.web.errors import BadRequest
 from monitor.web.inputs import database_id, whole_number
@@ -66,6 +66,7 @@ async def create_token(request: web.Request) -> web.Response:
             lifetime = timedelta(days=whole_number("expires in (days)", days, 1, MAX_DAYS))
             doc["expires_at"] = (datetime.now(UTC) + lifetime).isoformat()
         name, scope, endpoint_ids, expires_at = token_fields(doc)
+        await check_endpoints(request, endpoint_ids)
     except BadRequest as exc:
         return await tokens_page(request, error=exc.message, form=form, status=400)
     token, secret = await api_tokens.create(
