@@ -70,6 +70,7 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await connect(pg_url)
     await conn.execute(
         "TRUNCATE endpoints, hits, click_keys, forward_outbox, forward_attempts, reconciliations,"
+        " api_tokens, web_sessions,"
         " reconciliation_items, reconciliation_rows, share_links RESTART IDENTITY"
     )
     try:

@@ -43,6 +43,7 @@ from monitor.web.api import reconciliations as reconciliation_api
 from monitor.web.api import replays as replay_api
 from monitor.web.api import routes as api
 from monitor.web.api import share_links as share_api
+from monitor.web.api import tokens as token_api
 from monitor.web.appkeys import (
     ADMIN_TOKEN,
     CONFIG,
@@ -69,6 +70,7 @@ from monitor.web.views import reconciliations as reconciliation_views
 from monitor.web.views import replays as replay_views
 from monitor.web.views import site as views
 from monitor.web.views import tester as tester_views
+from monitor.web.views import tokens as token_views
 
 log = structlog.get_logger(__name__)
 
@@ -105,12 +107,14 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     replay_api.add_routes(app)
     reconciliation_api.add_routes(app)
     share_api.add_routes(app)
+    token_api.add_routes(app)
     api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
     replay_views.add_routes(app)
     reconcile_views.add_routes(app)
     reconciliation_views.add_routes(app)
+    token_views.add_routes(app)
     return app
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -142,15 +142,21 @@ class ReconciliationStore:
         return run_json(row)
 
     async def runs(
-        self, *, limit: int = DEFAULT_PAGE, cursor: str | None = None
+        self,
+        *,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+        within: Collection[int] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of runs, newest first, and the next page's cursor (or None)."""
+        """A page of runs, newest first, and the next page's cursor (or None); only
+        runs of endpoints ``within`` those given, unless None."""
         before = decode_cursor(cursor) if cursor is not None else None
         rows = await self.pool.fetch(
-            f"SELECT {RUN_COLUMNS} FROM reconciliations WHERE $1::bigint IS NULL OR id < $1 "
-            "ORDER BY id DESC LIMIT $2",
+            f"SELECT {RUN_COLUMNS} FROM reconciliations WHERE ($1::bigint IS NULL OR id < $1) "
+            "AND ($3::bigint[] IS NULL OR endpoint_ids <@ $3) ORDER BY id DESC LIMIT $2",
             before,
             limit + 1,
+            None if within is None else list(within),
         )
         next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
         return [run_json(r) for r in rows[:limit]], next_cursor

@@ -10,6 +10,11 @@ signing out, expiry and changing the admin token end a session at once in every
 process. The JSON API under ``/api/`` stays bearer-only. A page request without
 either is redirected to ``/login``. Every state-changing form carries a CSRF token
 bound to the session.
+
+Scoped API tokens (``api_tokens``, sql/007_tokens.sql) are accepted as bearer tokens
+and at sign-in; their requests go through the rule table (``access.check``): a scope
+too low is 403, an endpoint outside the token's list 404. A session remembers the
+token it was made with and has that token's rights, no more.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from yarl import URL
 
 from monitor.model import ids
 from monitor.model.paths import CAPTURE_PREFIX, HEALTHZ, READYZ, SHARE_PREFIX
-from monitor.web import sessions
+from monitor.web import access, api_tokens, sessions
 from monitor.web.appkeys import ADMIN_TOKEN, POOL
 from monitor.web.errors import Handler, Unauthorized
 from monitor.web.inputs import is_text
+from monitor.web.scopes import ACCESS, ADMIN, Access
 
 log = structlog.get_logger(__name__)
 
@@ -108,6 +114,7 @@ class Session:
     """A signed-in browser: its stored session, which its CSRF token is bound to."""
 
     id_hash: bytes
+    access: Access = ADMIN
 
     def csrf_token(self, admin_token: str) -> str:
         return _mac(admin_token, b"csrf." + self.id_hash)
@@ -129,9 +136,12 @@ def token_tag(admin_token: str) -> bytes:
     return _mac(admin_token, b"session tag").encode()
 
 
-async def start_session(pool: asyncpg.Pool, admin_token: str) -> str:
-    """A new session; returns the cookie value that stands for it."""
-    return await sessions.create(pool, token_tag(admin_token), SESSION_MAX_AGE_S)
+async def start_session(
+    pool: asyncpg.Pool, admin_token: str, api_token_id: int | None = None
+) -> str:
+    """A new session (of the scoped token ``api_token_id``, or of the admin token);
+    returns the cookie value that stands for it."""
+    return await sessions.create(pool, token_tag(admin_token), SESSION_MAX_AGE_S, api_token_id)
 
 
 async def current_session(pool: asyncpg.Pool, cookie: str, admin_token: str) -> Session | None:
@@ -140,7 +150,12 @@ async def current_session(pool: asyncpg.Pool, cookie: str, admin_token: str) -> 
     if not SESSION_ID.fullmatch(cookie):
         return None
     stored = await sessions.touch(pool, cookie, token_tag(admin_token))
-    return None if stored is None else Session(stored.id_hash)
+    if stored is None:
+        return None
+    if stored.api_token_id is None:
+        return Session(stored.id_hash)
+    token = await api_tokens.live(pool, stored.api_token_id)
+    return None if token is None else Session(stored.id_hash, token.access())
 
 
 async def end_session(pool: asyncpg.Pool, cookie: str | None) -> None:
@@ -186,12 +201,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     presented = bearer(request)
     if presented is not None and token_matches(presented, admin_token):
         request[SESSION] = None
+        request[ACCESS] = ADMIN
         return await handler(request)
+    if presented is not None and api_tokens.looks_like_token(presented):
+        token = await api_tokens.authenticate(request.app[POOL], presented)
+        if token is not None:
+            request[SESSION] = None
+            request[ACCESS] = token.access()
+            await access.check(request, request[ACCESS])
+            return await handler(request)
     if session_may_read(request):
         cookie = request.cookies.get(SESSION_COOKIE, "")
         session = await current_session(request.app[POOL], cookie, admin_token)
         if session is not None:
             request[SESSION] = session
+            request[ACCESS] = session.access
+            if session.access.token_id is not None:
+                await access.check(request, session.access)
             return await handler(request)
         if not request.path.startswith("/api/") or request.path == "/api/docs":
             raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe="/"))

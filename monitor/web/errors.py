@@ -34,6 +34,12 @@ class Unauthorized(DomainError):
     """The admin token or session is missing or wrong; raised by the web layer itself."""
 
 
+class Forbidden(DomainError):
+    """A scoped token (or its session) lacks what the route needs (``access``): 403."""
+
+    status = 403
+
+
 # The old name of InvalidInput, for the modules that still import it from here.
 BadRequest = InvalidInput
 

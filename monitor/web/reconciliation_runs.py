@@ -28,6 +28,7 @@ from monitor.web import streams
 from monitor.web.appkeys import CONFIG, RECONCILER, RECONCILIATIONS
 from monitor.web.errors import BadRequest, BodyTooLarge, NotFound
 from monitor.web.inputs import database_id
+from monitor.web.scopes import access_of
 
 UPLOAD_DIR = "reconciliations"
 CHUNK_BYTES = 256 * 1024
@@ -123,7 +124,10 @@ async def start_run(request: web.Request, upload: Upload, options: RunOptions) -
     (InvalidInput) and the file deleted."""
     store, reconciler = request.app[RECONCILIATIONS], request.app[RECONCILER]
     try:
+        # An endpoint the caller's token may not see is as unknown as one that is gone.
         unknown = await store.unknown_endpoints(options.endpoint_ids)
+        access = access_of(request)
+        unknown += [i for i in options.endpoint_ids if not access.sees(i) and i not in unknown]
         if unknown:
             raise BadRequest(
                 "unknown_endpoints", f"endpoint_ids: no endpoint {', '.join(map(str, unknown))}"

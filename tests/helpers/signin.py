@@ -15,14 +15,17 @@ def csrf_of(page: str) -> str:
     return match.group(1)
 
 
-async def sign_in(client: TestClient, next_path: str = "/endpoints") -> str:
-    """Sign the client's cookie jar in; returns the session's CSRF token."""
+async def sign_in(
+    client: TestClient, next_path: str = "/endpoints", token: str = ADMIN_TOKEN
+) -> str:
+    """Sign the client's cookie jar in (with the admin token, or a scoped API token);
+    returns the session's CSRF token."""
     page = await (await client.get("/login")).text()
     nonce = re.search(r'name="nonce" value="([^"]+)"', page)
     assert nonce
     resp = await client.post(
         "/login",
-        data={"token": ADMIN_TOKEN, "nonce": nonce.group(1), "next": next_path},
+        data={"token": token, "nonce": nonce.group(1), "next": next_path},
         allow_redirects=False,
     )
     assert resp.status == 303, await resp.text()

@@ -21,6 +21,7 @@ from monitor.web.api import (
     openapi_reconciliations,
     openapi_replays,
     openapi_share_links,
+    openapi_tokens,
 )
 from monitor.web.api.openapi_parts import ERROR, json_body, ref
 from monitor.web.errors import BadRequest, Handler
@@ -34,6 +35,7 @@ RESOURCES = (
     openapi_replays,
     openapi_reconciliations,
     openapi_share_links,
+    openapi_tokens,
 )
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
@@ -59,6 +61,8 @@ def with_malformed_request_answers(paths: dict[str, Any]) -> dict[str, Any]:
                 bad = op["responses"].get("400", {"description": "Malformed HTTP request"})
                 bad = {**bad, "content": {**bad.get("content", {}), **PLAIN_TEXT}}
                 op = {**op, "responses": {**op["responses"], "400": bad}}
+                # A scoped token outside its scope (monitor.web.access).
+                op["responses"]["403"] = json_body(ref("Error"), "The token's scope is too low")
                 if "requestBody" in op:
                     too_large = json_body(ref("Error"), "Request body too large")
                     op["responses"]["413"] = too_large
@@ -81,6 +85,7 @@ TAGS = [
         "description": "A network's conversion report matched against captured hits",
     },
     {"name": "share-links", "description": "Read-only, expiring links to one endpoint's hits"},
+    {"name": "tokens", "description": "Scoped API tokens for a team: make, list, revoke"},
 ]
 
 

@@ -21,6 +21,7 @@ from monitor.web.api.routes import MAX_JSON_BODY_BYTES
 from monitor.web.appkeys import RECONCILER, RECONCILIATIONS
 from monitor.web.errors import BadRequest
 from monitor.web.inputs import check_json, whole_number
+from monitor.web.scopes import access_of
 
 POST_WAIT_S = 2.0
 
@@ -75,7 +76,9 @@ async def start_reconciliation(request: web.Request) -> web.Response:
 
 async def list_reconciliations(request: web.Request) -> web.Response:
     items, next_cursor = await request.app[RECONCILIATIONS].runs(
-        limit=page_limit(request), cursor=request.query.get("cursor")
+        limit=page_limit(request),
+        cursor=request.query.get("cursor"),
+        within=access_of(request).endpoint_ids,
     )
     return web.json_response({"items": items, "next_cursor": next_cursor})
 

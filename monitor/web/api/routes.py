@@ -20,6 +20,7 @@ from monitor.web.api import openapi
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, BodyTooLarge, NotFound
 from monitor.web.inputs import check_json, database_id, hit_id
+from monitor.web.scopes import access_of
 
 MAX_JSON_BODY_BYTES = 256 * 1024
 # The hit list's ``method`` filter: an HTTP method token (RFC 9110).
@@ -70,7 +71,8 @@ def base_url(request: web.Request) -> str:
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
-    endpoints = await request.app[ENDPOINTS].list()
+    access = access_of(request)
+    endpoints = [e for e in await request.app[ENDPOINTS].list() if access.sees(e.id)]
     return web.json_response({"items": [e.to_json(base_url(request)) for e in endpoints]})
 
 

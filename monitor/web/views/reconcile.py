@@ -34,6 +34,7 @@ from monitor.web.appkeys import CONFIG, ENDPOINTS, RECONCILER, RECONCILIATIONS
 from monitor.web.auth import csrf_ok
 from monitor.web.errors import BadRequest, DomainError, http_status
 from monitor.web.inputs import check_form, database_id
+from monitor.web.scopes import access_of
 from monitor.web.views import render as pages
 from monitor.web.views.hits import form_time
 from monitor.web.views.present import human_size
@@ -67,10 +68,13 @@ async def reconcile_page(
     form: Mapping[str, Any] | None = None,
     status: int = 200,
 ) -> web.Response:
-    endpoints = await request.app[ENDPOINTS].list()
+    access = access_of(request)
+    endpoints = [e for e in await request.app[ENDPOINTS].list() if access.sees(e.id)]
     names = {e.id: e.name for e in endpoints}
     cursor = request.query.get("cursor") or None
-    listed, next_cursor = await request.app[RECONCILIATIONS].runs(limit=RUNS_PAGE, cursor=cursor)
+    listed, next_cursor = await request.app[RECONCILIATIONS].runs(
+        limit=RUNS_PAGE, cursor=cursor, within=access_of(request).endpoint_ids
+    )
     if form is None:
         linked = database_id(request.query.get("endpoint", ""))
         form = {"endpoint_ids": [linked] if linked else [], "columns": {}}

@@ -15,6 +15,7 @@ from monitor.web.appkeys import ADMIN_TOKEN, CONFIG
 from monitor.web.auth import SESSION, csrf_ok
 from monitor.web.errors import BadRequest
 from monitor.web.inputs import check_form
+from monitor.web.scopes import access_of
 from monitor.web.views import present
 
 MAX_FORM_BYTES = 256 * 1024
@@ -42,9 +43,14 @@ def render(
     request: web.Request, template: str, context: dict[str, Any], status: int = 200
 ) -> web.Response:
     session = request.get(SESSION)
+    access = access_of(request)
     context = {
         "csrf": session.csrf_token(request.app[ADMIN_TOKEN]) if session else "",
         "signed_in": SESSION in request,
+        # What the page offers follows the caller's token; access.check refuses the rest.
+        "may_write": access.has("write"),
+        "may_admin": access.has("admin") and access.endpoint_ids is None,
+        "may_create": access.has("write") and access.endpoint_ids is None,
         "static": lambda name: request.app.router["static"].url_for(filename=name),
         **context,
     }

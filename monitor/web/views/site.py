@@ -21,7 +21,7 @@ from aiohttp import web
 from monitor.rules.endpoint_fields import validate_fields
 from monitor.rules.presets import PRESETS
 from monitor.storage.endpoints import Endpoint
-from monitor.web import live
+from monitor.web import api_tokens, live
 from monitor.web.api.routes import endpoint_id
 from monitor.web.appkeys import ADMIN_TOKEN, CONFIG, ENDPOINTS, HITS, POOL
 from monitor.web.auth import (
@@ -34,6 +34,7 @@ from monitor.web.auth import (
 )
 from monitor.web.errors import ERROR_PAGE, BadRequest, DomainError
 from monitor.web.inputs import check_json, database_id, whole_number
+from monitor.web.scopes import access_of
 from monitor.web.views import hits as hit_views
 from monitor.web.views import present, reference, settings_form, share_card, shared
 from monitor.web.views import render as pages
@@ -112,10 +113,17 @@ async def login(request: web.Request) -> web.Response:
     if not nonce or not secrets.compare_digest(form.get("nonce", "").encode(), nonce.encode()):
         return await login_page(request, "The sign-in form expired: try again.", 400)
     token = form.get("token", "").strip()
+    scoped = None
     if not token_matches(token, request.app[ADMIN_TOKEN]):
-        return await login_page(request, "That is not the admin token.", 401)
+        if api_tokens.looks_like_token(token):
+            scoped = await api_tokens.authenticate(request.app[POOL], token)
+        if scoped is None:
+            return await login_page(
+                request, "That is not the admin token or a live API token.", 401
+            )
     response = web.HTTPSeeOther(safe_next(form.get("next")))
-    cookie = await start_session(request.app[POOL], request.app[ADMIN_TOKEN])
+    pool, admin_token = request.app[POOL], request.app[ADMIN_TOKEN]
+    cookie = await start_session(pool, admin_token, None if scoped is None else scoped.id)
     response.set_cookie(
         SESSION_COOKIE, cookie, max_age=SESSION_MAX_AGE_S,
         httponly=True, samesite="Lax", path="/", secure=is_https(request),
@@ -139,7 +147,8 @@ def is_https(request: web.Request) -> bool:
 async def endpoints_page(
     request: web.Request, error: str = "", form: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:
-    endpoints = await request.app[ENDPOINTS].list()
+    access = access_of(request)
+    endpoints = [e for e in await request.app[ENDPOINTS].list() if access.sees(e.id)]
     summaries = await request.app[HITS].summaries([e.id for e in endpoints])
     base = request.app[CONFIG].base_url
     rows = [
