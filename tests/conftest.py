@@ -22,6 +22,7 @@ from monitor.storage.db import connect
 from tests.helpers.auth import ADMIN_TOKEN, AUTH
 from tests.helpers.pg import ScratchDatabase
 from tests.helpers.server import ServerProcess
+from tests.helpers.smtp import SmtpServer
 from tests.helpers.tracker import Tracker
 
 __all__ = ["ADMIN_TOKEN", "AUTH", "CaptureClient", "capture_path", "open_capture"]
@@ -70,7 +71,7 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await connect(pg_url)
     await conn.execute(
         "TRUNCATE endpoints, hits, click_keys, forward_outbox, forward_attempts, reconciliations,"
-        " reconciliation_items, reconciliation_rows RESTART IDENTITY"
+        " reconciliation_items, reconciliation_rows, channels, channel_deliveries RESTART IDENTITY"
     )
     try:
         yield conn
@@ -182,3 +183,13 @@ def capture_path(endpoint: dict[str, Any]) -> str:
 def pytest_report_header() -> str:
     where = os.environ.get("DATABASE_URL") or "embedded PostgreSQL (no DATABASE_URL)"
     return f"postback-monitor tests against: {where}"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd), standing in for the mail relay."""
+    server = SmtpServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -22,9 +22,11 @@ from monitor.forwarding.outbound import OutboundClient
 from monitor.forwarding.replays import ReplayJobs
 from monitor.metrics import Metrics
 from monitor.model.paths import HEALTHZ, READYZ
+from monitor.notifying.notifier import Notifier
 from monitor.ratelimit import RateLimiter
 from monitor.reconciling.runner import Reconciler
 from monitor.rules.report import open_report
+from monitor.storage.channels import ChannelStore
 from monitor.storage.db import connect, create_pool, database
 from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.endpoints import EndpointStore
@@ -36,6 +38,7 @@ from monitor.storage.retention import maintain_forever
 from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
 from monitor.web import health, metrics_route
+from monitor.web.api import channels as channel_api
 from monitor.web.api import docs as api_docs
 from monitor.web.api import forwards as forward_api
 from monitor.web.api import reconciliations as reconciliation_api
@@ -43,6 +46,7 @@ from monitor.web.api import replays as replay_api
 from monitor.web.api import routes as api
 from monitor.web.appkeys import (
     ADMIN_TOKEN,
+    CHANNELS,
     CONFIG,
     DATABASE_KEEPER,
     DATABASE_URL,
@@ -51,6 +55,7 @@ from monitor.web.appkeys import (
     FORWARDER,
     HITS,
     METRICS,
+    NOTIFIER,
     OUTBOUND,
     POOL,
     RATE_LIMITER,
@@ -61,6 +66,7 @@ from monitor.web.appkeys import (
 )
 from monitor.web.auth import announce_admin_token, load_or_create_admin_token
 from monitor.web.middleware import service_middleware
+from monitor.web.views import channels as channel_views
 from monitor.web.views import reconcile as reconcile_views
 from monitor.web.views import reconciliations as reconciliation_views
 from monitor.web.views import replays as replay_views
@@ -91,6 +97,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
             endpoints_ctx,
             reconciler_ctx,
             forwarder_ctx,
+            notifier_ctx,
             writer_ctx,
         ]
     )
@@ -101,12 +108,14 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     forward_api.add_routes(app)
     replay_api.add_routes(app)
     reconciliation_api.add_routes(app)
+    channel_api.add_routes(app)
     api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
     replay_views.add_routes(app)
     reconcile_views.add_routes(app)
     reconciliation_views.add_routes(app)
+    channel_views.add_routes(app)
     return app
 
 
@@ -209,6 +218,15 @@ async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
         await forwarder.close()
         await client.close()
         log.info("forwarder.stopped")
+
+
+async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Channels and the notifier; it sends through the forwarder's outbound client
+    (the same guard and limits), so it is set up after it and torn down before it."""
+    store = ChannelStore(app[POOL])
+    app[CHANNELS] = store
+    app[NOTIFIER] = Notifier(store, app[OUTBOUND], app[METRICS])
+    yield
 
 
 async def writer_ctx(app: web.Application) -> AsyncIterator[None]:

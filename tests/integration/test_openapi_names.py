@@ -13,6 +13,7 @@ from tests.conftest import AUTH
 
 RESOURCE_TAGS = {
     "endpoints", "hits", "presets", "forwards", "export", "tester", "replays", "reconciliations",
+    "channels",
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.web.api import (
+    openapi_channels,
     openapi_endpoints,
     openapi_forwards,
     openapi_hits,
@@ -32,6 +33,7 @@ RESOURCES = (
     openapi_forwards,
     openapi_replays,
     openapi_reconciliations,
+    openapi_channels,
 )
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
@@ -77,6 +79,11 @@ TAGS = [
     {
         "name": "reconciliations",
         "description": "A network's conversion report matched against captured hits",
+    },
+    {
+        "name": "channels",
+        "description": "Notification channels (webhook, Slack, Telegram, Discord, e-mail), "
+        "their test notification and delivery log",
     },
 ]
 
