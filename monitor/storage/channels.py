@@ -40,6 +40,13 @@ SELECT_DELIVERIES = f"""
 SELECT {DELIVERY_COLUMNS} FROM channel_deliveries WHERE channel_id = $1
     AND ($2::bigint IS NULL OR id < $2)
 ORDER BY id DESC LIMIT $3"""
+# The log keeps each channel's newest KEEP_DELIVERIES attempts: enough to see what
+# went wrong lately, bounded however long a far end keeps failing.
+KEEP_DELIVERIES = 1000
+PRUNE_DELIVERIES = """
+DELETE FROM channel_deliveries WHERE channel_id = $1 AND id <= (
+    SELECT id FROM channel_deliveries WHERE channel_id = $1
+    ORDER BY id DESC OFFSET $2 LIMIT 1)"""
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 
@@ -149,13 +156,19 @@ class ChannelStore:
         if await self.pool.fetchval(DELETE, channel_id) is None:
             raise _not_found(channel_id)
 
-    async def log_delivery(self, channel_id: int, delivery: Delivery) -> dict[str, Any] | None:
-        """The logged row as JSON; None when the channel was deleted meanwhile."""
-        row = await self.pool.fetchrow(
-            INSERT_DELIVERY, channel_id, delivery.message_id, delivery.summary,
-            delivery.attempt, delivery.started_at, delivery.ok, delivery.status,
-            delivery.error, delivery.latency_ms,
-        )  # fmt: skip
+    async def log_delivery(
+        self, channel_id: int, delivery: Delivery, keep: int = KEEP_DELIVERIES
+    ) -> dict[str, Any] | None:
+        """The logged row as JSON (the channel's log pruned to its newest ``keep``);
+        None when the channel was deleted meanwhile."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                INSERT_DELIVERY, channel_id, delivery.message_id, delivery.summary,
+                delivery.attempt, delivery.started_at, delivery.ok, delivery.status,
+                delivery.error, delivery.latency_ms,
+            )  # fmt: skip
+            if row is not None:
+                await conn.execute(PRUNE_DELIVERIES, channel_id, keep)
         return None if row is None else delivery_json(row)
 
     async def deliveries(

@@ -18,7 +18,7 @@ from monitor.config import Config
 from monitor.model.notification import Notification
 from monitor.notifying.notifier import Notifier
 from monitor.rules.channels import validate_new
-from monitor.storage.channels import Channel
+from monitor.storage.channels import Channel, Delivery
 from monitor.web.appkeys import CHANNELS, METRICS, OUTBOUND
 from tests.helpers.smtp import SmtpServer
 from tests.helpers.tracker import Tracker
@@ -256,3 +256,18 @@ async def test_a_deleted_channel_leaves_no_log_and_is_skipped(
     await client.app[CHANNELS].delete(ch.id)
     assert await notifier(client).send([ch.id], ALERT) == []
     assert tracker.requests == []
+
+
+async def test_the_log_keeps_each_channels_newest_attempts(
+    client: TestClient, tracker: Tracker
+) -> None:
+    store = client.app[CHANNELS]
+    ch = await channel(client, "discord", {"webhook_url": tracker.url("/d")})
+    other = await channel(client, "slack", {"webhook_url": tracker.url("/s")})
+    started = datetime.now(UTC)
+    for number in range(1, 6):
+        for target in (ch, other):
+            entry = Delivery("msg_x", "s", number, started, True, 200, None, 1.0)
+            assert await store.log_delivery(target.id, entry, keep=3) is not None
+    assert [d["attempt"] for d in await log_of(client, ch)] == [5, 4, 3]
+    assert [d["attempt"] for d in await log_of(client, other)] == [5, 4, 3]
