@@ -328,6 +328,20 @@ def build() -> dict[str, object]:
                 ),
             ).span(24)
         )
+        .with_row(dash.Row("Notifications"))
+        .with_panel(
+            series(
+                "Notification outcomes",
+                "Notifications sent to channels in the interval, by channel kind and "
+                "outcome (failed: after its last attempt).",
+                "short",
+                query(
+                    "sum by (kind, outcome) "
+                    f"(increase(postback_monitor_notifications_total{{{SEL}}}[{RATE}]))",
+                    "{{kind}} {{outcome}}",
+                ),
+            ).span(24)
+        )
     )
     doc = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     assert isinstance(doc, dict)

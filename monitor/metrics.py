@@ -17,7 +17,8 @@ read from the endpoint cache at scrape: ``metrics_endpoints``; the latest
 reconciliation of each endpoint, from a snapshot of its table: ``metrics_reconciliation``.
 
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
-a method class, a status class, a forward outcome; never request data, except two
+a method class, a status class, a forward outcome, a channel kind and a
+notification outcome; never request data, except two
 bounded, validated values on the payout counter: the currency (an ISO 4217 code or
 "none") and the event (see ``event_label``). With
 ``PROMETHEUS_MULTIPROC_DIR`` set (``serve --workers N``) values live in files there
@@ -44,6 +45,8 @@ from prometheus_client import values as prom_values
 from monitor.metrics_endpoints import EndpointCollector
 from monitor.metrics_reconciliation import ReconciliationCollector
 from monitor.model.hit import Hit
+from monitor.model.notification import CHANNEL_KINDS
+from monitor.model.notification import OUTCOMES as NOTIFICATION_OUTCOMES
 
 log = structlog.get_logger(__name__)
 
@@ -195,7 +198,17 @@ class Metrics:
             ["endpoint", "outcome"],
             registry=r,
         )
+        self.notifications = Counter(
+            "postback_monitor_notifications",
+            "Notifications sent to channels, by channel kind and outcome (delivered, or "
+            "failed after its last attempt).",
+            ["kind", "outcome"],
+            registry=r,
+        )
         # Series that exist from the start, so rates and alerts see zero, not nothing.
+        for kind in CHANNEL_KINDS:
+            for outcome in NOTIFICATION_OUTCOMES:
+                self.notifications.labels(kind, outcome)
         for status_class in ERROR_STATUS_CLASSES:
             self.capture_errors.labels(status_class)
         self.last_hit_s: dict[str, float] = {}
@@ -282,6 +295,12 @@ class Metrics:
         if outcome not in FORWARD_OUTCOMES:
             raise ValueError(f"unknown forward outcome {outcome!r}")
         self.forwards.labels(str(endpoint_id), outcome).inc()
+
+    def record_notification(self, kind: str, outcome: str) -> None:
+        """Count one notification's delivery to one channel, after its retries."""
+        if kind not in CHANNEL_KINDS or outcome not in NOTIFICATION_OUTCOMES:
+            raise ValueError(f"unknown notification kind or outcome {kind!r}, {outcome!r}")
+        self.notifications.labels(kind, outcome).inc()
 
     def record_capture(self, status: int, captured: bool, seconds: float) -> None:
         """One capture request answered: on the capture hot path, so no more than this."""

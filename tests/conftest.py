@@ -22,6 +22,7 @@ from monitor.storage.db import connect
 from tests.helpers.auth import ADMIN_TOKEN, AUTH
 from tests.helpers.pg import ScratchDatabase
 from tests.helpers.server import ServerProcess
+from tests.helpers.smtp import SmtpServer
 from tests.helpers.tracker import Tracker
 
 __all__ = ["ADMIN_TOKEN", "AUTH", "CaptureClient", "capture_path", "open_capture"]
@@ -70,7 +71,7 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await connect(pg_url)
     await conn.execute(
         "TRUNCATE endpoints, hits, click_keys, forward_outbox, forward_attempts, reconciliations,"
-        " api_tokens, web_sessions,"
+        " api_tokens, web_sessions, channels, channel_deliveries,"
         " reconciliation_items, reconciliation_rows, share_links RESTART IDENTITY"
     )
     try:
@@ -183,3 +184,13 @@ def capture_path(endpoint: dict[str, Any]) -> str:
 def pytest_report_header() -> str:
     where = os.environ.get("DATABASE_URL") or "embedded PostgreSQL (no DATABASE_URL)"
     return f"postback-monitor tests against: {where}"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd), standing in for the mail relay."""
+    server = SmtpServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -22,9 +22,11 @@ from monitor.forwarding.outbound import OutboundClient
 from monitor.forwarding.replays import ReplayJobs
 from monitor.metrics import Metrics
 from monitor.model.paths import HEALTHZ, READYZ
+from monitor.notifying.notifier import Notifier
 from monitor.ratelimit import RateLimiter
 from monitor.reconciling.runner import Reconciler
 from monitor.rules.report import open_report
+from monitor.storage.channels import ChannelStore
 from monitor.storage.db import connect, create_pool, database
 from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.endpoints import EndpointStore
@@ -37,6 +39,7 @@ from monitor.storage.share_links import ShareLinkStore
 from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
 from monitor.web import health, metrics_route
+from monitor.web.api import channels as channel_api
 from monitor.web.api import docs as api_docs
 from monitor.web.api import forwards as forward_api
 from monitor.web.api import reconciliations as reconciliation_api
@@ -46,6 +49,7 @@ from monitor.web.api import share_links as share_api
 from monitor.web.api import tokens as token_api
 from monitor.web.appkeys import (
     ADMIN_TOKEN,
+    CHANNELS,
     CONFIG,
     DATABASE_KEEPER,
     DATABASE_URL,
@@ -54,6 +58,7 @@ from monitor.web.appkeys import (
     FORWARDER,
     HITS,
     METRICS,
+    NOTIFIER,
     OUTBOUND,
     POOL,
     RATE_LIMITER,
@@ -65,6 +70,7 @@ from monitor.web.appkeys import (
 )
 from monitor.web.auth import announce_admin_token, load_or_create_admin_token
 from monitor.web.middleware import service_middleware
+from monitor.web.views import channels as channel_views
 from monitor.web.views import reconcile as reconcile_views
 from monitor.web.views import reconciliations as reconciliation_views
 from monitor.web.views import replays as replay_views
@@ -96,6 +102,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
             endpoints_ctx,
             reconciler_ctx,
             forwarder_ctx,
+            notifier_ctx,
             writer_ctx,
         ]
     )
@@ -108,6 +115,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     reconciliation_api.add_routes(app)
     share_api.add_routes(app)
     token_api.add_routes(app)
+    channel_api.add_routes(app)
     api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
@@ -115,6 +123,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     reconcile_views.add_routes(app)
     reconciliation_views.add_routes(app)
     token_views.add_routes(app)
+    channel_views.add_routes(app)
     return app
 
 
@@ -218,6 +227,15 @@ async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
         await forwarder.close()
         await client.close()
         log.info("forwarder.stopped")
+
+
+async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Channels and the notifier; it sends through the forwarder's outbound client
+    (the same guard and limits), so it is set up after it and torn down before it."""
+    store = ChannelStore(app[POOL])
+    app[CHANNELS] = store
+    app[NOTIFIER] = Notifier(store, app[OUTBOUND], app[METRICS])
+    yield
 
 
 async def writer_ctx(app: web.Application) -> AsyncIterator[None]:

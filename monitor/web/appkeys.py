@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from monitor.forwarding.outbound import OutboundClient
     from monitor.forwarding.replays import ReplayJobs
     from monitor.metrics import Metrics
+    from monitor.notifying.notifier import Notifier
     from monitor.ratelimit import RateLimiter
     from monitor.reconciling.runner import Reconciler
+    from monitor.storage.channels import ChannelStore
     from monitor.storage.embedded import KeepRunning
     from monitor.storage.endpoint_cache import EndpointCache
     from monitor.storage.endpoints import EndpointStore
@@ -44,3 +46,5 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RECONCILIATIONS: web.AppKey[ReconciliationStore] = web.AppKey("reconciliations")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
 SHARE_LINKS: web.AppKey[ShareLinkStore] = web.AppKey("share_links")
+CHANNELS: web.AppKey[ChannelStore] = web.AppKey("channels")
+NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")

@@ -71,11 +71,19 @@ async def one_side(
 
 async def world(client: TestClient, capture: CaptureClient, db: Any, tracker: Tracker) -> World:
     """Two endpoints (forwarding to ``tracker``), each with a hit, a run, a replay job
-    and a share link."""
+    and a share link; a token and a notification channel (to ``tracker``)."""
     mine = await one_side(client, capture, db, tracker)
     theirs = await one_side(client, capture, db, tracker)
     other = await make_token(client, "read")
+    resp = await client.post(
+        "/api/channels",
+        json={"name": "c", "kind": "webhook", "config": {"url": tracker.url("/alerts")}},
+        headers=AUTH,
+    )
+    assert resp.status == 201, await resp.text()
+    channel = await resp.json()
     for side in (mine, theirs):
         side["token_id"] = str(other["id"])
+        side["channel_id"] = str(channel["id"])
         side["name"] = "docs.js"
     return World(mine, theirs)

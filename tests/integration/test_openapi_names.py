@@ -15,6 +15,7 @@ RESOURCE_TAGS = {
     "endpoints", "hits", "presets", "forwards", "export", "tester", "replays", "reconciliations",
     "share-links",
     "tokens",
+    "channels",
 }  # fmt: skip
 
 

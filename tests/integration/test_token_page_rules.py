@@ -24,7 +24,7 @@ from tests.helpers.tracker import Tracker
 PARAM = re.compile(r"\{(\w+)\}")
 # Path parameters that name no endpoint's thing (a token on the admin-only tokens page).
 # Named beside an endpoint_id that the rules check, or not about an endpoint.
-NOT_ENDPOINT_THINGS = {"token_id", "link_id"}
+NOT_ENDPOINT_THINGS = {"token_id", "link_id", "channel_id"}
 
 
 @pytest.fixture

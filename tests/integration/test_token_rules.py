@@ -34,6 +34,13 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/endpoints/{endpoint_id}/replays"): {},
     ("POST", "/api/hits/{hit_id}/replay"): {},
     ("POST", "/api/tokens"): {"name": "t", "scope": "read"},
+    ("POST", "/api/channels"): {
+        "name": "c",
+        "kind": "slack",
+        "config": {"webhook_url": "https://hooks.slack.com/services/T/B/x"},
+    },
+    ("PATCH", "/api/channels/{channel_id}"): {"name": "renamed"},
+    ("POST", "/api/channels/{channel_id}/test"): {},
     ("POST", "/api/tester"): {},
 }
 

@@ -19,8 +19,10 @@ from tests.helpers.server import ServerProcess
 # only ever send traffic to this machine. tests/integration/test_tester.py
 # and test_forward.py cover them against local servers. Bulk replay stays in: it sends
 # only stored hits to a stored target, and the generated endpoints have no hits
-# (tests/integration/test_replays.py covers it against a local tracker).
-OUTBOUND = r"^/api/(tester|hits/\{hit_id\}/replay)$"
+# (tests/integration/test_replays.py covers it against a local tracker). A channel's
+# test notification goes to the stored channel's URL or SMTP host, which generated
+# channels could point anywhere: tests/integration/test_channels_*.py cover it.
+OUTBOUND = r"^/api/(tester|hits/\{hit_id\}/replay|channels/\{channel_id\}/test)$"
 schema = schemathesis.openapi.from_dict(openapi.document()).exclude(path_regex=OUTBOUND)
 
 
@@ -28,6 +30,8 @@ def test_outbound_operations_are_left_out() -> None:
     kept = {o.ok().path for o in schema.get_all_operations()}
     assert "/api/tester" not in kept
     assert "/api/hits/{hit_id}/replay" not in kept
+    assert "/api/channels/{channel_id}/test" not in kept
+    assert "/api/channels/{channel_id}/deliveries" in kept
     assert "/api/endpoints" in kept
 
 

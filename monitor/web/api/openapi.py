@@ -14,6 +14,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.web.api import (
+    openapi_channels,
     openapi_endpoints,
     openapi_forwards,
     openapi_hits,
@@ -36,6 +37,7 @@ RESOURCES = (
     openapi_reconciliations,
     openapi_share_links,
     openapi_tokens,
+    openapi_channels,
 )
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
@@ -86,6 +88,11 @@ TAGS = [
     },
     {"name": "share-links", "description": "Read-only, expiring links to one endpoint's hits"},
     {"name": "tokens", "description": "Scoped API tokens for a team: make, list, revoke"},
+    {
+        "name": "channels",
+        "description": "Notification channels (webhook, Slack, Telegram, Discord, e-mail), "
+        "their test notification and delivery log",
+    },
 ]
 
 
