@@ -235,18 +235,10 @@ class EndpointStore:
         hits (and the batches queued behind those), so it is held only while the
         few hits stored meanwhile and the rest of its rows are deleted.
         """
-        async with self.pool.acquire() as conn:
-            swept = await conn.execute(DELETE_HITS, endpoint_id)
-            async with conn.transaction():
-                if await conn.fetchval(DELETE, endpoint_id) is None:
-                    raise NotFound("endpoint_not_found", f"no endpoint with id {endpoint_id}")
-                status = await conn.execute(DELETE_HITS, endpoint_id)
-                for statement in DELETE_REST:
-                    await conn.execute(statement, endpoint_id)
-                await conn.execute(NOTIFY, str(endpoint_id))
+        deleted = await self._delete_hits(endpoint_id, DELETE, (NOTIFY, str(endpoint_id)))
         for listener in self.deleted:
             listener(endpoint_id)
-        return int(swept.split()[-1]) + int(status.split()[-1])
+        return deleted
 
     async def clear(self, endpoint_id: int) -> int:
         """Delete every hit of the endpoint, its duplicate ledger and forwarding rows,
@@ -255,13 +247,21 @@ class EndpointStore:
         As ``delete``: the bulk goes first without a lock, then the endpoint's row is
         locked against the writer while the hits stored meanwhile and the rest go, so a
         hit committed after the clear is whole (ledger key included)."""
+        return await self._delete_hits(
+            endpoint_id, LOCK_FOR_CLEAR, (NOTIFY_HITS, HITS_CHANNEL, str(endpoint_id))
+        )
+
+    async def _delete_hits(self, endpoint_id: int, lock: str, notify: tuple[str, ...]) -> int:
+        """What delete and clear share: sweep the hits without a lock, then in one
+        transaction run ``lock`` on the endpoint's row (NotFound when it returns
+        nothing), delete the hits stored meanwhile and the rest, and ``notify``."""
         async with self.pool.acquire() as conn:
             swept = await conn.execute(DELETE_HITS, endpoint_id)
             async with conn.transaction():
-                if await conn.fetchval(LOCK_FOR_CLEAR, endpoint_id) is None:
+                if await conn.fetchval(lock, endpoint_id) is None:
                     raise NotFound("endpoint_not_found", f"no endpoint with id {endpoint_id}")
                 status = await conn.execute(DELETE_HITS, endpoint_id)
                 for statement in DELETE_REST:
                     await conn.execute(statement, endpoint_id)
-                await conn.execute(NOTIFY_HITS, HITS_CHANNEL, str(endpoint_id))
+                await conn.execute(*notify)
         return int(swept.split()[-1]) + int(status.split()[-1])
