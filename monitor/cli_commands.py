@@ -43,7 +43,7 @@ async def cmd_migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 async def with_stores(config: Config, work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
-    from monitor.storage.db import connect, create_pool, database_url
+    from monitor.storage.db import close_pool, connect, create_pool, database_url
     from monitor.storage.endpoints import EndpointStore
     from monitor.storage.hits import HitStore
     from monitor.storage.migrate import migrate
@@ -61,7 +61,7 @@ async def with_stores(config: Config, work: Callable[[Any], Coroutine[Any, Any, 
             )
             return await work(stores)
         finally:
-            await pool.close()
+            await close_pool(pool)
 
 
 def _print_endpoint(endpoint: Any, config: Config) -> None:

@@ -25,6 +25,9 @@ from tests.helpers.server import ServerProcess
 from tests.helpers.smtp import SmtpServer
 from tests.helpers.tracker import Tracker
 
+# Keeps pytest-timeout's limit when its alarm reaches another thread (see the module).
+pytest_plugins = ["tests.helpers.watchdog"]
+
 __all__ = ["ADMIN_TOKEN", "AUTH", "CaptureClient", "capture_path", "open_capture"]
 
 

@@ -27,7 +27,7 @@ from monitor.ratelimit import RateLimiter
 from monitor.reconciling.runner import Reconciler
 from monitor.rules.report import open_report
 from monitor.storage.channels import ChannelStore
-from monitor.storage.db import connect, create_pool, database
+from monitor.storage.db import close_pool, connect, create_pool, database
 from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.endpoints import EndpointStore
 from monitor.storage.hits import HitStore
@@ -148,7 +148,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
             maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await maintenance
-            await app[POOL].close()
+            await close_pool(app[POOL])
 
 
 async def admin_token_ctx(app: web.Application) -> AsyncIterator[None]:
