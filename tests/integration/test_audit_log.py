@@ -87,6 +87,8 @@ async def test_the_settings_form_records_before_and_after_as_the_session(
     assert 'id="audit-link"' in page
     one = await (await client.get(f"/audit?endpoint_id={endpoint['id']}")).text()
     assert "endpoint.create" in one
+    settings = await (await client.get(f"/endpoints/{endpoint['id']}/settings")).text()
+    assert 'id="history"' in settings and "settings.required_params" in settings
 
 
 async def test_the_actor_is_the_token_or_the_session_that_acted(
@@ -226,6 +228,8 @@ async def test_only_unrestricted_admin_tokens_read_it(
     await sign_in(client, token=writer["token"])
     page = await (await client.get("/endpoints")).text()
     assert 'id="audit-link"' not in page
+    settings = await (await client.get(f"/endpoints/{endpoint['id']}/settings")).text()
+    assert "Recent changes" not in settings and 'id="audit"' not in settings
     admin = await make_token(client, "admin")
     assert (await client.get("/api/audit", headers=bearer(admin))).status == 200
 

@@ -129,3 +129,5 @@ async def test_each_action_leaves_its_entry(
     row = await db.fetchrow("SELECT * FROM audit_log ORDER BY id DESC LIMIT 1")
     assert row["action"] == ACTIONS[key] and row["actor"] == "admin token"
     assert row["target"], f"{method} {url}: an entry names what it acted on"
+    if "{endpoint_id}" in path or "{hit_id}" in path:
+        assert row["endpoint_id"] == int(names["endpoint_id"]), f"{method} {url}: its endpoint"

@@ -223,7 +223,8 @@ async def get_hit(request: web.Request) -> web.Response:
 
 async def delete_hit(request: web.Request) -> web.Response:
     """204; what else goes with the hit is in ``HitStore.delete``."""
-    await request.app[HITS].delete(hit_id(request))
+    endpoint = await request.app[HITS].delete(hit_id(request))
+    audit.note(request, endpoint_id=endpoint)
     return web.Response(status=204)
 
 

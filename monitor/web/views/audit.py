@@ -15,12 +15,15 @@ from aiohttp import web
 from monitor.storage.audit import DEFAULT_PAGE
 from monitor.web.appkeys import AUDIT
 from monitor.web.inputs import database_id
+from monitor.web.scopes import access_of
 from monitor.web.views import render as pages
 
 MAX_VALUE_CHARS = 80
 # A page may show at most this many changed keys of one entry (a created endpoint
 # with every setting filled); the API has the whole documents.
 MAX_CHANGES = 20
+# Entries an endpoint's settings page shows (the Audit page has the rest).
+RECENT = 5
 
 
 def add_routes(app: web.Application) -> None:
@@ -42,7 +45,7 @@ def flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def shown(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) and value else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
@@ -64,18 +67,34 @@ def changes(before: Any, after: Any) -> list[dict[str, str | None]]:
     return rows
 
 
-async def audit_page(request: web.Request) -> web.Response:
-    cursor = database_id(request.query.get("cursor", ""))
-    endpoint = database_id(request.query.get("endpoint_id", ""))
-    entries, next_id = await request.app[AUDIT].page(
-        limit=DEFAULT_PAGE, before_id=cursor, endpoint_id=endpoint
-    )
+def rows_of(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries as the page shows them: each with its changed keys (a few at most)."""
     rows = []
     for entry in entries:
         found = changes(entry["before"], entry["after"])
         rows.append(
             {"entry": entry, "changes": found[:MAX_CHANGES], "more": len(found) > MAX_CHANGES}
         )
+    return rows
+
+
+async def recent(request: web.Request, endpoint_id: int) -> list[dict[str, Any]]:
+    """An endpoint's last few entries for its settings page; none unless the caller
+    may read the audit log (an unrestricted admin), as the page rule says."""
+    access = access_of(request)
+    if not access.has("admin") or access.endpoint_ids is not None:
+        return []
+    entries, _ = await request.app[AUDIT].page(limit=RECENT, endpoint_id=endpoint_id)
+    return rows_of(entries)
+
+
+async def audit_page(request: web.Request) -> web.Response:
+    cursor = database_id(request.query.get("cursor", ""))
+    endpoint = database_id(request.query.get("endpoint_id", ""))
+    entries, next_id = await request.app[AUDIT].page(
+        limit=DEFAULT_PAGE, before_id=cursor, endpoint_id=endpoint
+    )
+    rows = rows_of(entries)
     scope = "" if endpoint is None else f"&endpoint_id={endpoint}"
     context = {
         "rows": rows,

@@ -35,6 +35,7 @@ from monitor.web.auth import (
 from monitor.web.errors import ERROR_PAGE, BadRequest, DomainError
 from monitor.web.inputs import check_json, database_id, whole_number
 from monitor.web.scopes import access_of
+from monitor.web.views import audit as audit_views
 from monitor.web.views import hits as hit_views
 from monitor.web.views import present, reference, settings_form, share_card, shared
 from monitor.web.views import render as pages
@@ -222,6 +223,7 @@ async def settings_page(
         "rotated": request.query.get("rotated") == "1",
         "cleared": database_id(request.query.get("cleared", "")),
         "share": await share_card.card(request, endpoint, **(share or {})),
+        "history": await audit_views.recent(request, endpoint.id),
         "crumbs": [
             ("Endpoints", "/endpoints"),
             (endpoint.name, f"/endpoints/{endpoint.id}"),
