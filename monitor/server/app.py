@@ -26,6 +26,7 @@ from monitor.notifying.notifier import Notifier
 from monitor.ratelimit import RateLimiter
 from monitor.reconciling.runner import Reconciler
 from monitor.rules.report import open_report
+from monitor.storage.audit import AuditStore
 from monitor.storage.channels import ChannelStore
 from monitor.storage.db import close_pool, connect, create_pool, database
 from monitor.storage.endpoint_cache import EndpointCache
@@ -39,6 +40,7 @@ from monitor.storage.share_links import ShareLinkStore
 from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
 from monitor.web import health, metrics_route
+from monitor.web.api import audit as audit_api
 from monitor.web.api import channels as channel_api
 from monitor.web.api import docs as api_docs
 from monitor.web.api import forwards as forward_api
@@ -49,6 +51,7 @@ from monitor.web.api import share_links as share_api
 from monitor.web.api import tokens as token_api
 from monitor.web.appkeys import (
     ADMIN_TOKEN,
+    AUDIT,
     CHANNELS,
     CONFIG,
     DATABASE_KEEPER,
@@ -70,6 +73,7 @@ from monitor.web.appkeys import (
 )
 from monitor.web.auth import announce_admin_token, load_or_create_admin_token
 from monitor.web.middleware import service_middleware
+from monitor.web.views import audit as audit_views
 from monitor.web.views import channels as channel_views
 from monitor.web.views import reconcile as reconcile_views
 from monitor.web.views import reconciliations as reconciliation_views
@@ -116,6 +120,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     share_api.add_routes(app)
     token_api.add_routes(app)
     channel_api.add_routes(app)
+    audit_api.add_routes(app)
     api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
@@ -124,6 +129,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     reconciliation_views.add_routes(app)
     token_views.add_routes(app)
     channel_views.add_routes(app)
+    audit_views.add_routes(app)
     return app
 
 
@@ -171,6 +177,7 @@ async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENDPOINT_CACHE] = cache
     app[HITS] = HitStore(app[POOL])
     app[SHARE_LINKS] = ShareLinkStore(app[POOL])
+    app[AUDIT] = AuditStore(app[POOL])
     listener = asyncio.create_task(cache.listen_forever(), name="endpoint-listener")
     try:
         yield

@@ -5,7 +5,9 @@ the server's ``--retention-days``, else forever. A daily partition is dropped
 once it is older than every endpoint's retention (one cheap DROP, no vacuum
 debt); endpoints that keep less than that have their older rows deleted in
 batches. The duplicate ledger forgets keys first seen before the same horizon,
-so duplicates are detected within the retention period.
+so duplicates are detected within the retention period. The audit log keeps
+entries for the server's ``--retention-days`` (an endpoint's own setting is about
+its hits, not about who changed it): one bounded DELETE an hour.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import structlog
 
 from monitor.model.errors import SettingsError
 from monitor.rules.endpoint_settings import compile_endpoint_settings
+from monitor.storage import audit
 from monitor.storage.partitions import EXISTING, PARTITION_LOCK_KEY, ensure_partitions
 
 log = structlog.get_logger(__name__)
@@ -44,6 +47,7 @@ class RetentionReport:
     dropped_partitions: list[str]
     deleted_hits: int
     deleted_keys: int
+    deleted_audit: int = 0
 
 
 def partition_day(name: str) -> date | None:
@@ -99,13 +103,18 @@ async def enforce(
         status = await conn.execute(DELETE_OLD_KEYS, endpoint_id, cutoff)
         deleted_keys += int(status.split()[-1])
 
-    report = RetentionReport(dropped, deleted_hits, deleted_keys)
-    if dropped or deleted_hits or deleted_keys:
+    deleted_audit = 0
+    if default_days is not None:
+        deleted_audit = await audit.delete_older_than(conn, now - timedelta(days=default_days))
+
+    report = RetentionReport(dropped, deleted_hits, deleted_keys, deleted_audit)
+    if dropped or deleted_hits or deleted_keys or deleted_audit:
         log.info(
             "retention.enforced",
             dropped_partitions=dropped,
             deleted_hits=deleted_hits,
             deleted_keys=deleted_keys,
+            deleted_audit=deleted_audit,
         )
     return report
 

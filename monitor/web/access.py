@@ -95,6 +95,7 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/tokens"): rule("admin", F.ALL),
     ("GET", "/api/tokens"): rule("admin", F.ALL),
     ("DELETE", "/api/tokens/{token_id}"): rule("admin", F.ALL),
+    ("GET", "/api/audit"): rule("admin", F.ALL),
 }
 
 
@@ -115,6 +116,7 @@ PAGE_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/tokens"): rule("admin", F.ALL),
     ("POST", "/tokens"): rule("admin", F.ALL),
     ("POST", "/tokens/{token_id}/revoke"): rule("admin", F.ALL),
+    ("GET", "/audit"): rule("admin", F.ALL),
 }
 PATH_FINDS = {"endpoint_id": F.ENDPOINT, "hit_id": F.HIT, "run_id": F.RUN, "job_id": F.JOB}
 

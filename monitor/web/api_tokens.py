@@ -81,7 +81,7 @@ class ApiToken:
 
     def access(self) -> Access:
         ids = None if self.endpoint_ids is None else frozenset(self.endpoint_ids)
-        return Access(self.scope, ids, self.id)
+        return Access(self.scope, ids, self.id, self.name)
 
     def to_json(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:

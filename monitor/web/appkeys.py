@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from monitor.notifying.notifier import Notifier
     from monitor.ratelimit import RateLimiter
     from monitor.reconciling.runner import Reconciler
+    from monitor.storage.audit import AuditStore
     from monitor.storage.channels import ChannelStore
     from monitor.storage.embedded import KeepRunning
     from monitor.storage.endpoint_cache import EndpointCache
@@ -48,3 +49,4 @@ RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
 SHARE_LINKS: web.AppKey[ShareLinkStore] = web.AppKey("share_links")
 CHANNELS: web.AppKey[ChannelStore] = web.AppKey("channels")
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
+AUDIT: web.AppKey[AuditStore] = web.AppKey("audit")

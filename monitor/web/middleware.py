@@ -1,4 +1,5 @@
-"""The app's one middleware: error handling, authentication and the query check.
+"""The app's one middleware: error handling, authentication, the query check and the
+audit log (an action's entry, once the handler has succeeded).
 
 aiohttp runs every handler through each registered middleware (and one of its own)
 on every request, a coroutine layer apiece; one middleware that calls the three
@@ -13,11 +14,13 @@ from functools import partial
 from aiohttp import web
 
 from monitor.web.api.openapi import unknown_query_middleware
+from monitor.web.audit import audit_middleware
 from monitor.web.auth import auth_middleware
 from monitor.web.errors import Handler, error_middleware
 
 
 @web.middleware
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    query_checked = partial(unknown_query_middleware, handler=handler)
+    recorded = partial(audit_middleware, handler=handler)
+    query_checked = partial(unknown_query_middleware, handler=recorded)
     return await error_middleware(request, partial(auth_middleware, handler=query_checked))

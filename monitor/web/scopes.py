@@ -23,6 +23,7 @@ class Access:
     scope: str
     endpoint_ids: frozenset[int] | None = None
     token_id: int | None = None  # None: the admin token itself
+    token_name: str | None = None  # the scoped token's name, for the audit log's "who"
 
     def has(self, needed: str) -> bool:
         return SCOPES.index(self.scope) >= SCOPES.index(needed)

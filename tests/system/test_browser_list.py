@@ -88,6 +88,7 @@ def every_page(base: str, endpoint: dict[str, Any], hits: dict[str, str]) -> dic
         "settings": f"{base}/endpoints/{ident}/settings",
         "forwards": f"{base}/hits/{hits['missing']}/forwards",
         "tester": f"{base}/tester",
+        "audit": f"{base}/audit",
         "reference": f"{base}/docs/rules",
         "not-found": f"{base}/no/such/page",
         "bad-filter": f"{base}/endpoints/{ident}?since=2026-13-45T99:00",

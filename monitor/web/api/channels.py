@@ -15,6 +15,7 @@ from aiohttp import web
 
 from monitor.rules.channels import validate_new
 from monitor.storage.channels import DEFAULT_PAGE, MAX_PAGE
+from monitor.web import audit
 from monitor.web.api.routes import read_json
 from monitor.web.appkeys import CHANNELS, CONFIG, NOTIFIER
 from monitor.web.errors import NotFound
@@ -46,6 +47,7 @@ async def list_channels(request: web.Request) -> web.Response:
 async def create_channel(request: web.Request) -> web.Response:
     fields = validate_new(await read_json(request))
     channel = await request.app[CHANNELS].create(fields)
+    audit.note(request, target=f"channel {channel.id}", after=channel.to_json())
     return web.json_response(with_secret(channel.to_json(), fields.new_secret), status=201)
 
 
@@ -56,14 +58,19 @@ async def get_channel(request: web.Request) -> web.Response:
 
 async def update_channel(request: web.Request) -> web.Response:
     """PATCH: ``name``, and the ``config`` keys given (null removes an optional one)."""
-    channel, secret = await request.app[CHANNELS].update(
-        channel_id(request), await read_json(request)
-    )
+    ident = channel_id(request)
+    doc = await read_json(request)
+    before = await request.app[CHANNELS].get(ident)
+    channel, secret = await request.app[CHANNELS].update(ident, doc)
+    audit.note(request, before=before.to_json(), after=channel.to_json())
     return web.json_response(with_secret(channel.to_json(), secret))
 
 
 async def delete_channel(request: web.Request) -> web.Response:
-    await request.app[CHANNELS].delete(channel_id(request))
+    ident = channel_id(request)
+    before = await request.app[CHANNELS].get(ident)
+    await request.app[CHANNELS].delete(ident)
+    audit.note(request, before=before.to_json())
     return web.Response(status=204)
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from monitor.forwarding import tester
 from monitor.rules import SettingsError
 from monitor.rules.forwards import FORWARD_MODES, ForwardRequest, build_request_to, check_url
+from monitor.web import audit
 from monitor.web.api import export
 from monitor.web.api.routes import read_json
 from monitor.web.appkeys import ENDPOINT_CACHE, FORWARDER, OUTBOUND
@@ -40,6 +41,7 @@ async def replay_request(
     if not isinstance(doc, dict) or set(doc) - {"url", "mode"}:
         raise BadRequest("invalid_body", "a JSON object with optional url and mode")
     hit = await request.app[FORWARDER].load_hit(ident)
+    audit.note(request, endpoint_id=hit["endpoint_id"])
     endpoint = await request.app[ENDPOINT_CACHE].lookup_id(hit["endpoint_id"])
     forward = None if endpoint is None else endpoint.compiled.forward
     mode = doc.get("mode", forward.mode if forward is not None else "template")

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.web.api import (
+    openapi_audit,
     openapi_channels,
     openapi_endpoints,
     openapi_forwards,
@@ -38,6 +39,7 @@ RESOURCES = (
     openapi_share_links,
     openapi_tokens,
     openapi_channels,
+    openapi_audit,
 )
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
@@ -93,6 +95,7 @@ TAGS = [
         "description": "Notification channels (webhook, Slack, Telegram, Discord, e-mail), "
         "their test notification and delivery log",
     },
+    {"name": "audit", "description": "The audit log: who changed what, when, before and after"},
 ]
 
 

@@ -16,6 +16,7 @@ from aiohttp import BodyPartReader, web
 
 from monitor.reconciling.options import RunOptions, parse_options
 from monitor.storage.reconciliations import DEFAULT_PAGE, MAX_PAGE
+from monitor.web import audit
 from monitor.web import reconciliation_runs as runs
 from monitor.web.api.routes import MAX_JSON_BODY_BYTES
 from monitor.web.appkeys import RECONCILER, RECONCILIATIONS
@@ -65,6 +66,7 @@ async def start_reconciliation(request: web.Request) -> web.Response:
     if upload is None:
         raise BadRequest("missing_report", "report: the file part is required")
     ident = await runs.start_run(request, upload, found[0])
+    audit.note_run(request, ident, found[0])
     await request.app[RECONCILER].wait(ident, POST_WAIT_S)
     run = await request.app[RECONCILIATIONS].get(ident)
     return web.json_response(

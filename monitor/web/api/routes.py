@@ -16,6 +16,7 @@ from monitor.rules.endpoint_fields import validate_fields
 from monitor.rules.judge import amount_and_currency
 from monitor.rules.presets import preset_list
 from monitor.storage.hits import DEFAULT_PAGE, MAX_METHOD_CHARS, MAX_SEARCH_CHARS, HitFilter
+from monitor.web import audit
 from monitor.web.api import openapi
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, BodyTooLarge, NotFound
@@ -79,6 +80,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
 async def create_endpoint(request: web.Request) -> web.Response:
     fields = validate_fields(await read_json(request), require_name=True)
     endpoint = await request.app[ENDPOINTS].create(fields)
+    audit.note_endpoint(request, after=endpoint)
     return web.json_response(endpoint.to_json(base_url(request)), status=201)
 
 
@@ -89,9 +91,11 @@ async def get_endpoint(request: web.Request) -> web.Response:
 
 async def update_endpoint(request: web.Request) -> web.Response:
     """PATCH: the fields given replace theirs; ``settings`` is a JSON Merge Patch (RFC 7396)."""
-    endpoint = await request.app[ENDPOINTS].update(
-        endpoint_id(request), await read_json(request), merge_settings=True
-    )
+    ident = endpoint_id(request)
+    doc = await read_json(request)
+    before = await request.app[ENDPOINTS].get(ident)
+    endpoint = await request.app[ENDPOINTS].update(ident, doc, merge_settings=True)
+    audit.note_endpoint(request, before, endpoint)
     return web.json_response(endpoint.to_json(base_url(request)))
 
 
@@ -102,7 +106,9 @@ async def rotate_token(request: web.Request) -> web.Response:
 
 async def delete_endpoint(request: web.Request) -> web.Response:
     ident = endpoint_id(request)
+    before = await request.app[ENDPOINTS].get(ident)
     hits_deleted = await request.app[ENDPOINTS].delete(ident)
+    audit.note_endpoint(request, before=before)
     return web.json_response({"deleted": True, "id": ident, "hits_deleted": hits_deleted})
 
 
@@ -217,7 +223,8 @@ async def get_hit(request: web.Request) -> web.Response:
 
 async def delete_hit(request: web.Request) -> web.Response:
     """204; what else goes with the hit is in ``HitStore.delete``."""
-    await request.app[HITS].delete(hit_id(request))
+    endpoint = await request.app[HITS].delete(hit_id(request))
+    audit.note(request, endpoint_id=endpoint)
     return web.Response(status=204)
 
 
@@ -225,6 +232,7 @@ async def clear_endpoint_hits(request: web.Request) -> web.Response:
     """Delete every hit of the endpoint (and its duplicate ledger); the endpoint stays."""
     ident = endpoint_id(request)
     deleted = await request.app[ENDPOINTS].clear(ident)
+    audit.note(request, after={"hits_deleted": deleted})
     return web.json_response({"endpoint_id": ident, "hits_deleted": deleted})
 
 

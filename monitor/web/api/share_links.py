@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from monitor.web import audit
 from monitor.web.api.routes import endpoint_id, read_json
 from monitor.web.appkeys import CONFIG, ENDPOINTS, SHARE_LINKS
 from monitor.web.errors import BadRequest, NotFound
@@ -36,6 +37,7 @@ async def create_share_link(request: web.Request) -> web.Response:
     if unknown:
         raise BadRequest("invalid_field", f"unknown field(s): {', '.join(k[:40] for k in unknown)}")
     link, token = await request.app[SHARE_LINKS].create(ident, expiry_at(body.get("expires_at")))
+    audit.note(request, target=f"share link {link.id}", after=link.to_json(datetime.now(UTC)))
     answer = {**link.to_json(datetime.now(UTC)), "url": share_url(request.app[CONFIG], token)}
     return web.json_response(answer, status=201)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.web import api_tokens
+from monitor.web import api_tokens, audit
 from monitor.web.api.routes import parse_time, read_json
 from monitor.web.appkeys import ENDPOINTS, POOL
 from monitor.web.errors import BadRequest, NotFound
@@ -72,6 +72,7 @@ async def create_token(request: web.Request) -> web.Response:
     name, scope, ids, expires_at = token_fields(await read_json(request))
     await check_endpoints(request, ids)
     token, secret = await api_tokens.create(request.app[POOL], name, scope, ids, expires_at)
+    audit.note(request, target=f"token {token.id}", after=token.to_json())
     return web.json_response({**token.to_json(), "token": secret}, status=201)
 
 

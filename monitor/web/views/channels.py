@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.rules.channels import KINDS, validate_new
+from monitor.web import audit
 from monitor.web.api.channels import channel_id, channels_link
 from monitor.web.appkeys import CHANNELS, NOTIFIER
 from monitor.web.errors import DomainError, http_status
@@ -104,6 +105,7 @@ async def create_channel(request: web.Request) -> web.Response:
         kept = {k: v for k, v in form.items() if k not in ("password", "bot_token", "secret")}
         return await channels_page(request, error=exc.message, form=kept, status=400)
     channel = await request.app[CHANNELS].create(fields)
+    audit.note(request, target=f"channel {channel.id}", after=channel.to_json())
     return await channels_page(
         request,
         notice=f"Channel {channel.name!r} added.",
@@ -132,5 +134,7 @@ async def delete_channel(request: web.Request) -> web.Response:
             request, error="Tick the box to confirm: the channel and its log are deleted.",
             status=400,
         )  # fmt: skip
+    before = await request.app[CHANNELS].get(ident)
     await request.app[CHANNELS].delete(ident)
+    audit.note(request, before=before.to_json())
     raise web.HTTPSeeOther(f"/channels?deleted={ident}")

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from monitor.storage.endpoints import Endpoint
 from monitor.storage.hits import HitFilter, decode_cursor, encode_cursor
-from monitor.web import streams
+from monitor.web import audit, streams
 from monitor.web.api.export import FORMATS, export_format, stream_export
 from monitor.web.api.routes import endpoint_id
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
@@ -283,5 +283,6 @@ async def delete_hit(request: web.Request) -> web.Response:
     hit = await request.app[HITS].get(ident)
     around = await request.app[HITS].neighbours(hit)
     endpoint_id = await request.app[HITS].delete(ident)
+    audit.note(request, endpoint_id=endpoint_id)
     after = around["older"] or around["newer"]
     raise web.HTTPSeeOther(f"/hits/{after}?deleted=1" if after else f"/endpoints/{endpoint_id}")

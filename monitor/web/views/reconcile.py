@@ -28,6 +28,7 @@ from monitor.reconciling.options import (
     parse_options,
 )
 from monitor.rules.report import open_report
+from monitor.web import audit
 from monitor.web import reconciliation_runs as runs
 from monitor.web.api.routes import read_body
 from monitor.web.appkeys import CONFIG, ENDPOINTS, RECONCILER, RECONCILIATIONS
@@ -189,6 +190,7 @@ async def start_reconciliation(request: web.Request) -> web.Response:
         ident = await runs.start_run(request, upload, options)
     except DomainError as exc:
         return await refused(request, exc, parts)
+    audit.note_run(request, ident, options)
     await request.app[RECONCILER].wait(ident, START_WAIT_S)
     raise web.HTTPSeeOther(f"/reconciliations/{ident}")
 

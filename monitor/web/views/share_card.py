@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.storage.endpoints import Endpoint
+from monitor.web import audit
 from monitor.web.api.routes import endpoint_id
 from monitor.web.api.share_links import link_id
 from monitor.web.appkeys import CONFIG, ENDPOINTS, SHARE_LINKS
@@ -56,11 +57,12 @@ async def create(settings_page: SettingsPage, request: web.Request) -> web.Respo
     endpoint = await request.app[ENDPOINTS].get(ident)
     try:
         days = whole_number("expires in (days)", form.get("days", ""), 1, MAX_EXPIRY.days)
-        _link, token = await request.app[SHARE_LINKS].create(ident, expiry_in_days(days))
+        link, token = await request.app[SHARE_LINKS].create(ident, expiry_in_days(days))
     except BadRequest as exc:
         return await settings_page(
             request, endpoint=endpoint, share={"error": exc.message}, status=400
         )
+    audit.note(request, target=f"share link {link.id}", after=link.to_json(datetime.now(UTC)))
     url = share_url(request.app[CONFIG], token)
     return await settings_page(request, endpoint=endpoint, share={"new_url": url})
 

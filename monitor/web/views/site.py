@@ -21,7 +21,7 @@ from aiohttp import web
 from monitor.rules.endpoint_fields import validate_fields
 from monitor.rules.presets import PRESETS
 from monitor.storage.endpoints import Endpoint
-from monitor.web import api_tokens, live
+from monitor.web import api_tokens, audit, live
 from monitor.web.api.routes import endpoint_id
 from monitor.web.appkeys import ADMIN_TOKEN, CONFIG, ENDPOINTS, HITS, POOL
 from monitor.web.auth import (
@@ -35,6 +35,7 @@ from monitor.web.auth import (
 from monitor.web.errors import ERROR_PAGE, BadRequest, DomainError
 from monitor.web.inputs import check_json, database_id, whole_number
 from monitor.web.scopes import access_of
+from monitor.web.views import audit as audit_views
 from monitor.web.views import hits as hit_views
 from monitor.web.views import present, reference, settings_form, share_card, shared
 from monitor.web.views import render as pages
@@ -183,6 +184,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     except DomainError as exc:
         return await endpoints_page(request, exc.message, form, status=400)
     endpoint = await request.app[ENDPOINTS].create(fields)
+    audit.note_endpoint(request, after=endpoint)
     raise web.HTTPSeeOther(f"/endpoints/{endpoint.id}?created=1")
 
 
@@ -221,6 +223,7 @@ async def settings_page(
         "rotated": request.query.get("rotated") == "1",
         "cleared": database_id(request.query.get("cleared", "")),
         "share": await share_card.card(request, endpoint, **(share or {})),
+        "history": await audit_views.recent(request, endpoint.id),
         "crumbs": [
             ("Endpoints", "/endpoints"),
             (endpoint.name, f"/endpoints/{endpoint.id}"),
@@ -236,6 +239,7 @@ async def update_settings(request: web.Request) -> web.Response:
     does; name, description and response change only when the form carries them."""
     ident = endpoint_id(request)
     form = await pages.read_form(request)
+    before = await request.app[ENDPOINTS].get(ident)
     try:
         if "settings" in form:
             try:
@@ -243,8 +247,7 @@ async def update_settings(request: web.Request) -> web.Response:
             except (ValueError, RecursionError) as exc:
                 raise BadRequest("invalid_settings", f"settings: not valid JSON ({exc})") from None
         else:
-            current = await request.app[ENDPOINTS].get(ident)
-            settings = settings_form.apply_form(current.settings, form)
+            settings = settings_form.apply_form(before.settings, form)
         check_json(settings, "settings")
         doc: dict[str, Any] = {"settings": settings}
         for key in ("name", "description"):
@@ -256,9 +259,10 @@ async def update_settings(request: web.Request) -> web.Response:
                 "body": form.get("response_body", ""),
                 "content_type": form.get("response_content_type", ""),
             }
-        await request.app[ENDPOINTS].update(ident, doc)
+        after = await request.app[ENDPOINTS].update(ident, doc)
     except BadRequest as exc:
         return await settings_page(request, exc.message, form, status=400)
+    audit.note_endpoint(request, before, after)
     raise web.HTTPSeeOther(f"/endpoints/{ident}/settings?saved=1")
 
 
@@ -281,7 +285,9 @@ async def delete_endpoint(request: web.Request) -> web.Response:
             request, "Tick the box to confirm: the endpoint and all its hits are deleted.",
             status=400,
         )  # fmt: skip
+    before = await request.app[ENDPOINTS].get(ident)
     await request.app[ENDPOINTS].delete(ident)
+    audit.note_endpoint(request, before=before)
     raise web.HTTPSeeOther("/endpoints")
 
 
@@ -295,4 +301,5 @@ async def clear_hits(request: web.Request) -> web.Response:
             status=400,
         )  # fmt: skip
     deleted = await request.app[ENDPOINTS].clear(ident)
+    audit.note(request, after={"hits_deleted": deleted})
     raise web.HTTPSeeOther(f"/endpoints/{ident}/settings?cleared={deleted}")

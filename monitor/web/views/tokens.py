@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.web import api_tokens
+from monitor.web import api_tokens, audit
 from monitor.web.api.tokens import check_endpoints, token_fields, token_id
 from monitor.web.appkeys import ENDPOINTS, POOL
 from monitor.web.errors import BadRequest
@@ -72,6 +72,7 @@ async def create_token(request: web.Request) -> web.Response:
     token, secret = await api_tokens.create(
         request.app[POOL], name, scope, endpoint_ids, expires_at
     )
+    audit.note(request, target=f"token {token.id}", after=token.to_json())
     return await tokens_page(request, made={"token": token, "secret": secret}, status=201)
 
 
