@@ -16,6 +16,7 @@ RESOURCE_TAGS = {
     "share-links",
     "tokens",
     "channels",
+    "alerts",
 }  # fmt: skip
 
 

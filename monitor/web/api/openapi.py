@@ -14,6 +14,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.web.api import (
+    openapi_alerts,
     openapi_channels,
     openapi_endpoints,
     openapi_forwards,
@@ -38,6 +39,7 @@ RESOURCES = (
     openapi_share_links,
     openapi_tokens,
     openapi_channels,
+    openapi_alerts,
 )
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
@@ -93,6 +95,7 @@ TAGS = [
         "description": "Notification channels (webhook, Slack, Telegram, Discord, e-mail), "
         "their test notification and delivery log",
     },
+    {"name": "alerts", "description": "An endpoint's alerts: firing now and resolved"},
 ]
 
 

@@ -16,6 +16,7 @@ from monitor.rules.endpoint_fields import validate_fields
 from monitor.rules.judge import amount_and_currency
 from monitor.rules.presets import preset_list
 from monitor.storage.hits import DEFAULT_PAGE, MAX_METHOD_CHARS, MAX_SEARCH_CHARS, HitFilter
+from monitor.web.alert_channels import check_channels
 from monitor.web.api import openapi
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, BodyTooLarge, NotFound
@@ -78,6 +79,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
 
 async def create_endpoint(request: web.Request) -> web.Response:
     fields = validate_fields(await read_json(request), require_name=True)
+    await check_channels(request.app, fields.settings)
     endpoint = await request.app[ENDPOINTS].create(fields)
     return web.json_response(endpoint.to_json(base_url(request)), status=201)
 
@@ -89,9 +91,10 @@ async def get_endpoint(request: web.Request) -> web.Response:
 
 async def update_endpoint(request: web.Request) -> web.Response:
     """PATCH: the fields given replace theirs; ``settings`` is a JSON Merge Patch (RFC 7396)."""
-    endpoint = await request.app[ENDPOINTS].update(
-        endpoint_id(request), await read_json(request), merge_settings=True
-    )
+    body = await read_json(request)
+    if isinstance(body, dict):
+        await check_channels(request.app, body.get("settings"))
+    endpoint = await request.app[ENDPOINTS].update(endpoint_id(request), body, merge_settings=True)
     return web.json_response(endpoint.to_json(base_url(request)))
 
 
