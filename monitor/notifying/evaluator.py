@@ -67,6 +67,9 @@ class Evaluator:
         self.management_url = management_url
         self.interval_s = interval_s
         self.clock = clock
+        # Evaluations made (while holding the lock): how a test waits for "several
+        # more intervals" without guessing a sleep.
+        self.passes = 0
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[Any]] = set()
 
@@ -88,6 +91,7 @@ class Evaluator:
             try:
                 if await self.lock.hold():
                     await self.evaluate()
+                    self.passes += 1
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database may be restarting: next interval again

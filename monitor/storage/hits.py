@@ -62,12 +62,12 @@ CROSS JOIN LATERAL (
     SELECT count(*) AS hits, count(*) FILTER (WHERE flagged) AS flagged,
         count(*) FILTER (WHERE flags @> '[{"flag": "duplicate_click_id"}]') AS duplicates
     FROM hits WHERE endpoint_id = e.id
-        AND received_at > $3 - make_interval(secs => e.window_s)
+        AND received_at > $3::timestamptz - make_interval(secs => e.window_s)
 ) w
 CROSS JOIN LATERAL (
     SELECT count(*) AS given_up FROM forward_outbox
     WHERE endpoint_id = e.id AND state = 'failed'
-        AND updated_at > $3 - make_interval(secs => e.window_s)
+        AND updated_at > $3::timestamptz - make_interval(secs => e.window_s)
 ) g
 LEFT JOIN LATERAL (
     SELECT received_at FROM hits WHERE endpoint_id = e.id

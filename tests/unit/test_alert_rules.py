@@ -97,6 +97,7 @@ REMINDING = AlertSettings(silence_after_s=120, reminder_s=600)
 NEVER_HIT = Figures(created_at=ago(180))
 HIT_NOW = Figures(created_at=ago(900), last_hit_at=ago(5))
 OPEN = Firing(1, 7, "silence", ago(60), ago(60))
+NO = (None, None)
 OPEN_LONG = Firing(1, 7, "silence", ago(3600), ago(700))
 
 
@@ -137,7 +138,7 @@ OPEN_LONG = Firing(1, 7, "silence", ago(3600), ago(700))
             "resolve",
             "run 5 found 3",
         ),
-        ("missing_postbacks", AlertSettings(missing_postbacks_above=0), Figures(NOW), None, None, None),
+        ("missing_postbacks", AlertSettings(missing_postbacks_above=0), Figures(NOW), None, *NO),
     ],
 )
 def test_decision_table(
