@@ -153,7 +153,7 @@ class EvaluatorLock:
                 )
                 if self.held:
                     log.info("alerts.evaluator_active", pid=os.getpid())
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except Exception as exc:  # whatever broke, the connection is not to be trusted
             log.warning("alerts.lock_lost", error=str(exc), was_held=self.held)
             await self.close()
         return self.held

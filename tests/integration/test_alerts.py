@@ -258,3 +258,19 @@ async def test_unknown_channels_are_refused_at_save_and_tokens_see_only_their_en
     resp = await client.get(f"/api/endpoints/{theirs['id']}/alerts", headers=token)
     assert resp.status == 404
     assert (await client.get("/api/endpoints/9999/alerts", headers=AUTH)).status == 404
+
+
+async def test_a_lost_lock_connection_is_taken_again_without_crashing(
+    client: TestClient, make_endpoint: Any, tracker: Tracker, db: Any
+) -> None:
+    await eventually(lambda: client.app[EVALUATOR].lock.held)
+    killed = await db.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name LIKE 'postback-monitor alerts pid=%'"
+    )
+    assert killed == 1
+    channel = await webhook(client, tracker)
+    alerts = {"channel_ids": [channel], "silence_after_s": 1}
+    endpoint = await make_endpoint("after the loss", settings={"alerts": alerts})
+    await eventually(lambda: [m["endpoint_id"] for m in sent(tracker)] == [endpoint["id"]])
+    assert client.app[EVALUATOR].lock.held
