@@ -8,7 +8,7 @@ module), so a typo is a 400 at save time rather than an alert that reaches nobod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -27,9 +27,11 @@ def named_channel_ids(settings: Any) -> list[int]:
     return [i for i in ids if isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63]
 
 
-async def check_channels(app: web.Application, settings: Any) -> None:
-    """BadRequest naming the channel ids that do not exist."""
-    wanted = sorted(set(named_channel_ids(settings)))
+async def check_channels(app: web.Application, settings: Any, already: Iterable[int] = ()) -> None:
+    """BadRequest naming the channel ids that do not exist; ids in ``already`` (the
+    stored settings', on a page that saves the whole document back) pass unchecked,
+    so a channel deleted since does not block saving something else."""
+    wanted = sorted(set(named_channel_ids(settings)) - set(already))
     if not wanted:
         return
     found = {c.id for c in await app[CHANNELS].get_many(wanted)}
