@@ -174,6 +174,11 @@ class Config:
     forward_poll_s: float = _setting(
         1.0, "How often the forwarder looks for due forwards (its own are sent at once)."
     )
+    alert_interval_s: float = _setting(
+        15.0,
+        "How often the alert evaluator looks at every alerting endpoint. Every process "
+        "tries to become the evaluator this often; one holds the lock and evaluates.",
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 256:
@@ -241,6 +246,7 @@ class Config:
             "forward_backoff_s",
             "forward_backoff_max_s",
             "forward_poll_s",
+            "alert_interval_s",
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be above 0, got {getattr(self, name)}")

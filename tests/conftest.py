@@ -75,7 +75,8 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.execute(
         "TRUNCATE endpoints, hits, click_keys, forward_outbox, forward_attempts, reconciliations,"
         " api_tokens, web_sessions, channels, channel_deliveries,"
-        " reconciliation_items, reconciliation_rows, share_links, audit_log RESTART IDENTITY"
+        " reconciliation_items, reconciliation_rows, share_links, audit_log, alerts"
+        " RESTART IDENTITY"
     )
     try:
         yield conn

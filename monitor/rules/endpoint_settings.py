@@ -14,6 +14,7 @@ from typing import Any
 
 from monitor.rules import SETTINGS_KEYS as RULE_KEYS
 from monitor.rules import Rules, SettingsError, compile_settings
+from monitor.rules.alerts import AlertSettings, compile_alerts
 from monitor.rules.durations import parse_duration
 from monitor.rules.forwards import FORWARD_KEYS, ForwardSettings, compile_forward
 
@@ -25,7 +26,7 @@ DEFAULT_EXPECTED_INTERVAL_S = 30 * 60.0
 MIN_EXPECTED_INTERVAL_S = 60.0
 MAX_EXPECTED_INTERVAL_S = 3650 * 86400.0
 
-OPERATIONAL_KEYS = ("rate_limit_per_s", "retention_days", "expected_interval")
+OPERATIONAL_KEYS = ("rate_limit_per_s", "retention_days", "expected_interval", "alerts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ class EndpointSettings:
     # Seconds without a hit before the endpoint counts as silent; None = never
     # (the ``expected_interval`` setting "off"). Exported as a gauge the alert reads.
     expected_interval_s: float | None = DEFAULT_EXPECTED_INTERVAL_S
+    # The alerts the evaluator watches (monitor.rules.alerts); None = no alerts.
+    alerts: AlertSettings | None = None
 
 
 def compile_endpoint_settings(document: Any) -> EndpointSettings:
@@ -84,6 +87,10 @@ def compile_endpoint_settings(document: Any) -> EndpointSettings:
 
     expected_interval_s = _expected_interval(document.get("expected_interval"), normalized)
 
+    alerts, alerts_document = compile_alerts(document.get("alerts"))
+    if alerts_document is not None:
+        normalized["alerts"] = alerts_document
+
     forward, forward_document = compile_forward(document)
     normalized.update(forward_document)
 
@@ -94,6 +101,7 @@ def compile_endpoint_settings(document: Any) -> EndpointSettings:
         retention_days=retention,
         forward=forward,
         expected_interval_s=expected_interval_s,
+        alerts=alerts,
     )
 
 

@@ -22,10 +22,12 @@ from monitor.forwarding.outbound import OutboundClient
 from monitor.forwarding.replays import ReplayJobs
 from monitor.metrics import Metrics
 from monitor.model.paths import HEALTHZ, READYZ
+from monitor.notifying.evaluator import Evaluator
 from monitor.notifying.notifier import Notifier
 from monitor.ratelimit import RateLimiter
 from monitor.reconciling.runner import Reconciler
 from monitor.rules.report import open_report
+from monitor.storage.alerts import AlertStore, EvaluatorLock
 from monitor.storage.audit import AuditStore
 from monitor.storage.channels import ChannelStore
 from monitor.storage.db import close_pool, connect, create_pool, database
@@ -40,6 +42,7 @@ from monitor.storage.share_links import ShareLinkStore
 from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
 from monitor.web import health, metrics_route
+from monitor.web.api import alerts as alert_api
 from monitor.web.api import audit as audit_api
 from monitor.web.api import channels as channel_api
 from monitor.web.api import docs as api_docs
@@ -51,6 +54,7 @@ from monitor.web.api import share_links as share_api
 from monitor.web.api import tokens as token_api
 from monitor.web.appkeys import (
     ADMIN_TOKEN,
+    ALERTS,
     AUDIT,
     CHANNELS,
     CONFIG,
@@ -58,6 +62,7 @@ from monitor.web.appkeys import (
     DATABASE_URL,
     ENDPOINT_CACHE,
     ENDPOINTS,
+    EVALUATOR,
     FORWARDER,
     HITS,
     METRICS,
@@ -107,6 +112,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
             reconciler_ctx,
             forwarder_ctx,
             notifier_ctx,
+            evaluator_ctx,
             writer_ctx,
         ]
     )
@@ -121,6 +127,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     token_api.add_routes(app)
     channel_api.add_routes(app)
     audit_api.add_routes(app)
+    alert_api.add_routes(app)
     api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
@@ -243,6 +250,31 @@ async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CHANNELS] = store
     app[NOTIFIER] = Notifier(store, app[OUTBOUND], app[METRICS])
     yield
+
+
+async def evaluator_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The alert evaluator: every process runs its loop, the one holding the
+    deployment's advisory lock evaluates (``notifying.evaluator``). After the notifier
+    it sends through; stopped before it (teardown runs in reverse)."""
+    config = app[CONFIG]
+    store = AlertStore(app[POOL])
+    app[ALERTS] = store
+    evaluator = Evaluator(
+        lock=EvaluatorLock(app[DATABASE_URL]),
+        alerts=store,
+        hits=app[HITS],
+        runs=app[RECONCILIATIONS],
+        endpoints=app[ENDPOINT_CACHE].endpoints,
+        notifier=app[NOTIFIER],
+        management_url=config.management_url,
+        interval_s=config.alert_interval_s,
+    )
+    app[EVALUATOR] = evaluator
+    evaluator.start()
+    try:
+        yield
+    finally:
+        await evaluator.close()
 
 
 async def writer_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -51,6 +51,29 @@ LEFT JOIN LATERAL (
     ORDER BY received_at DESC, id DESC LIMIT 1
 ) l ON true"""
 
+# The alert evaluator's figures: per endpoint ($1) and its window in seconds ($2)
+# before $3, each lateral subquery one endpoint's range of hits_endpoint_newest; given
+# up = outbox rows that turned failed in the window (forward_outbox_gave_up, sql/004).
+ALERT_FIGURES = """
+SELECT e.id AS endpoint_id, w.hits, w.flagged, w.duplicates, g.given_up,
+    l.received_at AS last_hit_at
+FROM unnest($1::bigint[], $2::float8[]) AS e(id, window_s)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS hits, count(*) FILTER (WHERE flagged) AS flagged,
+        count(*) FILTER (WHERE flags @> '[{"flag": "duplicate_click_id"}]') AS duplicates
+    FROM hits WHERE endpoint_id = e.id
+        AND received_at > $3::timestamptz - make_interval(secs => e.window_s)
+) w
+CROSS JOIN LATERAL (
+    SELECT count(*) AS given_up FROM forward_outbox
+    WHERE endpoint_id = e.id AND state = 'failed'
+        AND updated_at > $3::timestamptz - make_interval(secs => e.window_s)
+) g
+LEFT JOIN LATERAL (
+    SELECT received_at FROM hits WHERE endpoint_id = e.id
+    ORDER BY received_at DESC, id DESC LIMIT 1
+) l ON true"""
+
 # The hit page's neighbours in the list's order (newest first): each subquery is one
 # probe of hits_endpoint_newest per partition.
 NEIGHBOURS = """
@@ -266,6 +289,15 @@ class HitStore:
                 await conn.execute(statement, endpoint_id, hit_id)
             await conn.execute(NOTIFY_HITS, HITS_CHANNEL, str(endpoint_id))
         return endpoint_id
+
+    async def alert_figures(
+        self, endpoint_ids: Sequence[int], windows_s: Sequence[float], now: datetime
+    ) -> dict[int, dict[str, Any]]:
+        """Per endpoint, over its own window before ``now``: hits, flagged hits,
+        duplicates and forwards given up, and its newest hit of all time. One query
+        for every alerting endpoint (the alert evaluator's figures)."""
+        rows = await self.pool.fetch(ALERT_FIGURES, list(endpoint_ids), list(windows_s), now)
+        return {r["endpoint_id"]: {k: v for k, v in r.items() if k != "endpoint_id"} for r in rows}
 
     async def summaries(self, endpoint_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Per endpoint: hits and flagged hits in the last day, and when the newest hit

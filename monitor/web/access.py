@@ -69,6 +69,7 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/endpoints/{endpoint_id}/hits"): rule("write", F.ENDPOINT),
     ("GET", "/api/endpoints/{endpoint_id}/stats"): rule("read", F.ENDPOINT),
     ("GET", "/api/endpoints/{endpoint_id}/export"): rule("read", F.ENDPOINT),
+    ("GET", "/api/endpoints/{endpoint_id}/alerts"): rule("read", F.ENDPOINT),
     ("POST", "/api/endpoints/{endpoint_id}/replays"): rule("write", F.ENDPOINT),
     ("GET", "/api/replays/{job_id}"): rule("read", F.JOB),
     ("GET", "/api/hits/{hit_id}"): rule("read", F.HIT),

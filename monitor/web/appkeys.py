@@ -17,9 +17,11 @@ if TYPE_CHECKING:
     from monitor.forwarding.outbound import OutboundClient
     from monitor.forwarding.replays import ReplayJobs
     from monitor.metrics import Metrics
+    from monitor.notifying.evaluator import Evaluator
     from monitor.notifying.notifier import Notifier
     from monitor.ratelimit import RateLimiter
     from monitor.reconciling.runner import Reconciler
+    from monitor.storage.alerts import AlertStore
     from monitor.storage.audit import AuditStore
     from monitor.storage.channels import ChannelStore
     from monitor.storage.embedded import KeepRunning
@@ -50,3 +52,5 @@ SHARE_LINKS: web.AppKey[ShareLinkStore] = web.AppKey("share_links")
 CHANNELS: web.AppKey[ChannelStore] = web.AppKey("channels")
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
 AUDIT: web.AppKey[AuditStore] = web.AppKey("audit")
+ALERTS: web.AppKey[AlertStore] = web.AppKey("alerts")
+EVALUATOR: web.AppKey[Evaluator] = web.AppKey("evaluator")

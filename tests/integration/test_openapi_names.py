@@ -17,6 +17,7 @@ RESOURCE_TAGS = {
     "tokens",
     "channels",
     "audit",
+    "alerts",
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.web.api import (
+    openapi_alerts,
     openapi_audit,
     openapi_channels,
     openapi_endpoints,
@@ -40,6 +41,7 @@ RESOURCES = (
     openapi_tokens,
     openapi_channels,
     openapi_audit,
+    openapi_alerts,
 )
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
@@ -96,6 +98,7 @@ TAGS = [
         "their test notification and delivery log",
     },
     {"name": "audit", "description": "The audit log: who changed what, when, before and after"},
+    {"name": "alerts", "description": "An endpoint's alerts: firing now and resolved"},
 ]
 
 

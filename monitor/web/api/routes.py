@@ -17,6 +17,7 @@ from monitor.rules.judge import amount_and_currency
 from monitor.rules.presets import preset_list
 from monitor.storage.hits import DEFAULT_PAGE, MAX_METHOD_CHARS, MAX_SEARCH_CHARS, HitFilter
 from monitor.web import audit
+from monitor.web.alert_channels import check_channels
 from monitor.web.api import openapi
 from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, BodyTooLarge, NotFound
@@ -79,6 +80,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
 
 async def create_endpoint(request: web.Request) -> web.Response:
     fields = validate_fields(await read_json(request), require_name=True)
+    await check_channels(request.app, fields.settings)
     endpoint = await request.app[ENDPOINTS].create(fields)
     audit.note_endpoint(request, after=endpoint)
     return web.json_response(endpoint.to_json(base_url(request)), status=201)
@@ -93,6 +95,8 @@ async def update_endpoint(request: web.Request) -> web.Response:
     """PATCH: the fields given replace theirs; ``settings`` is a JSON Merge Patch (RFC 7396)."""
     ident = endpoint_id(request)
     doc = await read_json(request)
+    if isinstance(doc, dict):
+        await check_channels(request.app, doc.get("settings"))
     before = await request.app[ENDPOINTS].get(ident)
     endpoint = await request.app[ENDPOINTS].update(ident, doc, merge_settings=True)
     audit.note_endpoint(request, before, endpoint)

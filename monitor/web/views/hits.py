@@ -21,7 +21,7 @@ from monitor.storage.hits import HitFilter, decode_cursor, encode_cursor
 from monitor.web import audit, streams
 from monitor.web.api.export import FORMATS, export_format, stream_export
 from monitor.web.api.routes import endpoint_id
-from monitor.web.appkeys import CONFIG, ENDPOINTS, HITS
+from monitor.web.appkeys import ALERTS, CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, DomainError
 from monitor.web.inputs import hit_id
 from monitor.web.live import LIVE, LiveClosed
@@ -113,6 +113,10 @@ async def summary(request: web.Request, endpoint_id: int) -> dict[str, Any]:
     }
 
 
+# Resolved alerts the endpoint page lists (the API gives more).
+ALERT_HISTORY = 10
+
+
 async def endpoint_page(request: web.Request) -> web.Response:
     endpoint = await request.app[ENDPOINTS].get(endpoint_id(request))
     cursor = request.query.get("cursor") or None
@@ -134,6 +138,7 @@ async def endpoint_page(request: web.Request) -> web.Response:
         "setup": pages.setup_lines(request, endpoint),
         "created": request.query.get("created") == "1",
         "summary": await summary(request, endpoint.id),
+        "alerts": await request.app[ALERTS].of_endpoint(endpoint.id, past_limit=ALERT_HISTORY),
         "rows": rows,
         "error": error,
         "filters": kept,

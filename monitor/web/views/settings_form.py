@@ -33,7 +33,21 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "forward_mode": ("forward_mode",),
     "forward_flagged": ("forward_flagged",),
     "forward_max_attempts": ("forward_max_attempts",),
-}
+    "alerts": (
+        "alert_channel_ids", "alert_silence_after", "alert_flagged_share",
+        "alert_duplicate_share", "alert_window", "alert_min_hits",
+        "alert_forwards_given_up", "alert_missing_above", "alert_reminder",
+    ),
+}  # fmt: skip
+# Each alerts field and the key of the ``alerts`` object it writes.
+ALERT_FIELDS = dict(
+    zip(
+        GROUPS["alerts"],
+        ("channel_ids", "silence_after_s", "flagged_share_above", "duplicate_share_above",
+         "window_s", "min_hits", "forwards_given_up", "missing_postbacks_above", "reminder_s"),
+        strict=True,
+    )
+)  # fmt: skip
 FIELDS = tuple(name for names in GROUPS.values() for name in names)
 # Which form field a validation message is about, from the key it starts with.
 FIELD_OF_KEY = {
@@ -44,6 +58,8 @@ FIELD_OF_KEY = {
     "secret.param": "secret_name",
     "secret.header": "secret_name",
     "secret": "secret_value",
+    **{f"alerts.{key}": field for field, key in ALERT_FIELDS.items()},
+    "alerts": "alert_silence_after",
 }
 NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
 NAME_SEPARATORS = re.compile(r"[\s,]+")
@@ -70,6 +86,56 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _percent(value: Any) -> str:
+    """A stored share (0.05) as the form's percent ("5")."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value * 100:.6g}"
+    return _text(value)
+
+
+def _share(raw: str) -> float | str:
+    """A percent as typed ("5", "12.5") as the share the setting holds; other text is
+    passed on for the validator to refuse by name."""
+    text = raw.strip().removesuffix("%").strip()
+    return float(text) / 100 if NUMBER.fullmatch(text) else raw.strip()
+
+
+def alert_values(alerts: Any) -> dict[str, str]:
+    """What each alerts field shows for a stored ``alerts`` object."""
+    a = alerts if isinstance(alerts, Mapping) else {}
+    ids = a.get("channel_ids")
+    values = {field: _text(a.get(key)) for field, key in ALERT_FIELDS.items()}
+    values.update(
+        alert_channel_ids=",".join(str(i) for i in ids) if isinstance(ids, list) else "",
+        alert_flagged_share=_percent(a.get("flagged_share_above")),
+        alert_duplicate_share=_percent(a.get("duplicate_share_above")),
+        alert_forwards_given_up="true" if a.get("forwards_given_up") is True else "",
+    )
+    return values
+
+
+def _alerts(form: Mapping[str, str]) -> dict[str, Any] | None:
+    """The ``alerts`` object from its fields; None when every field is empty."""
+    converters: dict[str, Callable[[str], Any]] = {
+        "alert_channel_ids": lambda raw: [_whole_or_text(i) for i in names(raw)] or None,
+        "alert_silence_after": duration,
+        "alert_flagged_share": _share,
+        "alert_duplicate_share": _share,
+        "alert_window": duration,
+        "alert_min_hits": _whole_or_text,
+        "alert_forwards_given_up": lambda raw: True if raw == "true" else None,
+        "alert_missing_above": _whole_or_text,
+        "alert_reminder": duration,
+    }
+    doc = {}
+    for field, key in ALERT_FIELDS.items():
+        if form[field].strip():
+            value = converters[field](form[field])
+            if value is not None:
+                doc[key] = value
+    return doc or None
+
+
 def field_values(settings: Mapping[str, Any]) -> dict[str, str]:
     """What each form field shows for a stored settings document."""
     dedupe = settings.get("dedupe") or {}
@@ -90,6 +156,7 @@ def field_values(settings: Mapping[str, Any]) -> dict[str, str]:
         forward_mode=_text(settings.get("forward_mode")),
         forward_flagged="false" if settings.get("forward_flagged") is False else "",
         forward_max_attempts=_text(settings.get("forward_max_attempts")),
+        **alert_values(settings.get("alerts")),
     )
     return values
 
@@ -133,6 +200,7 @@ BUILDERS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "expected_interval": _plain("expected_interval", duration),
     "forward_flagged": lambda f: False if f["forward_flagged"] == "false" else None,
     "forward_max_attempts": _plain("forward_max_attempts", _whole_or_text),
+    "alerts": _alerts,
 }
 
 

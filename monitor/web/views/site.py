@@ -22,8 +22,9 @@ from monitor.rules.endpoint_fields import validate_fields
 from monitor.rules.presets import PRESETS
 from monitor.storage.endpoints import Endpoint
 from monitor.web import api_tokens, audit, live
+from monitor.web.alert_channels import check_channels, named_channel_ids
 from monitor.web.api.routes import endpoint_id
-from monitor.web.appkeys import ADMIN_TOKEN, CONFIG, ENDPOINTS, HITS, POOL
+from monitor.web.appkeys import ADMIN_TOKEN, CHANNELS, CONFIG, ENDPOINTS, HITS, POOL
 from monitor.web.auth import (
     SESSION_COOKIE,
     SESSION_MAX_AGE_S,
@@ -211,7 +212,10 @@ async def settings_page(
         **(form or {}),
     }
     json_error = bool(error and form and "settings" in form)
+    channels = await request.app[CHANNELS].all() if sees_channels(request) else None
     context = {
+        "channels": channels,
+        "channel_ids": set(settings_form.names(values.get("alert_channel_ids", ""))),
         "endpoint": endpoint,
         "setup": pages.setup_lines(request, endpoint),
         "values": values,
@@ -239,16 +243,18 @@ async def update_settings(request: web.Request) -> web.Response:
     does; name, description and response change only when the form carries them."""
     ident = endpoint_id(request)
     form = await pages.read_form(request)
-    before = await request.app[ENDPOINTS].get(ident)
     try:
+        stored = await request.app[ENDPOINTS].get(ident)
         if "settings" in form:
             try:
                 settings = json.loads(form["settings"].strip() or "{}")
             except (ValueError, RecursionError) as exc:
                 raise BadRequest("invalid_settings", f"settings: not valid JSON ({exc})") from None
         else:
-            settings = settings_form.apply_form(before.settings, form)
+            await alert_form(request, form, stored)
+            settings = settings_form.apply_form(stored.settings, form)
         check_json(settings, "settings")
+        await check_channels(request.app, settings, named_channel_ids(stored.settings))
         doc: dict[str, Any] = {"settings": settings}
         for key in ("name", "description"):
             if key in form:
@@ -262,8 +268,30 @@ async def update_settings(request: web.Request) -> web.Response:
         after = await request.app[ENDPOINTS].update(ident, doc)
     except BadRequest as exc:
         return await settings_page(request, exc.message, form, status=400)
-    audit.note_endpoint(request, before, after)
+    audit.note_endpoint(request, stored, after)
     raise web.HTTPSeeOther(f"/endpoints/{ident}/settings?saved=1")
+
+
+def sees_channels(request: web.Request) -> bool:
+    """Channels are the admin's (the rule table): only then does the form list them."""
+    access = access_of(request)
+    return access.has("admin") and access.endpoint_ids is None
+
+
+async def alert_form(request: web.Request, form: dict[str, str], current: Endpoint) -> None:
+    """The Alerts fieldset's checkboxes as the text fields ``settings_form`` reads: an
+    unticked box is not posted at all. Channels come from the ticked boxes when the
+    form listed them, else the stored ones stay (a viewer who may not see channels)."""
+    if "alert_silence_after" not in form:
+        return  # the form had no Alerts fieldset
+    form["alert_forwards_given_up"] = "true" if form.get("alert_forwards_given_up") else ""
+    if form.get("alert_channels_shown") == "1" and sees_channels(request):
+        ticked = (await request.post()).getall("alert_channel", [])
+        form["alert_channel_ids"] = ",".join(v for v in ticked if isinstance(v, str))
+    else:
+        form["alert_channel_ids"] = settings_form.field_values(current.settings)[
+            "alert_channel_ids"
+        ]
 
 
 async def rotate_token(request: web.Request) -> web.Response:
