@@ -38,16 +38,20 @@ WHERE id = $1 AND received_at >= $2 AND received_at < $3"""
 ONE_HIT_ANY_TIME = f"SELECT {LIST_COLUMNS}, body FROM hits WHERE id = $1"
 # The endpoints page: per endpoint, hits and flagged hits in the last day and the
 # newest hit of all time. Each lateral subquery walks one endpoint's index range.
+# Test hits (is_test, sql/012) count on their own: they are no traffic to alert on.
 SUMMARIES = """
 SELECT e.id AS endpoint_id, coalesce(d.hits_24h, 0) AS hits_24h,
-    coalesce(d.flagged_24h, 0) AS flagged_24h, l.received_at AS last_hit_at
+    coalesce(d.flagged_24h, 0) AS flagged_24h, coalesce(d.test_24h, 0) AS test_24h,
+    l.received_at AS last_hit_at
 FROM unnest($1::bigint[]) AS e(id)
 LEFT JOIN LATERAL (
-    SELECT count(*) AS hits_24h, count(*) FILTER (WHERE flagged) AS flagged_24h
+    SELECT count(*) FILTER (WHERE NOT is_test) AS hits_24h,
+        count(*) FILTER (WHERE flagged AND NOT is_test) AS flagged_24h,
+        count(*) FILTER (WHERE is_test) AS test_24h
     FROM hits WHERE endpoint_id = e.id AND received_at >= now() - interval '1 day'
 ) d ON true
 LEFT JOIN LATERAL (
-    SELECT received_at FROM hits WHERE endpoint_id = e.id
+    SELECT received_at FROM hits WHERE endpoint_id = e.id AND NOT is_test
     ORDER BY received_at DESC, id DESC LIMIT 1
 ) l ON true"""
 
@@ -287,6 +291,7 @@ class HitStore:
             "window": window,
             "total": total,
             "flagged": row["flagged"],
+            "test_hits": row["test_hits"],
             "by_flag": by_flag,
             "duplicate_rate": round(duplicates / total, 6) if total else 0.0,
             "last_hit_at": None if last is None else last.isoformat(),
@@ -296,15 +301,18 @@ class HitStore:
 # GET /api/endpoints/{id}/stats. Hits are counted once per flag name they carry.
 # The window scan walks hits_endpoint_newest (endpoint_id, received_at DESC, id DESC)
 # in the partitions the window touches; last_hit_at is the newest hit of all time
-# (one index probe), so an endpoint that went quiet shows when it stopped.
+# (one index probe), so an endpoint that went quiet shows when it stopped. Test hits
+# (is_test) are left out of every count and of last_hit_at, and counted in test_hits:
+# a tracker's periodic ping must not make a silent endpoint look alive.
 STATS_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 STATS = """
-WITH w AS MATERIALIZED (
-    SELECT flagged, flags FROM hits
+WITH all_hits AS MATERIALIZED (
+    SELECT flagged, flags, is_test FROM hits
     WHERE endpoint_id = $1 AND received_at >= now() - $2::interval
-)
+), w AS (SELECT flagged, flags FROM all_hits WHERE NOT is_test)
 SELECT
     (SELECT count(*) FROM w) AS total,
+    (SELECT count(*) FROM all_hits WHERE is_test) AS test_hits,
     (SELECT count(*) FROM w WHERE flagged) AS flagged,
     (SELECT coalesce(jsonb_object_agg(flag, n), '{}'::jsonb) FROM (
         SELECT f.flag, count(*) AS n
@@ -312,6 +320,6 @@ SELECT
         WHERE w.flagged
         GROUP BY f.flag
     ) per_flag) AS by_flag,
-    (SELECT received_at FROM hits WHERE endpoint_id = $1
+    (SELECT received_at FROM hits WHERE endpoint_id = $1 AND NOT is_test
      ORDER BY received_at DESC, id DESC LIMIT 1) AS last_hit_at
 """

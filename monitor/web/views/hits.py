@@ -107,6 +107,8 @@ async def summary(request: web.Request, endpoint_id: int) -> dict[str, Any]:
         "flagged_1h": hour["flagged"],
         "hits_24h": day["total"],
         "flagged_24h": day["flagged"],
+        # Test postbacks are left out of the counts above; shown apart when any came.
+        "test_24h": day["test_hits"],
         "duplicate_rate": f"{day['duplicate_rate']:.1%}",
         "by_flag": sorted(day["by_flag"].items(), key=lambda kv: -kv[1])[:3],
         "last_hit_at": day["last_hit_at"],
