@@ -100,6 +100,8 @@ class HitFilter:
     after: tuple[datetime, uuid.UUID] | None = None
     # A state of the hit's outbox row (FORWARD_STATES), or "none": never queued.
     forward_state: str | None = None
+    # True: only test postbacks (flag test_traffic, hits.is_test); False: none of them.
+    test: bool | None = None
 
     def __post_init__(self) -> None:
         if self.forward_state is not None and self.forward_state not in FORWARD_STATE_FILTERS:
@@ -152,6 +154,8 @@ def list_query(
         clauses.append(f"(received_at, id) < ({arg(when)}, {arg(hit_id)})")
     if flt.flagged is not None:
         clauses.append("flagged" if flt.flagged else "NOT flagged")
+    if flt.test is not None:
+        clauses.append("is_test" if flt.test else "NOT is_test")
     if flt.flags:
         clauses.append(
             "flagged AND EXISTS (SELECT 1 FROM jsonb_array_elements(flags) f "

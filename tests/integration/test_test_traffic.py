@@ -188,3 +188,31 @@ def test_a_spooled_test_hit_is_still_a_test_when_replayed() -> None:
     assert copy_record(replayed)[COPY_COLUMNS.index("is_test")] is True
     real = judged_hit(1, {}, "click_id=sp1&event=sale", now)
     assert not real.is_test and copy_record(real)[COPY_COLUMNS.index("is_test")] is False
+
+
+async def test_the_lists_filter_test_hits_in_or_out(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
+    endpoint = await make_endpoint()
+    await send(capture, endpoint, "click_id=f1", "click_id=f2&test=1", "click_id={x}&is_test=1")
+    base = f"/api/endpoints/{endpoint['id']}/hits"
+
+    async def click_ids(query: str) -> list[str | None]:
+        resp = await client.get(f"{base}?{query}", headers=AUTH)
+        assert resp.status == 200, await resp.text()
+        return sorted(h["click_id"] or "-" for h in (await resp.json())["items"])
+
+    assert await click_ids("test=false") == ["f1"]
+    assert await click_ids("test=true") == ["f2", "{x}"]
+    assert await click_ids("test=true&flag=unreplaced_macro") == ["{x}"]
+    resp = await client.get(f"{base}?test=maybe", headers=AUTH)
+    assert resp.status == 400
+    # The web list: "no test postbacks" in the flag filter, and the flag itself.
+    page = await client.get(f"/endpoints/{endpoint['id']}?flag=real", headers=AUTH)
+    text = await page.text()
+    assert page.status == 200 and "click_id=f1" in text and "click_id=f2" not in text
+    assert '<option value="real" selected>no test postbacks</option>' in text
+    page = await client.get(f"/endpoints/{endpoint['id']}?flag=test_traffic", headers=AUTH)
+    text = await page.text()
+    assert "click_id=f2" in text and "click_id=f1" not in text
+    assert "which marks a test postback (a common test marker)" in text
