@@ -202,6 +202,16 @@ def build() -> dict[str, object]:
             )
         )
         .with_panel(silence_table())
+        .with_panel(
+            per_endpoint(
+                "Test postbacks/s by endpoint",
+                "Test and ping postbacks (flag test_traffic: a platform's test marker, or "
+                "the endpoint's test click ids or IP ranges) stored per second. They are "
+                "left out of every other panel and of the alerts.",
+                "reqps",
+                f"sum by (endpoint) (rate(postback_monitor_test_hits_total{{{EP}}}[{RATE}]))",
+            )
+        )
         .with_row(dash.Row("Revenue"))
         .with_panel(
             per_endpoint(

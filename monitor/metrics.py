@@ -7,7 +7,8 @@ management app (``metrics_route``), which also makes it a writer listener. There
 is no module-level instance.
 
 Three feeds, none of which touches capture or the writer: writer listeners count
-what was stored (hits, flags, duplicates, last hit time, batch size, commit time)
+what was stored (hits, flags, duplicates, last hit time, batch size, commit time;
+test postbacks only under their own counter, so the series alerts read stay clean)
 and what a full spool refused; the capture front times each request and counts
 unknown tokens and rejected requests; gauges of the writer's queue and spool are
 read each second and at scrape.
@@ -123,6 +124,14 @@ class Metrics:
             ["endpoint"],
             registry=r,
         )
+        self.test_hits = Counter(
+            "postback_monitor_test_hits",
+            "Test and ping postbacks stored (flagged test_traffic), by endpoint: counted "
+            "here only, not in the hits, flags, duplicates, payout or last-hit series "
+            "that alerts read.",
+            ["endpoint"],
+            registry=r,
+        )
         self.last_hit = Gauge(
             "postback_monitor_last_hit_timestamp_seconds",
             "When the newest stored hit of each endpoint was received (Unix time).",
@@ -232,8 +241,14 @@ class Metrics:
             float
         )
         newest: dict[str, float] = {}
+        tests: collections.Counter[str] = collections.Counter()
         for hit in hits:
             endpoint = str(hit.endpoint_id)
+            if hit.is_test:
+                # A test is not traffic: it must not hide a silence, raise a flagged
+                # rate or add revenue. Its own counter shows that tests arrive.
+                tests[endpoint] += 1
+                continue
             by_method[endpoint, method_class(hit.method)] += 1
             flags = hit.all_flags()
             if flags:
@@ -258,6 +273,8 @@ class Metrics:
             self.flags.labels(endpoint, flag_name).inc(n)
         for endpoint, n in duplicates.items():
             self.duplicates.labels(endpoint).inc(n)
+        for endpoint, n in tests.items():
+            self.test_hits.labels(endpoint).inc(n)
         for (endpoint, event, currency), amount in payout.items():
             self.payout.labels(endpoint, event, currency).inc(amount)
         for endpoint, received_s in newest.items():

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from monitor.model.verdict import Flag, Verdict
+from monitor.model.verdict import TEST_TRAFFIC, Flag, Verdict
 
 # The states of a hit's row in the forwarding outbox (sql/002_forwarding.sql).
 FORWARD_STATES = ("pending", "delivered", "failed", "cancelled")
@@ -39,6 +39,12 @@ class Hit:
     flags: list[Flag] = field(default_factory=list)
     # Settled by the writer against the duplicate ledger.
     duplicate: Flag | None = None
+
+    @property
+    def is_test(self) -> bool:
+        """A test or ping postback (flagged test_traffic): no duplicate ledger, stats or
+        alert metrics. Read from the flags, so a spooled hit keeps it."""
+        return any(flag["flag"] == TEST_TRAFFIC for flag in self.flags)
 
     def all_flags(self) -> list[Flag]:
         return self.flags if self.duplicate is None else [*self.flags, self.duplicate]

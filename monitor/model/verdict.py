@@ -14,6 +14,10 @@ from typing import Any
 # A flag as stored on a hit: {"flag", "param", "value", "message", ...details}.
 Flag = dict[str, Any]
 
+# A test or ping postback (rules.test_traffic): stored and shown, but left out of
+# the duplicate ledger, stats, alert metrics and reconciliation.
+TEST_TRAFFIC = "test_traffic"
+
 # Every flag name a hit can carry: the rules' (judge, params), capture's own
 # (body_truncated) and the writer's (duplicate_click_id). docs/rules.md describes each.
 FLAG_NAMES = (
@@ -26,6 +30,7 @@ FLAG_NAMES = (
     "duplicate_click_id",
     "body_truncated",
     "params_truncated",
+    TEST_TRAFFIC,
 )
 
 # Flags are stored on every hit: bound their size whatever the sender puts on the wire.

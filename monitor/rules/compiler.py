@@ -10,7 +10,6 @@ setting.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +17,9 @@ from typing import Any
 
 from monitor.model.errors import SettingsError
 from monitor.rules.durations import parse_duration
+from monitor.rules.networks import IPNetwork, parse_networks
 from monitor.rules.presets import PRESETS, get_preset
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from monitor.rules.test_traffic import TestTraffic, compile_test_traffic, preset_markers
 
 # Auto-detection order: the first name present with a non-empty value wins.
 CLICK_ID_NAMES = (
@@ -46,7 +45,7 @@ ALIAS_GROUPS = (CLICK_ID_NAMES, EVENT_NAMES, AMOUNT_NAMES, CURRENCY_NAMES)
 
 SETTINGS_KEYS = (
     "preset", "required_params", "click_id_param", "event_param", "amount_param",
-    "currency_param", "dedupe", "allowed_ips", "secret",
+    "currency_param", "dedupe", "allowed_ips", "secret", "test_traffic",
 )  # fmt: skip
 DEDUPE_SCOPES = ("click_id_event", "click_id", "off")
 MAX_DEDUPE_WINDOW_S = 3650 * 86400.0
@@ -75,6 +74,7 @@ class Rules:
     secret: bytes | None = field(default=None, repr=False)
     secret_param: str | None = None
     secret_header: str | None = None  # as configured; compared case-insensitively
+    test_traffic: TestTraffic = field(default_factory=TestTraffic)
 
 
 def compile_settings(document: Mapping[str, Any]) -> Rules:
@@ -124,6 +124,11 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
     if document.get("secret") is not None:
         secret, secret_param, secret_header, normalized["secret"] = _secret(document["secret"])
 
+    extra = preset_markers(preset.name, preset.test_markers) if preset is not None else []
+    test_traffic, test_document = compile_test_traffic(document.get("test_traffic"), extra)
+    if test_document is not None:
+        normalized["test_traffic"] = test_document
+
     def names_for(key: str, common: tuple[str, ...]) -> tuple[str, ...]:
         name = names[key]
         return (name,) if name is not None else common
@@ -141,6 +146,7 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
         secret=secret,
         secret_param=secret_param,
         secret_header=secret_header,
+        test_traffic=test_traffic,
     )
 
 
@@ -203,27 +209,9 @@ def _window(value: Any) -> tuple[float, float | str]:
 
 
 def _allowed_ips(value: Any) -> tuple[tuple[IPNetwork, ...] | None, list[str]]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise SettingsError("allowed_ips: must be a list of IP addresses or CIDR networks")
-    if len(value) > MAX_ALLOWED_IPS:
-        raise SettingsError(f"allowed_ips: at most {MAX_ALLOWED_IPS} entries")
-    networks: list[IPNetwork] = []
-    for index, item in enumerate(value):
-        text = item.strip()
-        try:
-            networks.append(ipaddress.ip_network(text, strict=True))
-        except ValueError:
-            try:
-                loose = ipaddress.ip_network(text, strict=False)
-            except ValueError:
-                raise SettingsError(
-                    f"allowed_ips[{index}]: {text!r} is not an IP address or CIDR network"
-                ) from None
-            raise SettingsError(
-                f"allowed_ips[{index}]: {text!r} has host bits set; did you mean {loose}?"
-            ) from None
+    networks = parse_networks("allowed_ips", value, MAX_ALLOWED_IPS)
     # An empty list means any sender, like no setting at all.
-    return (tuple(networks) or None), [item.strip() for item in value]
+    return (networks or None), [item.strip() for item in value]
 
 
 def _secret(value: Any) -> tuple[bytes, str | None, str | None, dict[str, str]]:

@@ -17,9 +17,11 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from monitor.model.verdict import Flag, Verdict, clip, make_flag
-from monitor.rules.compiler import ALIAS_GROUPS, IPNetwork, Rules, secret_bytes
+from monitor.rules.compiler import ALIAS_GROUPS, Rules, secret_bytes
 from monitor.rules.currencies import is_currency
 from monitor.rules.macros import find_macro
+from monitor.rules.networks import IPNetwork
+from monitor.rules.test_traffic import judge_test_traffic
 
 # Past this many, further unreplaced macros of one hit are not flagged one by one.
 MAX_MACRO_FLAGS = 20
@@ -109,6 +111,9 @@ def judge(
 
     click_id_param, click_id = _first_present(rules.click_id_names, values)
     _, event = _first_present(rules.event_names, values)
+    test = judge_test_traffic(rules.test_traffic, values, click_id, click_id_param, remote_ip)
+    if test is not None:
+        flags.append(test)
     dedupe_key = None
     if click_id and rules.dedupe_scope != "off" and find_macro(click_id) is None:
         with_event = rules.dedupe_scope == "click_id_event" and event and find_macro(event) is None

@@ -37,6 +37,9 @@ class Preset:
     template: str  # postback query string, without "?"
     method: str
     notes: str
+    # The platform's own test markers where its docs name them: param → values that
+    # mark a test postback (rules.test_traffic); empty for most platforms.
+    test_markers: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 DIRECTIONS = ("sender", "receiver")
@@ -72,6 +75,12 @@ def load_presets(text: str, source: str = "presets.toml") -> dict[str, Preset]:
             raise ValueError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
         if entry.get("method") not in METHODS:
             raise ValueError(f"{where}: method must be one of {', '.join(METHODS)}")
+        markers = entry.get("test_markers", {})
+        if not isinstance(markers, dict) or not all(
+            isinstance(values, list) and values and all(isinstance(v, str) and v for v in values)
+            for values in markers.values()
+        ):
+            raise ValueError(f"{where}: test_markers maps param names to lists of values")
         presets[key] = Preset(
             key=key,
             name=entry["name"],
@@ -84,6 +93,7 @@ def load_presets(text: str, source: str = "presets.toml") -> dict[str, Preset]:
             template=entry["template"],
             method=entry["method"],
             notes=entry["notes"],
+            test_markers=tuple((param, tuple(values)) for param, values in markers.items()),
         )
     return presets
 
@@ -134,5 +144,6 @@ def preset_list() -> list[dict[str, object]]:
         entry: dict[str, object] = asdict(preset)
         entry["required_params"] = list(preset.required_params)
         entry["macros"] = template_macros(preset)
+        entry["test_markers"] = {param: list(values) for param, values in preset.test_markers}
         listed.append(entry)
     return listed

@@ -38,22 +38,28 @@ WHERE id = $1 AND received_at >= $2 AND received_at < $3"""
 ONE_HIT_ANY_TIME = f"SELECT {LIST_COLUMNS}, body FROM hits WHERE id = $1"
 # The endpoints page: per endpoint, hits and flagged hits in the last day and the
 # newest hit of all time. Each lateral subquery walks one endpoint's index range.
+# Test hits (is_test, sql/012) count on their own: they are no traffic to alert on.
 SUMMARIES = """
 SELECT e.id AS endpoint_id, coalesce(d.hits_24h, 0) AS hits_24h,
-    coalesce(d.flagged_24h, 0) AS flagged_24h, l.received_at AS last_hit_at
+    coalesce(d.flagged_24h, 0) AS flagged_24h, coalesce(d.test_24h, 0) AS test_24h,
+    l.received_at AS last_hit_at
 FROM unnest($1::bigint[]) AS e(id)
 LEFT JOIN LATERAL (
-    SELECT count(*) AS hits_24h, count(*) FILTER (WHERE flagged) AS flagged_24h
+    SELECT count(*) FILTER (WHERE NOT is_test) AS hits_24h,
+        count(*) FILTER (WHERE flagged AND NOT is_test) AS flagged_24h,
+        count(*) FILTER (WHERE is_test) AS test_24h
     FROM hits WHERE endpoint_id = e.id AND received_at >= now() - interval '1 day'
 ) d ON true
 LEFT JOIN LATERAL (
-    SELECT received_at FROM hits WHERE endpoint_id = e.id
+    SELECT received_at FROM hits WHERE endpoint_id = e.id AND NOT is_test
     ORDER BY received_at DESC, id DESC LIMIT 1
 ) l ON true"""
 
 # The alert evaluator's figures: per endpoint ($1) and its window in seconds ($2)
 # before $3, each lateral subquery one endpoint's range of hits_endpoint_newest; given
 # up = outbox rows that turned failed in the window (forward_outbox_gave_up, sql/004).
+# Test postbacks (is_test) are left out, as from the stats and the metrics: a ping
+# neither ends a silence nor counts as a flagged hit.
 ALERT_FIGURES = """
 SELECT e.id AS endpoint_id, w.hits, w.flagged, w.duplicates, g.given_up,
     l.received_at AS last_hit_at
@@ -61,7 +67,7 @@ FROM unnest($1::bigint[], $2::float8[]) AS e(id, window_s)
 CROSS JOIN LATERAL (
     SELECT count(*) AS hits, count(*) FILTER (WHERE flagged) AS flagged,
         count(*) FILTER (WHERE flags @> '[{"flag": "duplicate_click_id"}]') AS duplicates
-    FROM hits WHERE endpoint_id = e.id
+    FROM hits WHERE endpoint_id = e.id AND NOT is_test
         AND received_at > $3::timestamptz - make_interval(secs => e.window_s)
 ) w
 CROSS JOIN LATERAL (
@@ -70,7 +76,7 @@ CROSS JOIN LATERAL (
         AND updated_at > $3::timestamptz - make_interval(secs => e.window_s)
 ) g
 LEFT JOIN LATERAL (
-    SELECT received_at FROM hits WHERE endpoint_id = e.id
+    SELECT received_at FROM hits WHERE endpoint_id = e.id AND NOT is_test
     ORDER BY received_at DESC, id DESC LIMIT 1
 ) l ON true"""
 
@@ -119,6 +125,8 @@ class HitFilter:
     after: tuple[datetime, uuid.UUID] | None = None
     # A state of the hit's outbox row (FORWARD_STATES), or "none": never queued.
     forward_state: str | None = None
+    # True: only test postbacks (flag test_traffic, hits.is_test); False: none of them.
+    test: bool | None = None
 
     def __post_init__(self) -> None:
         if self.forward_state is not None and self.forward_state not in FORWARD_STATE_FILTERS:
@@ -171,6 +179,8 @@ def list_query(
         clauses.append(f"(received_at, id) < ({arg(when)}, {arg(hit_id)})")
     if flt.flagged is not None:
         clauses.append("flagged" if flt.flagged else "NOT flagged")
+    if flt.test is not None:
+        clauses.append("is_test" if flt.test else "NOT is_test")
     if flt.flags:
         clauses.append(
             "flagged AND EXISTS (SELECT 1 FROM jsonb_array_elements(flags) f "
@@ -319,6 +329,7 @@ class HitStore:
             "window": window,
             "total": total,
             "flagged": row["flagged"],
+            "test_hits": row["test_hits"],
             "by_flag": by_flag,
             "duplicate_rate": round(duplicates / total, 6) if total else 0.0,
             "last_hit_at": None if last is None else last.isoformat(),
@@ -328,15 +339,18 @@ class HitStore:
 # GET /api/endpoints/{id}/stats. Hits are counted once per flag name they carry.
 # The window scan walks hits_endpoint_newest (endpoint_id, received_at DESC, id DESC)
 # in the partitions the window touches; last_hit_at is the newest hit of all time
-# (one index probe), so an endpoint that went quiet shows when it stopped.
+# (one index probe), so an endpoint that went quiet shows when it stopped. Test hits
+# (is_test) are left out of every count and of last_hit_at, and counted in test_hits:
+# a tracker's periodic ping must not make a silent endpoint look alive.
 STATS_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 STATS = """
-WITH w AS MATERIALIZED (
-    SELECT flagged, flags FROM hits
+WITH all_hits AS MATERIALIZED (
+    SELECT flagged, flags, is_test FROM hits
     WHERE endpoint_id = $1 AND received_at >= now() - $2::interval
-)
+), w AS (SELECT flagged, flags FROM all_hits WHERE NOT is_test)
 SELECT
     (SELECT count(*) FROM w) AS total,
+    (SELECT count(*) FROM all_hits WHERE is_test) AS test_hits,
     (SELECT count(*) FROM w WHERE flagged) AS flagged,
     (SELECT coalesce(jsonb_object_agg(flag, n), '{}'::jsonb) FROM (
         SELECT f.flag, count(*) AS n
@@ -344,6 +358,6 @@ SELECT
         WHERE w.flagged
         GROUP BY f.flag
     ) per_flag) AS by_flag,
-    (SELECT received_at FROM hits WHERE endpoint_id = $1
+    (SELECT received_at FROM hits WHERE endpoint_id = $1 AND NOT is_test
      ORDER BY received_at DESC, id DESC LIMIT 1) AS last_hit_at
 """

@@ -86,12 +86,16 @@ async def settle_duplicates(conn: asyncpg.Connection, hits: Sequence[Hit]) -> No
     (inserted in this same transaction) decides against earlier batches, other
     processes and earlier runs. A key whose original is older than the endpoint's
     dedupe window is handed to the new hit, which then counts as an original.
+
+    Test hits (flagged test_traffic) are left out: a test fired with a real click
+    id must neither become the original the real conversion then repeats, nor be
+    flagged a duplicate of it.
     """
     firsts: dict[Key, Hit] = {}
     repeats: list[tuple[Hit, Hit]] = []
     for hit in hits:
         dedupe_key = hit.verdict.dedupe_key
-        if dedupe_key is None:
+        if dedupe_key is None or hit.is_test:
             continue
         key = (hit.endpoint_id, dedupe_key[0], dedupe_key[1])
         first = firsts.get(key)

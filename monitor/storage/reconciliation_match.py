@@ -23,6 +23,9 @@ Semantics (README, Reconcile a network report):
   tolerance, currencies case-insensitively.
 - ``unexpected_postback``: a hit with a click id received in the window, not flagged
   ``duplicate_click_id``, whose key is not in the report.
+- Test hits (flagged ``test_traffic``, ``hits.is_test``) take no part: a network's
+  report never lists its test postbacks, so they are neither unexpected nor the
+  capture that matches a report row (a real hit of that key still is).
 - A key the report repeats is matched once; its extra rows are counted in
   ``repeated_report_rows`` and every row of it counts as matched or missing.
 """
@@ -70,6 +73,7 @@ SELECT h.id, h.endpoint_id, h.received_at, h.click_id, {hit_ev} AS ev, h.event,
     row_number() OVER (PARTITION BY h.click_id, {hit_ev} ORDER BY h.received_at, h.id) AS n
 FROM hits h
 WHERE h.endpoint_id = ANY($2::bigint[]) AND h.click_id IS NOT NULL AND {window}
+  AND NOT h.is_test
   AND (h.click_id, {hit_ev}) IN (
     SELECT r.click_id, {row_ev} FROM reconciliation_rows r WHERE r.run_id = $1)
 """
@@ -115,7 +119,7 @@ SELECT $1, 'unexpected_postback', h.click_id, h.event,
     jsonb_build_array({captured}), ARRAY[h.id]
 FROM (SELECT h.*, false AS duplicate FROM hits h
       WHERE h.endpoint_id = ANY($2::bigint[]) AND h.click_id IS NOT NULL AND {window}
-        AND NOT {is_dup}) h
+        AND NOT {is_dup} AND NOT h.is_test) h
 WHERE NOT EXISTS (
     SELECT 1 FROM reconciliation_rows r
     WHERE r.run_id = $1 AND r.click_id = h.click_id AND {row_ev} = {hit_ev})

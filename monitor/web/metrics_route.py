@@ -33,8 +33,10 @@ RECONCILIATION_REFRESH_S = 5.0
 QUERY_TIMEOUT_S = 10.0
 # The last hit time per endpoint since a restart is seeded from the table, so
 # "silent for 30 minutes" still holds across deploys. One index probe per endpoint.
+# Test postbacks (is_test) are no traffic: the gauge counts real hits only.
 LAST_HIT_PER_ENDPOINT = """
-SELECT e.id, (SELECT max(h.received_at) FROM hits h WHERE h.endpoint_id = e.id) AS last_hit
+SELECT e.id, (SELECT max(h.received_at) FROM hits h
+              WHERE h.endpoint_id = e.id AND NOT h.is_test) AS last_hit
 FROM endpoints e
 """
 

@@ -81,6 +81,10 @@ async def test_silence_fires_once_resolves_once_and_the_api_shows_both(
     assert [a["condition"] for a in shown["current"]] == ["silence"] and shown["past"] == []
     assert shown["current"][0]["state"] == "firing" and shown["current"][0]["resolved_at"] is None
 
+    # A tracker's test ping is stored, but it is no postback: the silence goes on.
+    assert (await capture.get(capture_path(endpoint) + "?status=ping")).status == 200
+    await passes(client, 3)
+    assert len(sent(tracker)) == 1
     assert (await capture.get(capture_path(endpoint))).status == 200
     await eventually(lambda: len(sent(tracker)) == 2)
     resolved = sent(tracker)[1]

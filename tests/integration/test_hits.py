@@ -98,6 +98,7 @@ async def test_stats(
         "window": "24h",
         "total": 0,
         "flagged": 0,
+        "test_hits": 0,
         "by_flag": {},
         "duplicate_rate": 0.0,
         "last_hit_at": None,

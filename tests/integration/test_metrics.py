@@ -4,6 +4,7 @@ summing: tests/system/test_metrics_processes.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,12 @@ async def test_last_hit_time_survives_a_restart(
     client = await aiohttp_client(create_app(config))
     async with open_capture(client, config) as capture:
         assert (await capture.get("/p/tok-seed?click_id=seed1")).status == 200
-    stored = await db.fetchval("SELECT max(received_at) FROM hits")
+        await asyncio.sleep(0.01)  # a later millisecond
+        # A test postback after it is no traffic: the seed is the real hit's time.
+        assert (await capture.get("/p/tok-seed?click_id=seed2&test=1")).status == 200
+    stored = await db.fetchval("SELECT max(received_at) FROM hits WHERE NOT is_test")
+    newest = await db.fetchval("SELECT max(received_at) FROM hits")
+    assert newest > stored
     client.app[METRICS].last_hit_s.clear()  # as a fresh process would start
     await metrics_route.seed_last_hits(client.app)
     samples = await scrape(client)

@@ -212,6 +212,7 @@ async def test_bulk_replay_refusals(
         ({"flag": ["no_such_flag"]}, "flag"),
         ({"since": "yesterday"}, "since"),
         ({"flagged": "yes"}, "flagged"),
+        ({"test": "yes"}, "test: true or false"),
         ({"state": "failed"}, "state"),
         ([], "object"),
     ):

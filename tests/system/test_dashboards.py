@@ -296,6 +296,9 @@ async def test_every_query_returns_data_from_a_real_prometheus(
     # Spread over several scrapes, so rates and quantiles have something to work on.
     for round_ in range(4):
         await send_mix(capture, endpoints[1], f"r{round_}-")
+        # A test postback: counted only by postback_monitor_test_hits_total.
+        test_query = f"click_id=r{round_}-t&test=1"
+        assert (await capture.get(f"{capture_path(endpoints[1])}?{test_query}")).status == 200
         query = f"cnv_id=ok{round_}&payout=1.25&cnv_currency=USD&cnv_status=sale"
         resp = await capture.get(f"{capture_path(endpoints[0])}?{query}")
         assert resp.status == 200

@@ -27,7 +27,15 @@ ENTRY_KEYS = {
 }  # fmt: skip
 FLAGS = {
     "missing_param", "unreplaced_macro", "invalid_amount", "invalid_currency",
-    "ip_not_allowed", "secret_mismatch",
+    "ip_not_allowed", "secret_mismatch", "test_traffic",
+}  # fmt: skip
+# The corpus entries that are a platform's own test postback (rules.test_traffic);
+# every other entry is real traffic and must never be flagged test_traffic.
+TEST_POSTBACKS = {
+    "keitaro: ignore ping status", "keitaro: test status", "cake: test traffic marker",
+    "generic: json boolean and number", "generic: clickbank ins test sale",
+    "generic: is_test flag", "generic: configured test click id",
+    "voluum: sender in test ip range",
 }  # fmt: skip
 PLATFORMS = {
     "voluum", "binom", "redtrack", "keitaro", "everflow", "cake", "tune", "affise", "scaleo",
@@ -94,3 +102,9 @@ def test_corpus_click_ids_are_unique_so_replays_never_collide() -> None:
         if verdict.dedupe_key is not None:
             keys.append(verdict.dedupe_key[0])
     assert len(keys) == len(set(keys))
+
+
+def test_only_the_corpus_test_postbacks_are_test_traffic() -> None:
+    """No false alarms: real postbacks of every platform stay out of test_traffic."""
+    flagged = {entry["name"] for entry in CORPUS if "test_traffic" in flags_for(entry)}
+    assert flagged == TEST_POSTBACKS

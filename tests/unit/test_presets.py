@@ -108,7 +108,12 @@ def test_preset_list_is_json_ready() -> None:
     assert set(first) == {
         "key", "name", "direction", "click_id_param", "event_param", "amount_param",
         "currency_param", "required_params", "template", "method", "notes", "macros",
+        "test_markers",
     }  # fmt: skip
+    by_key = {entry["key"]: entry for entry in listed}
+    assert by_key["keitaro"]["test_markers"] == {"status": ["test", "ping"]}
+    assert by_key["cake"]["test_markers"] == {"ckm_test": ["1"]}
+    assert by_key["voluum"]["test_markers"] == {}
 
 
 def test_get_preset_is_case_and_space_insensitive() -> None:
@@ -147,6 +152,8 @@ def test_presets_load_from_the_data_file_in_file_order() -> None:
         (('required_params = ["click_id"]', 'required_params = "click_id"'), "required_params"),
         (('notes = "A test preset."', 'notes = "x"\nevent_param = ""'), "event_param"),
         (('notes = "A test preset."', 'notes = "x"\nkey = "other"'), "unknown field"),
+        (('method = "GET"', 'method = "GET"\ntest_markers = { test = "1" }'), "test_markers"),
+        (('method = "GET"', 'method = "GET"\ntest_markers = { test = [] }'), "test_markers"),
     ],
 )
 def test_a_bad_preset_entry_is_refused_by_name(change: tuple[str, str], named: str) -> None:
@@ -155,11 +162,18 @@ def test_a_bad_preset_entry_is_refused_by_name(change: tuple[str, str], named: s
     assert "presets.toml: [" in str(caught.value)
 
 
+# Flags whose README row comes with the merge (README.md is edited on main only);
+# docs/rules.md documents them meanwhile. Empty this once the README has the row.
+README_PENDING_FLAGS: set[str] = set()
+
+
 def test_readme_documents_every_preset_and_flag() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     for preset in PRESETS.values():
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{preset.key}` |"))
         assert f"`{preset.click_id_param}`" in row
         assert (f"`{preset.template}`" if preset.template else "none") in row
+    rules_doc = (Path(__file__).parents[2] / "docs" / "rules.md").read_text(encoding="utf-8")
     for flag in FLAG_NAMES:  # every flag the web views explain
-        assert f"| `{flag}` |" in readme, flag
+        documented = rules_doc if flag in README_PENDING_FLAGS else readme
+        assert f"| `{flag}` |" in documented, flag

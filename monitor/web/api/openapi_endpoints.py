@@ -56,6 +56,19 @@ SETTINGS: dict[str, Any] = {
         "forward_mode": {"enum": ["template", "passthrough", None]},
         "forward_flagged": {"type": ["boolean", "null"]},
         "forward_max_attempts": {"type": ["integer", "null"], "minimum": 1},
+        "test_traffic": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "click_ids": {"type": ["array", "null"], "items": NAME_STRING, "maxItems": 1000},
+                "ip_ranges": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string"},
+                    "maxItems": 1000,
+                },
+                "off": {"type": ["boolean", "null"]},
+            },
+        },
     },
 }
 ENDPOINT = {
@@ -110,11 +123,21 @@ changes the window and keeps the scope. The merged document is checked as a
 whole; to replace every setting, set the ones to drop to `null`."""
 STATS = {
     "type": "object",
-    "required": ["window", "total", "flagged", "by_flag", "duplicate_rate", "last_hit_at"],
+    "required": [
+        "window",
+        "total",
+        "flagged",
+        "test_hits",
+        "by_flag",
+        "duplicate_rate",
+        "last_hit_at",
+    ],
     "properties": {
         "window": {"type": "string", "enum": ["1h", "24h", "7d"]},
+        # Test hits (flag test_traffic) are left out of every count but test_hits.
         "total": {"type": "integer", "minimum": 0},
         "flagged": {"type": "integer", "minimum": 0},
+        "test_hits": {"type": "integer", "minimum": 0},
         "by_flag": {"type": "object", "additionalProperties": {"type": "integer"}},
         "duplicate_rate": {"type": "number", "minimum": 0, "maximum": 1},
         "last_hit_at": {"type": ["string", "null"], "format": "date-time"},

@@ -108,6 +108,13 @@ PATHS: dict[str, Any] = {
                     "explode": True,
                 },
                 {"name": "flagged", "in": "query", "schema": {"type": "boolean"}},
+                {
+                    "name": "test",
+                    "in": "query",
+                    "description": "true: only test and ping postbacks (flag test_traffic); "
+                    "false: leave them out.",
+                    "schema": {"type": "boolean"},
+                },
                 {"name": "click_id", "in": "query", "schema": {"type": "string"}},
                 {
                     "name": "since",

@@ -22,6 +22,11 @@ PRESET = {
         "method": {"type": "string"},
         "notes": {"type": "string"},
         "macros": {"type": "array", "items": {"type": "string"}},
+        # The platform's own test markers: param → values that mark a test postback.
+        "test_markers": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
     },
 }
 

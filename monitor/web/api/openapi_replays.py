@@ -21,6 +21,7 @@ FILTERS = {
         "forward_state": {"enum": [*FORWARD_STATE_FILTERS, "", None]},
         "flag": {"type": ["array", "null"], "items": {"enum": list(FLAG_NAMES)}},
         "flagged": {"type": ["boolean", "null"]},
+        "test": {"type": ["boolean", "null"]},
         "click_id": {"type": ["string", "null"]},
         "since": TIME,
         "until": TIME,

@@ -16,7 +16,9 @@ from monitor.web.appkeys import ENDPOINTS, REPLAYS
 from monitor.web.errors import BadRequest
 
 # The body's fields: the hit list's filters, as the list's query parameters name them.
-FILTER_FIELDS = ("forward_state", "flag", "flagged", "click_id", "since", "until", "method", "q")
+FILTER_FIELDS = (
+    "forward_state", "flag", "flagged", "test", "click_id", "since", "until", "method", "q",
+)  # fmt: skip
 
 
 def filter_values(doc: Any) -> MultiDict[str]:
@@ -35,9 +37,9 @@ def filter_values(doc: Any) -> MultiDict[str]:
             if flags is None or not all(isinstance(f, str) for f in flags):
                 raise BadRequest("invalid_field", "flag: a list of flag names")
             values.extend((name, f) for f in flags)
-        elif name == "flagged":
+        elif name in ("flagged", "test"):
             if not isinstance(value, bool):
-                raise BadRequest("invalid_field", "flagged: true or false")
+                raise BadRequest("invalid_field", f"{name}: true or false")
             values[name] = "true" if value else "false"
         elif isinstance(value, str):
             values[name] = value

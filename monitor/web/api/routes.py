@@ -183,6 +183,7 @@ def filter_from(q: MultiMapping[str]) -> HitFilter:
     return HitFilter(
         flags=parse_flags(q.getall("flag", [])),
         flagged=parse_bool("flagged", q.get("flagged")),
+        test=parse_bool("test", q.get("test")),
         click_id=q.get("click_id"),
         since=parse_time("since", q.get("since")),
         until=parse_time("until", q.get("until")),

@@ -63,7 +63,7 @@ def page_filter(query: Any) -> tuple[HitFilter, dict[str, str]]:
     """The filter a page's query string asks for, and the values to keep in links."""
     values = {k: query.get(k, "").strip() for k in FILTER_KEYS}
     flag, method = values["flag"], values["method"].upper()
-    if flag and flag not in ("any", "clean", *present.FLAG_NAMES):
+    if flag and flag not in ("any", "clean", "real", *present.FLAG_NAMES):
         raise BadRequest("invalid_query", f"flag: unknown flag {flag[:40]!r}")
     if method and method not in METHODS:
         raise BadRequest("invalid_query", f"method: one of {', '.join(METHODS)}")
@@ -75,8 +75,10 @@ def page_filter(query: Any) -> tuple[HitFilter, dict[str, str]]:
         since = max(since or datetime.min.replace(tzinfo=UTC),
                     datetime.now(UTC) - timedelta(seconds=RANGES[values["range"]]))  # fmt: skip
     flt = HitFilter(
-        flags=(flag,) if flag not in ("", "any", "clean") else (),
+        flags=(flag,) if flag not in ("", "any", "clean", "real") else (),
         flagged={"any": True, "clean": False}.get(flag),
+        # "real": every hit but test postbacks (flag test_traffic).
+        test=False if flag == "real" else None,
         since=since,
         until=until,
         method=method or None,
@@ -107,6 +109,8 @@ async def summary(request: web.Request, endpoint_id: int) -> dict[str, Any]:
         "flagged_1h": hour["flagged"],
         "hits_24h": day["total"],
         "flagged_24h": day["flagged"],
+        # Test postbacks are left out of the counts above; shown apart when any came.
+        "test_24h": day["test_hits"],
         "duplicate_rate": f"{day['duplicate_rate']:.1%}",
         "by_flag": sorted(day["by_flag"].items(), key=lambda kv: -kv[1])[:3],
         "last_hit_at": day["last_hit_at"],

@@ -52,6 +52,9 @@ FLAG_HELP = {
     "body_truncated": "The body was larger than the configured limit; only its start was kept.",
     "params_truncated": "The query string or body held more than the parsed view keeps (too "
     "many params, values too long, JSON nested too deep); the raw bytes are stored whole.",
+    "test_traffic": "A test or ping postback (a platform's test marker, or one of this "
+    "endpoint's test click ids or IP ranges): kept and shown, but left out of duplicate "
+    "detection, stats, alert metrics and reconciliation.",
 }
 # The names come from the model (what the API accepts too); every one has help here.
 FLAG_NAMES = verdict.FLAG_NAMES

@@ -1,0 +1,12 @@
+-- Test and ping postbacks (issue #17 item 3): hits flagged test_traffic by the rules.
+--
+-- They are stored and listed like any hit, but the stats, the endpoints page's
+-- counters and reconciliation leave them out. A boolean beside `flagged` makes that
+-- a plain filter on rows those queries read anyway; testing the flags jsonb
+-- (flags @> '[{"flag": "test_traffic"}]') would detoast and scan every row's flags,
+-- and an index would cost every insert for a filter that is never selective on its
+-- own. No index: test hits are few, and each query already walks an endpoint's range
+-- of hits_endpoint_newest. Adding a column with a constant default rewrites nothing
+-- (PostgreSQL 11+), and every partition, present or future, gets it from the parent.
+-- Hits stored before this migration are false: they were never judged for it.
+ALTER TABLE hits ADD COLUMN is_test boolean NOT NULL DEFAULT false;
