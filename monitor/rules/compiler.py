@@ -19,6 +19,7 @@ from typing import Any
 from monitor.model.errors import SettingsError
 from monitor.rules.durations import parse_duration
 from monitor.rules.presets import PRESETS, get_preset
+from monitor.rules.statuses import COMMON, STATUS_NAMES, compile_statuses
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -46,7 +47,7 @@ ALIAS_GROUPS = (CLICK_ID_NAMES, EVENT_NAMES, AMOUNT_NAMES, CURRENCY_NAMES)
 
 SETTINGS_KEYS = (
     "preset", "required_params", "click_id_param", "event_param", "amount_param",
-    "currency_param", "dedupe", "allowed_ips", "secret",
+    "currency_param", "dedupe", "allowed_ips", "secret", "statuses",
 )  # fmt: skip
 DEDUPE_SCOPES = ("click_id_event", "click_id", "off")
 MAX_DEDUPE_WINDOW_S = 3650 * 86400.0
@@ -75,6 +76,10 @@ class Rules:
     secret: bytes | None = field(default=None, repr=False)
     secret_param: str | None = None
     secret_header: str | None = None  # as configured; compared case-insensitively
+    # Where a hit's status is read, and what its values mean: the common table with
+    # the preset's and then the endpoint's ``statuses.map`` laid over it.
+    status_names: tuple[str, ...] = STATUS_NAMES
+    status_table: Mapping[str, str] = field(default_factory=lambda: COMMON, repr=False)
 
 
 def compile_settings(document: Mapping[str, Any]) -> Rules:
@@ -124,6 +129,13 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
     if document.get("secret") is not None:
         secret, secret_param, secret_header, normalized["secret"] = _secret(document["secret"])
 
+    status_names = preset.status_params if preset is not None and preset.status_params else None
+    status_table = {**COMMON, **preset.statuses} if preset is not None else COMMON
+    if document.get("statuses") is not None:
+        param, overrides, normalized["statuses"] = compile_statuses(document["statuses"])
+        status_names = (param,) if param is not None else status_names
+        status_table = {**status_table, **overrides}
+
     def names_for(key: str, common: tuple[str, ...]) -> tuple[str, ...]:
         name = names[key]
         return (name,) if name is not None else common
@@ -141,6 +153,8 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
         secret=secret,
         secret_param=secret_param,
         secret_header=secret_header,
+        status_names=status_names or STATUS_NAMES,
+        status_table=status_table,
     )
 
 

@@ -20,6 +20,7 @@ from monitor.model.verdict import Flag, Verdict, clip, make_flag
 from monitor.rules.compiler import ALIAS_GROUPS, IPNetwork, Rules, secret_bytes
 from monitor.rules.currencies import is_currency
 from monitor.rules.macros import find_macro
+from monitor.rules.statuses import find_status
 
 # Past this many, further unreplaced macros of one hit are not flagged one by one.
 MAX_MACRO_FLAGS = 20
@@ -108,11 +109,18 @@ def judge(
             )
 
     click_id_param, click_id = _first_present(rules.click_id_names, values)
-    _, event = _first_present(rules.event_names, values)
+    event_param, event = _first_present(rules.event_names, values)
+    status_param, status_value, status = find_status(rules.status_names, values, rules.status_table)
+    real_click_id = bool(click_id) and find_macro(click_id) is None
     dedupe_key = None
-    if click_id and rules.dedupe_scope != "off" and find_macro(click_id) is None:
+    if real_click_id and rules.dedupe_scope != "off":
         with_event = rules.dedupe_scope == "click_id_event" and event and find_macro(event) is None
-        dedupe_key = (click_id, event if with_event and event else "")
+        part = event if with_event and event else ""
+        if rules.dedupe_scope == "click_id_event" and status and status_param != event_param:
+            # A status in a param of its own (Affise status, Scaleo conv_status) is part
+            # of the key: the approval of a pending conversion is news, not a repeat.
+            part = f"{part}|{status}"
+        dedupe_key = (click_id, part)
     _, amount = _first_present(rules.amount_names, values)
     _, currency = _first_present(rules.currency_names, values)
     return Verdict(
@@ -124,6 +132,10 @@ def judge(
         dedupe_window_s=rules.dedupe_window_s,
         amount=_valid_amount(amount),
         currency=currency.upper() if is_currency(currency) else None,
+        status=status,
+        status_param=status_param,
+        status_value=clip(status_value) if status_param is not None else None,
+        status_tracked=real_click_id and status is not None and status != "test",
     )
 
 
@@ -153,7 +165,12 @@ def amount_and_currency(
 def duplicate_flag(verdict: Verdict, first_hit_id: uuid.UUID) -> Flag:
     """The duplicate_click_id flag for a hit whose dedupe key was already seen."""
     event = verdict.dedupe_key[1] if verdict.dedupe_key else ""
+    status = ""
+    if verdict.status and event.endswith(f"|{verdict.status}"):
+        event, status = event[: -len(verdict.status) - 1], verdict.status
     scope = f" with event {_quote(event)}" if event else ""
+    if status:
+        scope += f"{' and' if event else ' with'} status {_quote(status)}"
     return make_flag(
         "duplicate_click_id",
         verdict.click_id_param,

@@ -70,6 +70,10 @@ def encode(hit: Hit) -> bytes:
             # The exact decimal as text (an older release wrote a JSON number).
             "amount": None if verdict.amount is None else str(verdict.amount),
             "currency": verdict.currency,
+            "status": verdict.status,
+            "status_param": verdict.status_param,
+            "status_value": verdict.status_value,
+            "status_tracked": verdict.status_tracked,
         },
     }
     payload = json.dumps(doc, separators=(",", ":")).encode()
@@ -90,6 +94,11 @@ def decode(payload: bytes) -> Hit:
         # a JSON number from the release before exact amounts is read through its text.
         amount=spooled_amount(v.get("amount")),
         currency=v.get("currency"),
+        # Absent from records spooled before statuses: no status, no lifecycle.
+        status=v.get("status"),
+        status_param=v.get("status_param"),
+        status_value=v.get("status_value"),
+        status_tracked=v.get("status_tracked", False),
     )
     return Hit(
         id=uuid.UUID(doc["id"]),
