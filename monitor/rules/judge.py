@@ -119,7 +119,7 @@ def judge(
         if rules.dedupe_scope == "click_id_event" and status and status_param != event_param:
             # A status in a param of its own (Affise status, Scaleo conv_status) is part
             # of the key: the approval of a pending conversion is news, not a repeat.
-            part = f"{part}|{status}"
+            part = f"{part}|{status_value}"
         dedupe_key = (click_id, part)
     _, amount = _first_present(rules.amount_names, values)
     _, currency = _first_present(rules.currency_names, values)
@@ -166,8 +166,9 @@ def duplicate_flag(verdict: Verdict, first_hit_id: uuid.UUID) -> Flag:
     """The duplicate_click_id flag for a hit whose dedupe key was already seen."""
     event = verdict.dedupe_key[1] if verdict.dedupe_key else ""
     status = ""
-    if verdict.status and event.endswith(f"|{verdict.status}"):
-        event, status = event[: -len(verdict.status) - 1], verdict.status
+    sent = verdict.status_value
+    if verdict.status and sent and event.endswith(f"|{sent}"):
+        event, status = event[: -len(sent) - 1], sent
     scope = f" with event {_quote(event)}" if event else ""
     if status:
         scope += f"{' and' if event else ' with'} status {_quote(status)}"

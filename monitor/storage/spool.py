@@ -70,12 +70,15 @@ def encode(hit: Hit) -> bytes:
             # The exact decimal as text (an older release wrote a JSON number).
             "amount": None if verdict.amount is None else str(verdict.amount),
             "currency": verdict.currency,
-            "status": verdict.status,
-            "status_param": verdict.status_param,
-            "status_value": verdict.status_value,
-            "status_tracked": verdict.status_tracked,
         },
     }
+    if verdict.status_param is not None:  # left out when absent: records stay small
+        doc["verdict"].update(  # type: ignore[attr-defined]
+            status=verdict.status,
+            status_param=verdict.status_param,
+            status_value=verdict.status_value,
+            status_tracked=verdict.status_tracked,
+        )
     payload = json.dumps(doc, separators=(",", ":")).encode()
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
@@ -94,7 +97,7 @@ def decode(payload: bytes) -> Hit:
         # a JSON number from the release before exact amounts is read through its text.
         amount=spooled_amount(v.get("amount")),
         currency=v.get("currency"),
-        # Absent from records spooled before statuses: no status, no lifecycle.
+        # Absent when the hit had none, and from records spooled before statuses.
         status=v.get("status"),
         status_param=v.get("status_param"),
         status_value=v.get("status_value"),
