@@ -61,25 +61,36 @@ async def one_shape(url: str, endpoint_id: int, shape: str, hits: int, batch: in
     return time.perf_counter() - started
 
 
-async def main_async(args: argparse.Namespace) -> int:
+async def run(url: str, args: argparse.Namespace) -> dict[str, float]:
+    conn = await connect(url)
+    best: dict[str, float] = {}
+    endpoint_id = 0
+    for _ in range(args.rounds):
+        for shape in SHAPES:
+            endpoint_id += 1
+            await conn.execute(
+                "INSERT INTO endpoints (id, token, name) OVERRIDING SYSTEM VALUE "
+                "VALUES ($1, $2, 'bench')",
+                endpoint_id,
+                f"bench-{endpoint_id}",
+            )
+            seconds = await one_shape(url, endpoint_id, shape, args.hits, args.batch)
+            best[shape] = min(best.get(shape, seconds), seconds)
+    await conn.close()
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--hits", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    # ScratchDatabase starts and migrates with its own event loop: outside ours.
     db = ScratchDatabase(Path(tempfile.mkdtemp(prefix="pbm-bench-")))
     db.start()
     try:
-        conn = await connect(db.url)
-        best: dict[str, float] = {}
-        endpoint_id = 0
-        for _ in range(args.rounds):
-            for shape in SHAPES:
-                endpoint_id += 1
-                await conn.execute(
-                    "INSERT INTO endpoints (id, token, name) OVERRIDING SYSTEM VALUE "
-                    "VALUES ($1, $2, 'bench')",
-                    endpoint_id,
-                    f"bench-{endpoint_id}",
-                )
-                seconds = await one_shape(db.url, endpoint_id, shape, args.hits, args.batch)
-                best[shape] = min(best.get(shape, seconds), seconds)
-        await conn.close()
+        best = asyncio.run(run(db.url, args))
     finally:
         db.stop()
     batches = args.hits / args.batch
@@ -90,14 +101,6 @@ async def main_async(args: argparse.Namespace) -> int:
             f"{seconds / args.hits * 1e6:6.1f} µs/hit"
         )
     return 0
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hits", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
-    return asyncio.run(main_async(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from monitor.storage.db import create_pool
 from monitor.storage.writer import HitWriter
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
 from tests.helpers.hits import judged_hit
+from tests.helpers.signin import sign_in
 from tests.integration.test_writer import add_endpoint
 
 
@@ -46,6 +47,17 @@ async def test_lead_sale_reversal_is_clean_and_each_status_is_stored(
     hits = [await hit(client, i) for i in ids]
     assert [h["status"] for h in hits] == ["lead", "sale", "rejected", "rebill", "test"]
     assert [h["flags"] for h in hits] == [[]] * 5  # and lead, sale: no duplicate either
+    # The hit page and the list show it.
+    await sign_in(client)
+    page = await (await client.get(f"/hits/{ids[2]}")).text()
+    assert '<dd id="hit-status">rejected</dd>' in page
+    rows = await (await client.get(f"/endpoints/{endpoint['id']}")).text()
+    # The event is the status here, so the badge shows only where they differ.
+    assert '<span class="badge status" title="status">' not in rows
+    affise = await make_endpoint(settings={"preset": "affise"})
+    await send(capture, affise, "click_id=x1&goal=1&status=3")
+    rows = await (await client.get(f"/endpoints/{affise['id']}")).text()
+    assert '<span class="badge status" title="status">rejected</span>' in rows
 
 
 async def test_reversal_first_is_an_orphan_and_a_sale_after_it_is_flagged(
