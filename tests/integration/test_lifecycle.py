@@ -16,6 +16,7 @@ from monitor.storage.db import create_pool
 from monitor.storage.writer import HitWriter
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
 from tests.helpers.hits import judged_hit
+from tests.helpers.metrics import parse, value
 from tests.helpers.signin import sign_in
 from tests.integration.test_writer import add_endpoint
 
@@ -79,6 +80,11 @@ async def test_reversal_first_is_an_orphan_and_a_sale_after_it_is_flagged(
     # An unrelated click id starts afresh.
     other = await send(capture, endpoint, "click_id=c2&transactionType=SALE")
     assert await flags(client, other) == []
+    # Counted by flag, as every flag is.
+    samples = parse(await (await client.get("/metrics", headers=AUTH)).text())
+    ep = str(endpoint["id"])
+    for flag in ("orphan_reversal", "conversion_after_reversal"):
+        assert value(samples, "postback_monitor_flags_total", endpoint=ep, flag=flag) == 1
 
 
 async def test_approved_then_pending_is_a_regression(
