@@ -73,8 +73,8 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the test database, emptied before the test."""
     conn = await connect(pg_url)
     await conn.execute(
-        "TRUNCATE endpoints, hits, click_keys, forward_outbox, forward_attempts, reconciliations,"
-        " api_tokens, web_sessions, channels, channel_deliveries,"
+        "TRUNCATE endpoints, hits, click_keys, click_lifecycle, forward_outbox, forward_attempts,"
+        " reconciliations, api_tokens, web_sessions, channels, channel_deliveries,"
         " reconciliation_items, reconciliation_rows, share_links, audit_log, alerts"
         " RESTART IDENTITY"
     )

@@ -39,6 +39,8 @@ class Hit:
     flags: list[Flag] = field(default_factory=list)
     # Settled by the writer against the duplicate ledger.
     duplicate: Flag | None = None
+    # Settled by the writer against the click's lifecycle (at most one flag a hit).
+    lifecycle: Flag | None = None
 
     @property
     def is_test(self) -> bool:
@@ -47,7 +49,9 @@ class Hit:
         return any(flag["flag"] == TEST_TRAFFIC for flag in self.flags)
 
     def all_flags(self) -> list[Flag]:
-        return self.flags if self.duplicate is None else [*self.flags, self.duplicate]
+        if self.duplicate is None and self.lifecycle is None:
+            return self.flags
+        return [*self.flags, *(f for f in (self.duplicate, self.lifecycle) if f is not None)]
 
 
 def body_json(body: bytes) -> dict[str, str]:
@@ -79,6 +83,7 @@ def row_to_json(row: Any, *, with_body: bool = True) -> dict[str, Any]:
         "user_agent": row["user_agent"],
         "click_id": row["click_id"],
         "event": row["event"],
+        "status": row["status"],
         "flags": row["flags"],
     }
     if with_body:

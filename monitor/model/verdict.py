@@ -19,7 +19,8 @@ Flag = dict[str, Any]
 TEST_TRAFFIC = "test_traffic"
 
 # Every flag name a hit can carry: the rules' (judge, params), capture's own
-# (body_truncated) and the writer's (duplicate_click_id). docs/rules.md describes each.
+# (body_truncated) and the writer's (duplicate_click_id and the lifecycle flags, settled
+# against the database in arrival order). docs/rules.md describes each.
 FLAG_NAMES = (
     "unreplaced_macro",
     "missing_param",
@@ -28,6 +29,9 @@ FLAG_NAMES = (
     "ip_not_allowed",
     "secret_mismatch",
     "duplicate_click_id",
+    "orphan_reversal",
+    "conversion_after_reversal",
+    "status_regression",
     "body_truncated",
     "params_truncated",
     TEST_TRAFFIC,
@@ -55,6 +59,14 @@ class Verdict:
     # with a network's report by reconciliation, where a float's 0.1 + 0.2 would show.
     amount: Decimal | None = None
     currency: str | None = None
+    # The hit's status in the common vocabulary (rules/statuses.py), None when its
+    # value is unknown or absent; the param and value it was read from, as sent.
+    status: str | None = None
+    status_param: str | None = None
+    status_value: str | None = None
+    # The hit takes part in its click's lifecycle: a click id that is no macro and a
+    # status other than test. Decided here so the writer's hot path only filters.
+    status_tracked: bool = False
 
 
 def make_flag(name: str, param: str | None, value: str | None, message: str, **extra: Any) -> Flag:

@@ -19,6 +19,7 @@ from monitor.model.errors import SettingsError
 from monitor.rules.durations import parse_duration
 from monitor.rules.networks import IPNetwork, parse_networks
 from monitor.rules.presets import PRESETS, get_preset
+from monitor.rules.statuses import COMMON, STATUS_NAMES, compile_statuses
 from monitor.rules.test_traffic import TestTraffic, compile_test_traffic, preset_markers
 
 # Auto-detection order: the first name present with a non-empty value wins.
@@ -45,7 +46,7 @@ ALIAS_GROUPS = (CLICK_ID_NAMES, EVENT_NAMES, AMOUNT_NAMES, CURRENCY_NAMES)
 
 SETTINGS_KEYS = (
     "preset", "required_params", "click_id_param", "event_param", "amount_param",
-    "currency_param", "dedupe", "allowed_ips", "secret", "test_traffic",
+    "currency_param", "dedupe", "allowed_ips", "secret", "test_traffic", "statuses",
 )  # fmt: skip
 DEDUPE_SCOPES = ("click_id_event", "click_id", "off")
 MAX_DEDUPE_WINDOW_S = 3650 * 86400.0
@@ -75,6 +76,10 @@ class Rules:
     secret_param: str | None = None
     secret_header: str | None = None  # as configured; compared case-insensitively
     test_traffic: TestTraffic = field(default_factory=TestTraffic)
+    # Where a hit's status is read, and what its values mean: the common table with
+    # the preset's and then the endpoint's ``statuses.map`` laid over it.
+    status_names: tuple[str, ...] = STATUS_NAMES
+    status_table: Mapping[str, str] = field(default_factory=lambda: COMMON, repr=False)
 
 
 def compile_settings(document: Mapping[str, Any]) -> Rules:
@@ -128,6 +133,12 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
     test_traffic, test_document = compile_test_traffic(document.get("test_traffic"), extra)
     if test_document is not None:
         normalized["test_traffic"] = test_document
+    status_names = preset.status_params if preset is not None and preset.status_params else None
+    status_table = {**COMMON, **preset.statuses} if preset is not None else COMMON
+    if document.get("statuses") is not None:
+        param, overrides, normalized["statuses"] = compile_statuses(document["statuses"])
+        status_names = (param,) if param is not None else status_names
+        status_table = {**status_table, **overrides}
 
     def names_for(key: str, common: tuple[str, ...]) -> tuple[str, ...]:
         name = names[key]
@@ -147,6 +158,8 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
         secret_param=secret_param,
         secret_header=secret_header,
         test_traffic=test_traffic,
+        status_names=status_names or STATUS_NAMES,
+        status_table=status_table,
     )
 
 

@@ -21,6 +21,7 @@ from monitor.rules.compiler import ALIAS_GROUPS, Rules, secret_bytes
 from monitor.rules.currencies import is_currency
 from monitor.rules.macros import find_macro
 from monitor.rules.networks import IPNetwork
+from monitor.rules.statuses import find_status
 from monitor.rules.test_traffic import judge_test_traffic
 
 # Past this many, further unreplaced macros of one hit are not flagged one by one.
@@ -110,14 +111,21 @@ def judge(
             )
 
     click_id_param, click_id = _first_present(rules.click_id_names, values)
-    _, event = _first_present(rules.event_names, values)
+    event_param, event = _first_present(rules.event_names, values)
     test = judge_test_traffic(rules.test_traffic, values, click_id, click_id_param, remote_ip)
     if test is not None:
         flags.append(test)
+    status_param, status_value, status = find_status(rules.status_names, values, rules.status_table)
+    real_click_id = bool(click_id) and find_macro(click_id) is None
     dedupe_key = None
-    if click_id and rules.dedupe_scope != "off" and find_macro(click_id) is None:
+    if real_click_id and rules.dedupe_scope != "off":
         with_event = rules.dedupe_scope == "click_id_event" and event and find_macro(event) is None
-        dedupe_key = (click_id, event if with_event and event else "")
+        part = event if with_event and event else ""
+        if rules.dedupe_scope == "click_id_event" and status and status_param != event_param:
+            # A status in a param of its own (Affise status, Scaleo conv_status) is part
+            # of the key: the approval of a pending conversion is news, not a repeat.
+            part = f"{part}|{status_value}"
+        dedupe_key = (click_id, part)
     _, amount = _first_present(rules.amount_names, values)
     _, currency = _first_present(rules.currency_names, values)
     return Verdict(
@@ -129,6 +137,12 @@ def judge(
         dedupe_window_s=rules.dedupe_window_s,
         amount=_valid_amount(amount),
         currency=currency.upper() if is_currency(currency) else None,
+        status=status,
+        status_param=status_param,
+        status_value=clip(status_value) if status_param is not None else None,
+        # A test postback (by status or by the test_traffic rule) is no step of the
+        # click's life, as it is no original for duplicates.
+        status_tracked=real_click_id and status not in (None, "test") and test is None,
     )
 
 
@@ -158,7 +172,13 @@ def amount_and_currency(
 def duplicate_flag(verdict: Verdict, first_hit_id: uuid.UUID) -> Flag:
     """The duplicate_click_id flag for a hit whose dedupe key was already seen."""
     event = verdict.dedupe_key[1] if verdict.dedupe_key else ""
+    status = ""
+    sent = verdict.status_value
+    if verdict.status and sent and event.endswith(f"|{sent}"):
+        event, status = event[: -len(sent) - 1], sent
     scope = f" with event {_quote(event)}" if event else ""
+    if status:
+        scope += f"{' and' if event else ' with'} status {_quote(status)}"
     return make_flag(
         "duplicate_click_id",
         verdict.click_id_param,

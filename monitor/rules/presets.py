@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 
+from monitor.model.errors import SettingsError
 from monitor.rules.macros import find_macro
+from monitor.rules.statuses import check_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,11 @@ class Preset:
     # The platform's own test markers where its docs name them: param → values that
     # mark a test postback (rules.test_traffic); empty for most platforms.
     test_markers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Where the platform puts a conversion's status (the first with a known value
+    # wins; empty: the common names), and its values that the common vocabulary does
+    # not know or reads otherwise (rules/statuses.py), e.g. Affise "3" → rejected.
+    status_params: tuple[str, ...] = ()
+    statuses: dict[str, str] = field(default_factory=dict)
 
 
 DIRECTIONS = ("sender", "receiver")
@@ -81,6 +88,15 @@ def load_presets(text: str, source: str = "presets.toml") -> dict[str, Preset]:
             for values in markers.values()
         ):
             raise ValueError(f"{where}: test_markers maps param names to lists of values")
+        status_params = entry.get("status_params", [])
+        if not isinstance(status_params, list) or not all(
+            isinstance(n, str) and n for n in status_params
+        ):
+            raise ValueError(f"{where}: status_params must be a list of param names")
+        try:
+            statuses = check_table("statuses", entry.get("statuses", {}))
+        except SettingsError as exc:
+            raise ValueError(f"{where}: {exc}") from None
         presets[key] = Preset(
             key=key,
             name=entry["name"],
@@ -94,6 +110,8 @@ def load_presets(text: str, source: str = "presets.toml") -> dict[str, Preset]:
             method=entry["method"],
             notes=entry["notes"],
             test_markers=tuple((param, tuple(values)) for param, values in markers.items()),
+            status_params=tuple(status_params),
+            statuses=statuses,
         )
     return presets
 
@@ -143,6 +161,7 @@ def preset_list() -> list[dict[str, object]]:
     for preset in PRESETS.values():
         entry: dict[str, object] = asdict(preset)
         entry["required_params"] = list(preset.required_params)
+        entry["status_params"] = list(preset.status_params)
         entry["macros"] = template_macros(preset)
         entry["test_markers"] = {param: list(values) for param, values in preset.test_markers}
         listed.append(entry)

@@ -1,9 +1,10 @@
 """One batch of hits, one transaction: the database work behind the group commit.
 
-A batch locks its endpoints' rows, settles duplicates in the ledger, COPYs its
-hits, runs the transaction hooks and commits, retrying on deadlocks and
-serialization failures. Both the writer's new batches and spool replays go
-through here, so a replayed hit is settled and stored exactly like a new one.
+A batch locks its endpoints' rows, settles duplicates in the ledger and status
+flags in the click lifecycle, COPYs its hits, runs the transaction hooks and
+commits, retrying on deadlocks and serialization failures. Both the writer's new
+batches and spool replays go through here, so a replayed hit is settled and stored
+exactly like a new one.
 
 A batch stores only hits whose endpoint row still exists, checked under a lock
 that orders it with the endpoint's delete (``keep_live_endpoints``): the hits of
@@ -21,6 +22,7 @@ import structlog
 from monitor.model.hit import Hit
 from monitor.storage.hit_rows import copy_hits
 from monitor.storage.ledger import LedgerTurns, Turn, settle_duplicates
+from monitor.storage.lifecycle import settle_lifecycle
 
 log = structlog.get_logger(__name__)
 
@@ -83,8 +85,9 @@ class BatchCommitter:
             await self.pool.release(self._idle_conns.pop())
 
     async def _write(self, hits: list[Hit], *, replay: bool) -> list[Hit]:
-        for hit in hits:  # a retried batch settles duplicates afresh
+        for hit in hits:  # a retried batch settles duplicates and lifecycles afresh
             hit.duplicate = None
+            hit.lifecycle = None
         turn = self._ledger_turns.take()
         try:
             conn = self._idle_conns.pop() if self._idle_conns else await self.pool.acquire()
@@ -136,8 +139,9 @@ class BatchCommitter:
             await conn.execute("COMMIT")
             return hits, []
         await settle_duplicates(conn, hits)
-        # Ledger rows are locked now: a later batch's ledger step waits for this
-        # transaction wherever their keys meet, so it may start.
+        await settle_lifecycle(conn, hits)
+        # Ledger and lifecycle rows are locked now: a later batch's ledger step waits
+        # for this transaction wherever their keys meet, so it may start.
         turn.done()
         await copy_hits(conn, hits, replay=replay)
         after_commit = [

@@ -22,6 +22,7 @@ from monitor.rules import Rules, SettingsError, presets
 from monitor.rules.endpoint_fields import EndpointFields, merge_patch, validate_fields
 from monitor.rules.endpoint_settings import EndpointSettings, compile_endpoint_settings
 from monitor.storage.batch_commit import HITS_CHANNEL
+from monitor.storage.lifecycle import FORGET_ENDPOINT_CLICKS
 
 log = structlog.get_logger(__name__)
 
@@ -51,9 +52,11 @@ ROTATE_TOKEN = (
 # it, each with a fresh snapshot, see every hit that was ever committed for it.
 DELETE = "DELETE FROM endpoints WHERE id = $1 RETURNING id"
 DELETE_HITS = "DELETE FROM hits WHERE endpoint_id = $1"
-# Everything else keyed by the endpoint: the duplicate ledger and forwarding.
+# Everything else keyed by the endpoint: the duplicate ledger, the click lifecycle
+# and forwarding.
 DELETE_REST = (
     "DELETE FROM click_keys WHERE endpoint_id = $1",
+    FORGET_ENDPOINT_CLICKS,
     "DELETE FROM forward_outbox WHERE endpoint_id = $1",
     "DELETE FROM forward_attempts WHERE endpoint_id = $1",
 )

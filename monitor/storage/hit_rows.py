@@ -14,6 +14,7 @@ COPY_COLUMNS = (
     "id", "endpoint_id", "received_at", "method", "path", "raw_query", "params",
     "body_params", "headers", "content_type", "body", "body_size", "remote_ip",
     "user_agent", "click_id", "event", "flags", "flagged", "amount", "currency", "is_test",
+    "status",
 )  # fmt: skip
 CREATE_REPLAY_TABLE = "CREATE TEMP TABLE hits_replay (LIKE hits INCLUDING DEFAULTS) ON COMMIT DROP"
 INSERT_REPLAYED = f"""
@@ -29,7 +30,7 @@ def copy_record(hit: Hit) -> tuple[object, ...]:
         hit.id, hit.endpoint_id, hit.received_at, hit.method, hit.path, hit.raw_query,
         hit.params, hit.body_params, hit.headers, hit.content_type, hit.body, hit.body_size,
         hit.remote_ip, hit.user_agent, hit.verdict.click_id, hit.verdict.event, flags,
-        bool(flags), hit.verdict.amount, hit.verdict.currency, hit.is_test,
+        bool(flags), hit.verdict.amount, hit.verdict.currency, hit.is_test, hit.verdict.status,
     )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from monitor.model.hit import FORWARD_STATE_FILTERS, row_to_json
 from monitor.model.ids import uuid7_time
 from monitor.storage.batch_commit import HITS_CHANNEL
 from monitor.storage.ledger import FORGET_HIT_KEY
+from monitor.storage.lifecycle import forget_hit
 
 # A hit's forward state: its outbox row, found by the outbox's primary key
 # (endpoint_id, hit_id), one index probe per listed hit; NULL when never queued. The
@@ -30,7 +31,7 @@ from monitor.storage.ledger import FORGET_HIT_KEY
 OUTBOX_ROW = "o.endpoint_id = hits.endpoint_id AND o.hit_id = hits.id"
 FORWARD_STATE = f"(SELECT o.state FROM forward_outbox o WHERE {OUTBOX_ROW}) AS forward_state"
 LIST_COLUMNS = f"""id, endpoint_id, received_at, method, path, raw_query, params, body_params,
-    headers, content_type, body_size, remote_ip, user_agent, click_id, event, flags,
+    headers, content_type, body_size, remote_ip, user_agent, click_id, event, status, flags,
     {FORWARD_STATE}"""
 ONE_HIT = f"""
 SELECT {LIST_COLUMNS}, body FROM hits
@@ -90,11 +91,12 @@ SELECT
      ORDER BY received_at DESC, id DESC LIMIT 1) AS older"""
 # One hit, found as ONE_HIT finds it (the id's millisecond prunes to one partition),
 # with what it left elsewhere: its forwarding rows and, when it was the first of its
-# click id, its ledger key (ledger.FORGET_HIT_KEY).
+# click id, its ledger key (ledger.FORGET_HIT_KEY); when it had a status, its click's
+# lifecycle is rebuilt from the hits left (lifecycle.forget_hit).
 DELETE_HIT = """
 DELETE FROM hits WHERE id = $1 AND received_at >= $2 AND received_at < $3
-RETURNING endpoint_id, click_id"""
-DELETE_HIT_ANY_TIME = "DELETE FROM hits WHERE id = $1 RETURNING endpoint_id, click_id"
+RETURNING endpoint_id, click_id, status"""
+DELETE_HIT_ANY_TIME = "DELETE FROM hits WHERE id = $1 RETURNING endpoint_id, click_id, status"
 DELETE_HIT_REST = (
     "DELETE FROM forward_outbox WHERE endpoint_id = $1 AND hit_id = $2",
     "DELETE FROM forward_attempts WHERE endpoint_id = $1 AND hit_id = $2",
@@ -295,6 +297,8 @@ class HitStore:
             endpoint_id = int(row["endpoint_id"])
             if row["click_id"] is not None:
                 await conn.execute(FORGET_HIT_KEY, endpoint_id, row["click_id"], hit_id)
+                if row["status"] is not None:
+                    await forget_hit(conn, endpoint_id, row["click_id"])
             for statement in DELETE_HIT_REST:
                 await conn.execute(statement, endpoint_id, hit_id)
             await conn.execute(NOTIFY_HITS, HITS_CHANNEL, str(endpoint_id))

@@ -5,7 +5,8 @@ the server's ``--retention-days``, else forever. A daily partition is dropped
 once it is older than every endpoint's retention (one cheap DROP, no vacuum
 debt); endpoints that keep less than that have their older rows deleted in
 batches. The duplicate ledger forgets keys first seen before the same horizon,
-so duplicates are detected within the retention period. The audit log keeps
+so duplicates are detected within the retention period, and the click lifecycle
+forgets clicks last seen before it (none of their hits is left). The audit log keeps
 entries for the server's ``--retention-days`` (an endpoint's own setting is about
 its hits, not about who changed it): one bounded DELETE an hour.
 """
@@ -23,6 +24,7 @@ import structlog
 from monitor.model.errors import SettingsError
 from monitor.rules.endpoint_settings import compile_endpoint_settings
 from monitor.storage import audit
+from monitor.storage.lifecycle import forget_old
 from monitor.storage.partitions import EXISTING, PARTITION_LOCK_KEY, ensure_partitions
 
 log = structlog.get_logger(__name__)
@@ -102,6 +104,7 @@ async def enforce(
                 break
         status = await conn.execute(DELETE_OLD_KEYS, endpoint_id, cutoff)
         deleted_keys += int(status.split()[-1])
+        await forget_old(conn, endpoint_id, cutoff)
 
     deleted_audit = 0
     if default_days is not None:

@@ -72,6 +72,13 @@ def encode(hit: Hit) -> bytes:
             "currency": verdict.currency,
         },
     }
+    if verdict.status_param is not None:  # left out when absent: records stay small
+        doc["verdict"].update(  # type: ignore[attr-defined]
+            status=verdict.status,
+            status_param=verdict.status_param,
+            status_value=verdict.status_value,
+            status_tracked=verdict.status_tracked,
+        )
     payload = json.dumps(doc, separators=(",", ":")).encode()
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
@@ -90,6 +97,11 @@ def decode(payload: bytes) -> Hit:
         # a JSON number from the release before exact amounts is read through its text.
         amount=spooled_amount(v.get("amount")),
         currency=v.get("currency"),
+        # Absent when the hit had none, and from records spooled before statuses.
+        status=v.get("status"),
+        status_param=v.get("status_param"),
+        status_value=v.get("status_value"),
+        status_tracked=v.get("status_tracked", False),
     )
     return Hit(
         id=uuid.UUID(doc["id"]),

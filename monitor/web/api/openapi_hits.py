@@ -6,6 +6,7 @@ from typing import Any
 
 from monitor.model.hit import FORWARD_STATE_FILTERS, FORWARD_STATES
 from monitor.model.verdict import FLAG_NAMES
+from monitor.rules.statuses import STATUSES
 from monitor.storage.hits import MAX_METHOD_CHARS, MAX_SEARCH_CHARS
 from monitor.web.api.openapi_parts import ENDPOINT_ID, HIT_ID, errors, json_body, ref
 
@@ -39,6 +40,11 @@ HIT_PROPERTIES: dict[str, Any] = {
     "user_agent": {"type": ["string", "null"]},
     "click_id": {"type": ["string", "null"]},
     "event": {"type": ["string", "null"]},
+    "status": {
+        "enum": [*STATUSES, None],
+        "description": "The hit's status in the common vocabulary, read at capture from "
+        "its status or event param (docs/rules.md, Statuses); null when unknown or absent.",
+    },
     "flags": {"type": "array", "items": {"$ref": "#/components/schemas/Flag"}},
     # Read with the endpoint's current settings (amount_param, currency_param or the
     # usual names), as sent: an invalid one is also flagged invalid_amount/_currency.

@@ -49,6 +49,13 @@ FLAG_HELP = {
     "trusted to come from your partner.",
     "duplicate_click_id": "This conversion was already received: the sender retried, or "
     "fires the same postback twice. It may be counted twice.",
+    "orphan_reversal": "A refund, chargeback or rejection arrived for a click with no "
+    "conversion before it on this endpoint: the conversion's own postback may have been lost, "
+    "or the click id is not the one the conversion was sent with.",
+    "conversion_after_reversal": "A sale or approval arrived for a click that was already "
+    "reversed or rejected: the conversion may be paid again after the money went back.",
+    "status_regression": "The click's status moved backwards (approved to pending, sale to "
+    "lead): postbacks arrived out of order, or the sender reports an older state.",
     "body_truncated": "The body was larger than the configured limit; only its start was kept.",
     "params_truncated": "The query string or body held more than the parsed view keeps (too "
     "many params, values too long, JSON nested too deep); the raw bytes are stored whole.",
