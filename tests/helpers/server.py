@@ -10,8 +10,11 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from tests.helpers.auth import ADMIN_TOKEN
+import aiohttp
+
+from tests.helpers.auth import ADMIN_TOKEN, AUTH
 from tests.helpers.rawhttp import free_port
 
 
@@ -154,3 +157,11 @@ def cli(
         timeout=timeout,
         env=env,
     )
+
+
+async def admin_api(base: str, method: str, path: str, **kwargs: Any) -> Any:
+    """One API call to a server process with the admin token; its JSON, asserted 2xx."""
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        async with session.request(method, base + path, **kwargs) as resp:
+            assert resp.status < 300, await resp.text()
+            return await resp.json()

@@ -9,14 +9,12 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import asyncpg
 
 from monitor.storage.alerts import EVALUATOR_LOCK_KEY
-from tests.conftest import ADMIN_TOKEN
 from tests.helpers.server import ServerProcess
+from tests.helpers.server import admin_api as api
 from tests.helpers.tracker import Tracker, eventually
 
 INTERVAL_S = "0.5"
@@ -25,15 +23,6 @@ HOLDER = """
 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
     AND l.classid::bigint = $1 AND l.objid::bigint = $2"""
-
-
-async def api(base: str, method: str, path: str, **kwargs: Any) -> Any:
-    async with aiohttp.ClientSession() as s:
-        async with s.request(
-            method, base + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, **kwargs
-        ) as resp:
-            assert resp.status < 300, await resp.text()
-            return await resp.json()
 
 
 def firings(tracker: Tracker, endpoint_id: int) -> int:

@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from monitor.config import Config
-from tests.conftest import AUTH
 from tests.helpers.browser import Bases, page_width, playwright_expect, shot, sign_in
+from tests.helpers.server import admin_api as api
 
 LONG_NAME = "Everflow → Voluum main tracker for the Brazil campaigns (iOS, Android)"
 
@@ -20,13 +19,6 @@ LONG_NAME = "Everflow → Voluum main tracker for the Brazil campaigns (iOS, And
 @pytest.fixture
 def server_config(server_config: Config) -> Config:
     return server_config.replace(alert_interval_s=0.2)
-
-
-async def api(base: str, method: str, path: str, **kwargs: Any) -> Any:
-    async with aiohttp.ClientSession(headers=AUTH) as session:
-        async with session.request(method, base + path, **kwargs) as resp:
-            assert resp.status < 300, await resp.text()
-            return await resp.json()
 
 
 async def test_alerts_are_set_and_shown_on_a_phone(

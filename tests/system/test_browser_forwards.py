@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from monitor.config import Config
-from tests.conftest import AUTH
 from tests.helpers.browser import Bases, fire, playwright_expect, shot, sign_in
+from tests.helpers.server import admin_api as api
 from tests.helpers.tracker import Tracker
 
 
@@ -23,13 +23,6 @@ def server_config(server_config: Config) -> Config:
     return server_config.replace(
         forward_allow=("127.0.0.1",), forward_poll_s=0.1, outbound_timeout_s=5.0
     )
-
-
-async def api(base: str, method: str, path: str, **kw: Any) -> Any:
-    async with aiohttp.ClientSession(headers=AUTH) as session:
-        async with session.request(method, base + path, **kw) as resp:
-            assert resp.status < 300, await resp.text()
-            return await resp.json()
 
 
 async def until_settled(base: str, endpoint_id: int, count: int) -> list[dict[str, Any]]:

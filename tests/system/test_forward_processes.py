@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
 
-from tests.conftest import ADMIN_TOKEN
 from tests.helpers.server import ServerProcess
+from tests.helpers.server import admin_api as api
 from tests.helpers.tracker import Tracker, eventually
 
 HIT_ID = "X-Postback-Monitor-Hit-Id"
@@ -23,15 +22,6 @@ def serve_args(poll_s: str = "0.1", backoff_s: str = "0.3") -> list[str]:
         "--forward-allow", "127.0.0.1", "--forward-poll-s", poll_s,
         "--forward-backoff-s", backoff_s, "--forward-backoff-max-s", backoff_s,
     ]  # fmt: skip
-
-
-async def api(base: str, method: str, path: str, **kwargs: Any) -> Any:
-    async with aiohttp.ClientSession() as s:
-        async with s.request(
-            method, base + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, **kwargs
-        ) as resp:
-            assert resp.status < 300, await resp.text()
-            return await resp.json()
 
 
 async def test_pending_forwards_resume_after_restart(
