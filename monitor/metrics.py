@@ -191,7 +191,7 @@ class Metrics:
             "postback_monitor_payout",
             "Sum of the amounts of stored hits that are not duplicates, by endpoint, "
             "event and currency; hits flagged secret_mismatch or ip_not_allowed, or "
-            "without a valid amount, add nothing.",
+            "without a valid non-negative amount, add nothing.",
             ["endpoint", "event", "currency"],
             registry=r,
         )
@@ -257,7 +257,8 @@ class Metrics:
                 by_flag[endpoint, str(flag["flag"])] += 1
             if hit.duplicate is not None:
                 duplicates[endpoint] += 1
-            elif hit.verdict.amount is not None and hit.verdict.amount <= MAX_PAYOUT:
+            elif hit.verdict.amount is not None and 0 <= hit.verdict.amount <= MAX_PAYOUT:
+                # A negative amount (a refund) is no revenue, and a counter only grows.
                 if not any(flag["flag"] in UNTRUSTED_FLAGS for flag in flags):
                     event = self.event_label(endpoint, hit.verdict.event)
                     currency = hit.verdict.currency or NO_CURRENCY

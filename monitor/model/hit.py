@@ -41,6 +41,8 @@ class Hit:
     duplicate: Flag | None = None
     # Settled by the writer against the click's lifecycle (at most one flag a hit).
     lifecycle: Flag | None = None
+    # Set by the writer against its process's recent amounts (storage.amount_outliers).
+    outlier: Flag | None = None
 
     @property
     def is_test(self) -> bool:
@@ -49,9 +51,10 @@ class Hit:
         return any(flag["flag"] == TEST_TRAFFIC for flag in self.flags)
 
     def all_flags(self) -> list[Flag]:
-        if self.duplicate is None and self.lifecycle is None:
+        settled = (self.duplicate, self.lifecycle, self.outlier)
+        if settled == (None, None, None):
             return self.flags
-        return [*self.flags, *(f for f in (self.duplicate, self.lifecycle) if f is not None)]
+        return [*self.flags, *(f for f in settled if f is not None)]
 
 
 def body_json(body: bytes) -> dict[str, str]:

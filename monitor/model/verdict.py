@@ -20,11 +20,14 @@ TEST_TRAFFIC = "test_traffic"
 
 # Every flag name a hit can carry: the rules' (judge, params), capture's own
 # (body_truncated) and the writer's (duplicate_click_id and the lifecycle flags, settled
-# against the database in arrival order). docs/rules.md describes each.
+# against the database in arrival order; amount_outlier, against its process's recent
+# amounts). docs/rules.md describes each.
 FLAG_NAMES = (
     "unreplaced_macro",
     "missing_param",
     "invalid_amount",
+    "negative_amount",
+    "amount_outlier",
     "invalid_currency",
     "ip_not_allowed",
     "secret_mismatch",
@@ -52,13 +55,15 @@ class Verdict:
     # (click id, event or "") when this hit takes part in duplicate detection.
     dedupe_key: tuple[str, str] | None = None
     dedupe_window_s: float | None = None
-    # The hit's amount when it is a plain non-negative decimal (invalid: None, and the
-    # hit is flagged invalid_amount), and its currency when an ISO 4217 code (upper
-    # case; else None). Read once here so the payout metric needs no second parse, and
-    # kept as the exact decimal sent: it is stored (hits.amount, numeric) and compared
-    # with a network's report by reconciliation, where a float's 0.1 + 0.2 would show.
+    # The hit's amount when it is a plain decimal, negative ones too (invalid: None,
+    # and the hit is flagged invalid_amount), the param it was read from, and its
+    # currency when an ISO 4217 code (upper case; else None). Read once here so the
+    # payout metric needs no second parse, and kept as the exact decimal sent: it is
+    # stored (hits.amount, numeric) and compared with a network's report by
+    # reconciliation, where a float's 0.1 + 0.2 would show.
     amount: Decimal | None = None
     currency: str | None = None
+    amount_param: str | None = None
     # The hit's status in the common vocabulary (rules/statuses.py), None when its
     # value is unknown or absent; the param and value it was read from, as sent.
     status: str | None = None

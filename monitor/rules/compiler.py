@@ -18,6 +18,7 @@ from typing import Any
 from monitor.model.errors import SettingsError
 from monitor.rules.durations import parse_duration
 from monitor.rules.networks import IPNetwork, parse_networks
+from monitor.rules.outliers import AmountOutlierRule, compile_amount_outlier
 from monitor.rules.presets import PRESETS, get_preset
 from monitor.rules.statuses import COMMON, STATUS_NAMES, compile_statuses
 from monitor.rules.test_traffic import TestTraffic, compile_test_traffic, preset_markers
@@ -47,6 +48,7 @@ ALIAS_GROUPS = (CLICK_ID_NAMES, EVENT_NAMES, AMOUNT_NAMES, CURRENCY_NAMES)
 SETTINGS_KEYS = (
     "preset", "required_params", "click_id_param", "event_param", "amount_param",
     "currency_param", "dedupe", "allowed_ips", "secret", "test_traffic", "statuses",
+    "amount_outlier",
 )  # fmt: skip
 DEDUPE_SCOPES = ("click_id_event", "click_id", "off")
 MAX_DEDUPE_WINDOW_S = 3650 * 86400.0
@@ -80,6 +82,8 @@ class Rules:
     # the preset's and then the endpoint's ``statuses.map`` laid over it.
     status_names: tuple[str, ...] = STATUS_NAMES
     status_table: Mapping[str, str] = field(default_factory=lambda: COMMON, repr=False)
+    # The amount_outlier check (on by default; None: off), run by the writer.
+    amount_outlier: AmountOutlierRule | None = field(default_factory=AmountOutlierRule)
 
 
 def compile_settings(document: Mapping[str, Any]) -> Rules:
@@ -140,6 +144,10 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
         status_names = (param,) if param is not None else status_names
         status_table = {**status_table, **overrides}
 
+    amount_outlier, outlier_document = compile_amount_outlier(document.get("amount_outlier"))
+    if outlier_document is not None:
+        normalized["amount_outlier"] = outlier_document
+
     def names_for(key: str, common: tuple[str, ...]) -> tuple[str, ...]:
         name = names[key]
         return (name,) if name is not None else common
@@ -160,6 +168,7 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
         test_traffic=test_traffic,
         status_names=status_names or STATUS_NAMES,
         status_table=status_table,
+        amount_outlier=amount_outlier,
     )
 
 

@@ -27,7 +27,8 @@ from monitor.rules.test_traffic import judge_test_traffic
 # Past this many, further unreplaced macros of one hit are not flagged one by one.
 MAX_MACRO_FLAGS = 20
 
-_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# A plain decimal, negative allowed: a negative one is negative_amount's business.
+_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 # The longest amount kept as a number (digits, the point aside); longer ones are None.
 MAX_AMOUNT_DIGITS = 40
 
@@ -43,7 +44,7 @@ def judge(
     values: dict[str, str] = {}
     flags: list[Flag] = []
     # One flag per param: the first applicable of unreplaced_macro, missing_param,
-    # secret_mismatch, invalid_amount, invalid_currency.
+    # secret_mismatch, invalid_amount or negative_amount, invalid_currency.
     flagged: set[str] = set()
     macro_flags = 0
     for name, raw in params:
@@ -83,9 +84,14 @@ def judge(
         if flag is not None:
             flags.append(flag)
 
+    # The status is read before the amounts: a negative amount is a refund's right
+    # sign when the hit is a reversal (RedTrack's negative sum), odd anywhere else.
+    status_param, status_value, status = find_status(rules.status_names, values, rules.status_table)
     for name in rules.amount_names:
         value = values.get(name, "")
-        if value and name not in flagged and _AMOUNT.fullmatch(value) is None:
+        if not value or name in flagged:
+            continue
+        if _AMOUNT.fullmatch(value) is None:
             flagged.add(name)
             flags.append(
                 make_flag(
@@ -93,9 +99,12 @@ def judge(
                     name,
                     value,
                     f"Amount parameter {name} is {_quote(value)}, which is not a plain "
-                    "non-negative decimal like 12 or 1.50.",
+                    "decimal like 12, 1.50 or -5.",
                 )
             )
+        elif value.startswith("-") and status != "reversal" and Decimal(value) < 0:
+            flagged.add(name)
+            flags.append(_negative(name, value, status, status_value))
     for name in rules.currency_names:
         value = values.get(name, "")
         if value and name not in flagged and not is_currency(value):
@@ -115,7 +124,6 @@ def judge(
     test = judge_test_traffic(rules.test_traffic, values, click_id, click_id_param, remote_ip)
     if test is not None:
         flags.append(test)
-    status_param, status_value, status = find_status(rules.status_names, values, rules.status_table)
     real_click_id = bool(click_id) and find_macro(click_id) is None
     dedupe_key = None
     if real_click_id and rules.dedupe_scope != "off":
@@ -126,7 +134,7 @@ def judge(
             # of the key: the approval of a pending conversion is news, not a repeat.
             part = f"{part}|{status_value}"
         dedupe_key = (click_id, part)
-    _, amount = _first_present(rules.amount_names, values)
+    amount_param, amount = _first_present(rules.amount_names, values)
     _, currency = _first_present(rules.currency_names, values)
     return Verdict(
         flags=flags,
@@ -136,6 +144,7 @@ def judge(
         dedupe_key=dedupe_key,
         dedupe_window_s=rules.dedupe_window_s,
         amount=_valid_amount(amount),
+        amount_param=amount_param,
         currency=currency.upper() if is_currency(currency) else None,
         status=status,
         status_param=status_param,
@@ -146,11 +155,28 @@ def judge(
     )
 
 
+def _negative(name: str, value: str, status: str | None, status_value: str | None) -> Flag:
+    """negative_amount: a minus sign on a hit that is no reversal, so the payout would
+    be subtracted (a refund sent with the wrong status, or a sign mix-up)."""
+    seen = f"status {status}" if status else "no reversal status"
+    if status and status_value:
+        seen += f" ({_quote(status_value)})"
+    return make_flag(
+        "negative_amount",
+        name,
+        value,
+        f"Amount parameter {name} is {_quote(value)}, a negative amount on a hit with "
+        f"{seen}; only a reversal (refund, chargeback) is expected to be negative.",
+        status=status,
+    )
+
+
 def _valid_amount(value: str) -> Decimal | None:
-    """The amount as an exact decimal when it is one ``invalid_amount`` accepts and
+    """The amount as an exact decimal when it is one ``invalid_amount`` accepts (a
+    negative one too: it is stored as sent, flagged or not) and
     fits ``numeric`` comfortably (at most MAX_AMOUNT_DIGITS digits: hundreds of digits
     are no payout, and the metric turns it into a float)."""
-    if _AMOUNT.fullmatch(value) is None or len(value) > MAX_AMOUNT_DIGITS + 1:
+    if _AMOUNT.fullmatch(value) is None or len(value.lstrip("-")) > MAX_AMOUNT_DIGITS + 1:
         return None
     return Decimal(value)
 

@@ -28,6 +28,7 @@ from monitor.ratelimit import RateLimiter
 from monitor.reconciling.runner import Reconciler
 from monitor.rules.report import open_report
 from monitor.storage.alerts import AlertStore, EvaluatorLock
+from monitor.storage.amount_outliers import AmountOutliers, rule_from_cache
 from monitor.storage.audit import AuditStore
 from monitor.storage.channels import ChannelStore
 from monitor.storage.db import close_pool, connect, create_pool, database
@@ -287,6 +288,7 @@ async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
         queue_max_hits=config.queue_max_hits,
         commit_timeout_s=config.commit_timeout_s,
         spool=spool,
+        amount_outliers=AmountOutliers(rule_from_cache(app[ENDPOINT_CACHE])),
     )
     # Before the spool drains: spooled hits of forwarding endpoints need outbox rows too.
     app[FORWARDER].attach(writer)

@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 
 from monitor.model.hit import Hit
+from monitor.storage.amount_outliers import AmountOutliers
 from monitor.storage.hit_rows import copy_hits
 from monitor.storage.ledger import LedgerTurns, Turn, settle_duplicates
 from monitor.storage.lifecycle import settle_lifecycle
@@ -52,8 +53,16 @@ TransactionHook = Callable[[asyncpg.Connection, Sequence[Hit]], Awaitable[AfterC
 class BatchCommitter:
     """Writes batches on connections kept across batches, in ledger order."""
 
-    def __init__(self, pool: asyncpg.Pool, *, commit_timeout_s: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        commit_timeout_s: float,
+        amount_outliers: AmountOutliers | None = None,
+    ) -> None:
         self.pool = pool
+        # Flags amounts far from the endpoint's recent ones before the COPY; None: never.
+        self.amount_outliers = amount_outliers
         self.commit_timeout_s = commit_timeout_s
         # Awaited inside each batch's transaction after the hits are inserted, so
         # rows they write (an outbox, say) commit or roll back with the hits.
@@ -88,6 +97,7 @@ class BatchCommitter:
         for hit in hits:  # a retried batch settles duplicates and lifecycles afresh
             hit.duplicate = None
             hit.lifecycle = None
+            hit.outlier = None
         turn = self._ledger_turns.take()
         try:
             conn = self._idle_conns.pop() if self._idle_conns else await self.pool.acquire()
@@ -143,10 +153,15 @@ class BatchCommitter:
         # Ledger and lifecycle rows are locked now: a later batch's ledger step waits
         # for this transaction wherever their keys meet, so it may start.
         turn.done()
+        remember = None
+        if self.amount_outliers is not None:
+            remember = await self.amount_outliers.judge(conn, hits)
         await copy_hits(conn, hits, replay=replay)
         after_commit = [
             callback for hook in self.transaction_hooks if (callback := await hook(conn, hits))
         ]
+        if remember is not None:
+            after_commit.append(remember)
         await conn.execute("COMMIT")
         return hits, after_commit
 

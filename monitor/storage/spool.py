@@ -70,6 +70,7 @@ def encode(hit: Hit) -> bytes:
             # The exact decimal as text (an older release wrote a JSON number).
             "amount": None if verdict.amount is None else str(verdict.amount),
             "currency": verdict.currency,
+            "amount_param": verdict.amount_param,
         },
     }
     if verdict.status_param is not None:  # left out when absent: records stay small
@@ -97,6 +98,7 @@ def decode(payload: bytes) -> Hit:
         # a JSON number from the release before exact amounts is read through its text.
         amount=spooled_amount(v.get("amount")),
         currency=v.get("currency"),
+        amount_param=v.get("amount_param"),
         # Absent when the hit had none, and from records spooled before statuses.
         status=v.get("status"),
         status_param=v.get("status_param"),

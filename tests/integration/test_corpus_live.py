@@ -34,6 +34,7 @@ SENDERS = 8
 LONE_REVERSALS = {
     "redtrack: negative sum refund": ["orphan_reversal"],
     "keitaro: rejected zero payout": ["orphan_reversal"],
+    "generic: chargeback with a negative payout": ["orphan_reversal"],
 }
 
 

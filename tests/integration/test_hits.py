@@ -17,7 +17,7 @@ QUERIES = [
     "click_id=ok-1&payout=1.50&currency=USD",  # clean
     "click_id={clickid}&payout=2",  # unreplaced_macro
     "click_id=bad-amt&payout=1,50",  # invalid_amount
-    "click_id=bad-both&payout=-1&currency=XXY",  # invalid_amount + invalid_currency
+    "click_id=bad-both&payout=1-&currency=XXY",  # invalid_amount + invalid_currency
     "click_id=ok-1&payout=1.50&currency=USD",  # duplicate_click_id
     "click_id=ok-2",  # clean
 ]

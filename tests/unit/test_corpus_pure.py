@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from monitor.model.verdict import Verdict
 from monitor.rules import compile_settings, judge
+from monitor.rules.outliers import AmountOutlierRule, AmountSample, outlier_flag
 from monitor.rules.params import parse_body, parse_query
 
 CORPUS_PATH = Path(__file__).parents[1] / "data" / "corpus.json"
@@ -27,7 +29,7 @@ ENTRY_KEYS = {
 }  # fmt: skip
 FLAGS = {
     "missing_param", "unreplaced_macro", "invalid_amount", "invalid_currency",
-    "ip_not_allowed", "secret_mismatch", "test_traffic",
+    "ip_not_allowed", "secret_mismatch", "test_traffic", "negative_amount",
 }  # fmt: skip
 # The corpus entries that are a platform's own test postback (rules.test_traffic);
 # every other entry is real traffic and must never be flagged test_traffic.
@@ -43,16 +45,40 @@ PLATFORMS = {
 }  # fmt: skip
 
 
-def flags_for(entry: dict[str, Any]) -> list[str]:
+def verdict_for(entry: dict[str, Any]) -> Verdict:
     params = parse_query(entry["query"].encode("ascii"))
     params += parse_body(entry["content_type"], entry["body"].encode("utf-8"))
-    verdict = judge(
+    return judge(
         compile_settings(entry["settings"]),
         params,
         remote_ip=entry["remote_ip"],
         headers=[(name, value) for name, value in entry["headers"]],
     )
+
+
+def flags_for(entry: dict[str, Any]) -> list[str]:
+    verdict = verdict_for(entry)
     return sorted(flag["flag"] for flag in verdict.flags if flag["flag"] != "duplicate_click_id")
+
+
+def test_corpus_amounts_in_order_raise_no_amount_outlier() -> None:
+    """The live test sends the corpus to one endpoint per settings document: the writer's
+    windows (one per endpoint, event and currency), with the default setting, must find
+    no clean amount odd. Judged as the writer does, each against those before it."""
+    rule = AmountOutlierRule()
+    samples: dict[tuple[str, str, str], AmountSample] = {}
+    odd = []
+    for entry in CORPUS:
+        verdict = verdict_for(entry)
+        if verdict.amount is None or verdict.amount < 0 or "test_traffic" in flags_for(entry):
+            continue
+        key = (json.dumps(entry["settings"]), verdict.event or "", verdict.currency or "")
+        sample = samples.setdefault(key, AmountSample(rule.window))
+        flag = outlier_flag(sample, rule, verdict.amount, verdict.currency, None, None)
+        if flag is not None and not entry["expected_flags"]:
+            odd.append((entry["name"], flag["message"]))
+        sample.add(verdict.amount)
+    assert odd == []
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[entry["name"] for entry in CORPUS])

@@ -266,8 +266,8 @@ def test_valid_amounts(amount: str) -> None:
 
 @pytest.mark.parametrize(
     "amount",
-    ["1,50", "1,500.00", "1.500,00", "1 499,00", "$1.50", "12.00USD", "-5", "+5", "NaN",
-     "nan", "inf", "1e3", "12.", ".5", "１２", "٣", "0x10", "1.2.3", "abc"],
+    ["1,50", "1,500.00", "1.500,00", "1 499,00", "$1.50", "12.00USD", "-5.", "--5", "- 5",
+     "-.5", "+5", "NaN", "nan", "inf", "1e3", "12.", ".5", "１２", "٣", "0x10", "1.2.3", "abc"],
 )  # fmt: skip
 def test_invalid_amounts(amount: str) -> None:
     flag = only(run({}, [("payout", amount)]), "invalid_amount")

@@ -69,6 +69,17 @@ SETTINGS: dict[str, Any] = {
                 "off": {"type": ["boolean", "null"]},
             },
         },
+        # docs/rules.md, Odd payouts: left out, the check is on with these defaults.
+        "amount_outlier": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "k": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000, "default": 10},
+                "min_samples": {"type": "integer", "minimum": 1, "default": 20},
+                "window": {"type": "integer", "minimum": 2, "maximum": 10000, "default": 500},
+                "off": {"type": "boolean", "default": False},
+            },
+        },
     },
 }
 ENDPOINT = {

@@ -42,6 +42,11 @@ FLAG_HELP = {
     "parameter name and that the sender fills it.",
     "invalid_amount": "The amount is not a plain number like 12 or 1.50 (no thousands "
     "separators, commas or currency signs), so trackers may read it as 0.",
+    "negative_amount": "The amount is negative on a hit whose status is no reversal: a "
+    "refund sent with the wrong status, or a sign mix-up; trackers may subtract it.",
+    "amount_outlier": "The amount is far from what this endpoint usually receives for the "
+    "event in that currency (median and spread of its recent amounts): a cents/units "
+    "mix-up, a wrong macro, or a payout change to confirm.",
     "invalid_currency": "The currency is not a three-letter ISO 4217 code such as USD or EUR.",
     "ip_not_allowed": "The request came from an address outside this endpoint's allowed "
     "IPs: a different server, a proxy, or someone guessing the URL.",
