@@ -7,6 +7,7 @@ few seconds covers a lost notification.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from datetime import datetime
@@ -78,10 +79,9 @@ async def tail(stores: Any, endpoint_id: int, *, lines: int, as_json: bool, foll
         if newest is None:
             newest = await stores.pool.fetchval("SELECT now() - interval '1 second'")
         while True:
-            try:
-                await asyncio.wait_for(wake.wait(), POLL_S)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_S):
+                    await wake.wait()
             wake.clear()
             items, _ = await stores.hits.list(endpoint_id, HitFilter(since=newest), limit=500)
             emit(items)

@@ -109,7 +109,8 @@ class Forwarder:
             if claimed:
                 continue  # there may be more due rows for endpoints with free slots
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):  # not wait_for: it may eat a cancel
+                    await self._wake.wait()
             self._wake.clear()
 
     def _done(self, task: asyncio.Task[None]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 
@@ -158,10 +159,9 @@ class HitWriter:
                 if self._replay is not None and spooling:
                     # Idle with hits in the spool: replay them between arrivals.
                     if not await self._replay.replay_oldest():
-                        try:
-                            await asyncio.wait_for(self._wake.wait(), self._replay.drain_retry_s)
-                        except TimeoutError:
-                            pass
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(self._replay.drain_retry_s):
+                                await self._wake.wait()
                     continue
                 await self._wake.wait()
                 continue

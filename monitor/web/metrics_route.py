@@ -108,7 +108,11 @@ async def _refresh_runs_forever(app: web.Application, snapshot: list[LatestRun])
     read keeps the last one and is logged, never ends the loop."""
     while True:
         try:
-            snapshot[:] = await asyncio.wait_for(latest_runs(app[RECONCILIATIONS]), QUERY_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow the cancel
+            # that stops this loop when it lands as the query finishes (gh-86296),
+            # and the loop would run on while the app waits for it at shutdown.
+            async with asyncio.timeout(QUERY_TIMEOUT_S):
+                snapshot[:] = await latest_runs(app[RECONCILIATIONS])
         except Exception:  # an outage or a bad row: keep the last snapshot, try again
             log.warning("metrics.reconciliations_unread", exc_info=True)
         await asyncio.sleep(RECONCILIATION_REFRESH_S)
