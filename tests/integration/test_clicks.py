@@ -132,3 +132,15 @@ async def test_the_page_shows_statuses_and_flags_and_is_linked(
 async def test_signed_out_is_refused(client: TestClient, path: str) -> None:
     resp = await client.get(path, allow_redirects=False)
     assert resp.status in (302, 303, 401)
+
+
+async def test_share_link_pages_do_not_link_to_the_timeline(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
+    """The timeline crosses endpoints; a share link opens one (and needs no session)."""
+    net, _, ids = await two_endpoints_one_click(capture, make_endpoint)
+    resp = await client.post(f"/api/endpoints/{net['id']}/share-links", json={}, headers=AUTH)
+    base = "/s/" + (await resp.json())["url"].rsplit("/s/", 1)[1]
+    for path in (base, f"{base}/hits/{ids[0]}"):
+        page = await (await client.get(path)).text()
+        assert "clk-1" in page and "/clicks" not in page, path
