@@ -46,6 +46,7 @@ from monitor.web import health, metrics_route
 from monitor.web.api import alerts as alert_api
 from monitor.web.api import audit as audit_api
 from monitor.web.api import channels as channel_api
+from monitor.web.api import clicks as click_api
 from monitor.web.api import docs as api_docs
 from monitor.web.api import forwards as forward_api
 from monitor.web.api import reconciliations as reconciliation_api
@@ -81,6 +82,7 @@ from monitor.web.auth import announce_admin_token, load_or_create_admin_token
 from monitor.web.middleware import service_middleware
 from monitor.web.views import audit as audit_views
 from monitor.web.views import channels as channel_views
+from monitor.web.views import clicks as click_views
 from monitor.web.views import reconcile as reconcile_views
 from monitor.web.views import reconciliations as reconciliation_views
 from monitor.web.views import replays as replay_views
@@ -129,6 +131,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     channel_api.add_routes(app)
     audit_api.add_routes(app)
     alert_api.add_routes(app)
+    click_api.add_routes(app)
     api_docs.add_routes(app)
     views.setup(app)  # web pages, their live stream's LISTEN context, security headers
     tester_views.add_routes(app)  # after views.setup: uses its templates
@@ -138,6 +141,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     token_views.add_routes(app)
     channel_views.add_routes(app)
     audit_views.add_routes(app)
+    click_views.add_routes(app)
     return app
 
 

@@ -52,6 +52,23 @@ def hit_id(request: web.Request) -> uuid.UUID:
         raise NotFound("hit_not_found", f"no hit with id {raw[:40]!r}") from None
 
 
+# Click ids are what a tracker generated (UUIDs, hashes, a few joined ids): longer is
+# no click id anyone searches for.
+MAX_CLICK_ID_CHARS = 256
+
+
+def click_id(raw: str) -> str:
+    """A click id to look up, as given (not trimmed: it is compared exactly); 400 when
+    empty, longer than MAX_CLICK_ID_CHARS or not text."""
+    if not raw.strip():
+        raise BadRequest("invalid_click_id", "click_id: required, not empty")
+    if len(raw) > MAX_CLICK_ID_CHARS:
+        raise BadRequest("invalid_click_id", f"click_id: at most {MAX_CLICK_ID_CHARS} characters")
+    if not is_text(raw):
+        raise BadRequest("invalid_click_id", f"click_id: {TEXT_RULE}")
+    return raw
+
+
 def whole_number(name: str, raw: str, low: int, high: int) -> int:
     """A form or query value that must be a whole number from ``low`` to ``high``."""
     value = database_id(raw.strip())

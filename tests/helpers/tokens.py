@@ -66,6 +66,7 @@ async def one_side(
         "run_id": str(run),
         "job_id": job,
         "link_id": link,
+        "click_id": "c",  # both sides' hits: the timeline lists only the allowed one
     }
 
 

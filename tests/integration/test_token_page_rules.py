@@ -24,7 +24,8 @@ from tests.helpers.tracker import Tracker
 PARAM = re.compile(r"\{(\w+)\}")
 # Path parameters that name no endpoint's thing (a token on the admin-only tokens page).
 # Named beside an endpoint_id that the rules check, or not about an endpoint.
-NOT_ENDPOINT_THINGS = {"token_id", "link_id", "channel_id"}
+# click_id: the click timeline lists only allowed endpoints (PAGE_RULES, Find.LIST).
+NOT_ENDPOINT_THINGS = {"token_id", "link_id", "channel_id", "click_id"}
 
 
 @pytest.fixture

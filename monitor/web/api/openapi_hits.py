@@ -7,8 +7,10 @@ from typing import Any
 from monitor.model.hit import FORWARD_STATE_FILTERS, FORWARD_STATES
 from monitor.model.verdict import FLAG_NAMES
 from monitor.rules.statuses import STATUSES
+from monitor.storage.clicks import MAX_TIMELINE
 from monitor.storage.hits import MAX_METHOD_CHARS, MAX_SEARCH_CHARS
 from monitor.web.api.openapi_parts import ENDPOINT_ID, HIT_ID, errors, json_body, ref
+from monitor.web.inputs import MAX_CLICK_ID_CHARS
 
 FLAG = {
     "type": "object",
@@ -205,4 +207,57 @@ PATHS: dict[str, Any] = {
         },
     },
 }
-SCHEMAS: dict[str, Any] = {"Flag": FLAG, "Hit": HIT, "HitSummary": HIT_SUMMARY}
+PATHS["/api/clicks/{click_id}"] = {
+    "parameters": [
+        {
+            "name": "click_id",
+            "in": "path",
+            "required": True,
+            "description": "The click id, URL-encoded ('/' as %2F), compared exactly.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_CLICK_ID_CHARS},
+        }
+    ],
+    "get": {
+        "operationId": "getClickTimeline",
+        "tags": ["hits"],
+        "summary": "Every hit of one click id across endpoints, oldest first",
+        "description": "The click timeline: what support reads when a conversion is "
+        "said to be missing. A token restricted to endpoints sees only their hits; an "
+        f"unknown click id is an empty list. At most {MAX_TIMELINE} hits, the oldest; "
+        "truncated says more were left out.",
+        "parameters": [
+            {
+                "name": "endpoint_id",
+                "in": "query",
+                "description": "Only this endpoint's hits; empty means every endpoint.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        ],
+        "responses": {
+            "200": json_body(
+                {
+                    "type": "object",
+                    "required": ["click_id", "items", "truncated"],
+                    "properties": {
+                        "click_id": {"type": "string"},
+                        "items": {"type": "array", "items": ref("ClickHit")},
+                        "truncated": {"type": "boolean"},
+                    },
+                },
+                "The click's hits",
+            ),
+            **errors(400, 401),
+        },
+    },
+}
+CLICK_HIT = {
+    "type": "object",
+    "required": [*HIT_SUMMARY["required"], "endpoint_name"],
+    "properties": {**HIT_PROPERTIES, "endpoint_name": {"type": "string"}},
+}
+SCHEMAS: dict[str, Any] = {
+    "Flag": FLAG,
+    "Hit": HIT,
+    "HitSummary": HIT_SUMMARY,
+    "ClickHit": CLICK_HIT,
+}

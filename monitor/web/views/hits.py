@@ -27,6 +27,7 @@ from monitor.web.inputs import hit_id
 from monitor.web.live import LIVE, LiveClosed
 from monitor.web.views import forward_state, present
 from monitor.web.views import render as pages
+from monitor.web.views.clicks import click_url
 
 PAGE_SIZE = 50
 LIVE_HEARTBEAT_S = 15.0
@@ -253,6 +254,7 @@ async def hit_page(request: web.Request, error: str = "", status: int = 200) -> 
         "body_file": present.body_file_name(hit),
         "body_preview_bytes": present.BODY_PREVIEW_BYTES,
         "first_hit_id": first,
+        "click_url": click_url(hit["click_id"]) if hit["click_id"] else None,
         "forwards": forward_state.forwards(endpoint),
         "around": await request.app[HITS].neighbours(hit),
         "deleted": request.query.get("deleted") == "1",
