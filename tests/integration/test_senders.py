@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from monitor.config import Config
 from monitor.server.app import create_app
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
+from tests.helpers.signin import csrf_of, sign_in
 
 
 @pytest.fixture
@@ -175,3 +176,30 @@ async def test_settings_errors_name_the_key(client: TestClient, make_endpoint: A
         )
         assert resp.status == 400
         assert key in await resp.text()
+
+
+async def test_the_settings_page_lists_senders_and_accepts_a_new_one(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
+    endpoint = await make(make_endpoint)
+    await learn(capture, endpoint)
+    await send(capture, endpoint, "click_id=p&payout=1", "203.0.113.5")
+    await sign_in(client)
+    url = f"/endpoints/{endpoint['id']}/settings"
+    page = await (await client.get(url)).text()
+    assert 'id="senders"' in page and 'class="table-scroll"' in page
+    assert 'data-network="198.51.100.0/24"' in page and "net/198.51.100.5" in page
+    assert "click_id, payout" in page
+    # Only the network first seen after learning has an Accept button.
+    assert page.count('action="/endpoints/{}/senders/accept"'.format(endpoint["id"])) == 1
+    form = {"csrf": csrf_of(page), "network": "203.0.113.0/24"}
+    resp = await client.post(f"{url.removesuffix('/settings')}/senders/accept", data=form,
+                             allow_redirects=False)  # fmt: skip
+    assert resp.status == 303, await resp.text()
+    page = await (await client.get(resp.headers["Location"])).text()
+    assert 'id="sender-accepted"' in page and "senders/accept" not in page
+    hit_id = await send(capture, endpoint, "click_id=p2&payout=1", "203.0.113.9")
+    assert await names(client, hit_id) == []
+    unknown = {"csrf": csrf_of(page), "network": "192.0.2.0/24"}
+    resp = await client.post(f"/endpoints/{endpoint['id']}/senders/accept", data=unknown)
+    assert resp.status == 404
