@@ -16,6 +16,10 @@ transaction), and the first hit with a shape new after learning is
 ``param_shape_changed``, against the endpoint's most common other shape. A batch is
 judged on the learning state before its own hits count. Test hits are left out.
 
+Batches of one endpoint take turns on its network rows from the upsert to their
+commit (the pipeline's overlap before that step is kept). A spool replay cut short
+after its commit counts its hits twice in ``hits``: the counts are advisory.
+
 Networks and shapes come from the sender, so each endpoint keeps at most
 MAX_NETWORKS and MAX_SHAPES rows: past that, known rows are still counted and hits
 from unknown ones still flagged, but no new row is stored.
