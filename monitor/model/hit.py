@@ -43,6 +43,8 @@ class Hit:
     lifecycle: Flag | None = None
     # Set by the writer against its process's recent amounts (storage.amount_outliers).
     outlier: Flag | None = None
+    # Set by the writer against the endpoint's known senders (storage.senders).
+    sender_flags: list[Flag] = field(default_factory=list)
 
     @property
     def is_test(self) -> bool:
@@ -52,9 +54,9 @@ class Hit:
 
     def all_flags(self) -> list[Flag]:
         settled = (self.duplicate, self.lifecycle, self.outlier)
-        if settled == (None, None, None):
+        if settled == (None, None, None) and not self.sender_flags:
             return self.flags
-        return [*self.flags, *(f for f in settled if f is not None)]
+        return [*self.flags, *(f for f in settled if f is not None), *self.sender_flags]
 
 
 def body_json(body: bytes) -> dict[str, str]:

@@ -21,7 +21,8 @@ TEST_TRAFFIC = "test_traffic"
 # Every flag name a hit can carry: the rules' (judge, params), capture's own
 # (body_truncated) and the writer's (duplicate_click_id and the lifecycle flags, settled
 # against the database in arrival order; amount_outlier, against its process's recent
-# amounts). docs/rules.md describes each.
+# amounts; new_sender and param_shape_changed, against the endpoint's known senders).
+# docs/rules.md describes each.
 FLAG_NAMES = (
     "unreplaced_macro",
     "missing_param",
@@ -35,6 +36,8 @@ FLAG_NAMES = (
     "orphan_reversal",
     "conversion_after_reversal",
     "status_regression",
+    "new_sender",
+    "param_shape_changed",
     "body_truncated",
     "params_truncated",
     TEST_TRAFFIC,

@@ -20,6 +20,7 @@ from monitor.rules.durations import parse_duration
 from monitor.rules.networks import IPNetwork, parse_networks
 from monitor.rules.outliers import AmountOutlierRule, compile_amount_outlier
 from monitor.rules.presets import PRESETS, get_preset
+from monitor.rules.senders import SendersRule, compile_senders
 from monitor.rules.statuses import COMMON, STATUS_NAMES, compile_statuses
 from monitor.rules.test_traffic import TestTraffic, compile_test_traffic, preset_markers
 
@@ -48,7 +49,7 @@ ALIAS_GROUPS = (CLICK_ID_NAMES, EVENT_NAMES, AMOUNT_NAMES, CURRENCY_NAMES)
 SETTINGS_KEYS = (
     "preset", "required_params", "click_id_param", "event_param", "amount_param",
     "currency_param", "dedupe", "allowed_ips", "secret", "test_traffic", "statuses",
-    "amount_outlier",
+    "amount_outlier", "senders",
 )  # fmt: skip
 DEDUPE_SCOPES = ("click_id_event", "click_id", "off")
 MAX_DEDUPE_WINDOW_S = 3650 * 86400.0
@@ -84,6 +85,8 @@ class Rules:
     status_table: Mapping[str, str] = field(default_factory=lambda: COMMON, repr=False)
     # The amount_outlier check (on by default; None: off), run by the writer.
     amount_outlier: AmountOutlierRule | None = field(default_factory=AmountOutlierRule)
+    # The senders checks (new_sender, param_shape_changed; None: both off), run by the writer.
+    senders: SendersRule | None = field(default_factory=SendersRule)
 
 
 def compile_settings(document: Mapping[str, Any]) -> Rules:
@@ -147,6 +150,9 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
     amount_outlier, outlier_document = compile_amount_outlier(document.get("amount_outlier"))
     if outlier_document is not None:
         normalized["amount_outlier"] = outlier_document
+    senders, senders_document = compile_senders(document.get("senders"))
+    if senders_document is not None:
+        normalized["senders"] = senders_document
 
     def names_for(key: str, common: tuple[str, ...]) -> tuple[str, ...]:
         name = names[key]
@@ -169,6 +175,7 @@ def compile_settings(document: Mapping[str, Any]) -> Rules:
         status_names=status_names or STATUS_NAMES,
         status_table=status_table,
         amount_outlier=amount_outlier,
+        senders=senders,
     )
 
 

@@ -27,6 +27,7 @@ from monitor.notifying.notifier import Notifier
 from monitor.ratelimit import RateLimiter
 from monitor.reconciling.runner import Reconciler
 from monitor.rules.report import open_report
+from monitor.storage import senders as sender_learning
 from monitor.storage.alerts import AlertStore, EvaluatorLock
 from monitor.storage.amount_outliers import AmountOutliers, rule_from_cache
 from monitor.storage.audit import AuditStore
@@ -39,6 +40,7 @@ from monitor.storage.migrate import migrate
 from monitor.storage.partitions import ensure_partitions
 from monitor.storage.reconciliations import ReconciliationStore
 from monitor.storage.retention import maintain_forever
+from monitor.storage.sender_store import SenderStore
 from monitor.storage.share_links import ShareLinkStore
 from monitor.storage.spool import Spool
 from monitor.storage.writer import HitWriter
@@ -52,6 +54,7 @@ from monitor.web.api import forwards as forward_api
 from monitor.web.api import reconciliations as reconciliation_api
 from monitor.web.api import replays as replay_api
 from monitor.web.api import routes as api
+from monitor.web.api import senders as senders_api
 from monitor.web.api import share_links as share_api
 from monitor.web.api import tokens as token_api
 from monitor.web.appkeys import (
@@ -75,6 +78,7 @@ from monitor.web.appkeys import (
     RECONCILER,
     RECONCILIATIONS,
     REPLAYS,
+    SENDERS,
     SHARE_LINKS,
     WRITER,
 )
@@ -127,6 +131,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     replay_api.add_routes(app)
     reconciliation_api.add_routes(app)
     share_api.add_routes(app)
+    senders_api.add_routes(app)
     token_api.add_routes(app)
     channel_api.add_routes(app)
     audit_api.add_routes(app)
@@ -189,6 +194,7 @@ async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENDPOINT_CACHE] = cache
     app[HITS] = HitStore(app[POOL])
     app[SHARE_LINKS] = ShareLinkStore(app[POOL])
+    app[SENDERS] = SenderStore(app[POOL])
     app[AUDIT] = AuditStore(app[POOL])
     listener = asyncio.create_task(cache.listen_forever(), name="endpoint-listener")
     try:
@@ -293,6 +299,7 @@ async def writer_ctx(app: web.Application) -> AsyncIterator[None]:
         commit_timeout_s=config.commit_timeout_s,
         spool=spool,
         amount_outliers=AmountOutliers(rule_from_cache(app[ENDPOINT_CACHE])),
+        senders=sender_learning.Senders(sender_learning.rule_from_cache(app[ENDPOINT_CACHE])),
     )
     # Before the spool drains: spooled hits of forwarding endpoints need outbox rows too.
     app[FORWARDER].attach(writer)

@@ -24,6 +24,7 @@ from monitor.storage.amount_outliers import AmountOutliers
 from monitor.storage.hit_rows import copy_hits
 from monitor.storage.ledger import LedgerTurns, Turn, settle_duplicates
 from monitor.storage.lifecycle import settle_lifecycle
+from monitor.storage.senders import Senders
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +60,11 @@ class BatchCommitter:
         *,
         commit_timeout_s: float,
         amount_outliers: AmountOutliers | None = None,
+        senders: Senders | None = None,
     ) -> None:
         self.pool = pool
+        # Learns the endpoints' senders and flags unknown ones before the COPY; None: never.
+        self.senders = senders
         # Flags amounts far from the endpoint's recent ones before the COPY; None: never.
         self.amount_outliers = amount_outliers
         self.commit_timeout_s = commit_timeout_s
@@ -98,6 +102,7 @@ class BatchCommitter:
             hit.duplicate = None
             hit.lifecycle = None
             hit.outlier = None
+            hit.sender_flags = []
         turn = self._ledger_turns.take()
         try:
             conn = self._idle_conns.pop() if self._idle_conns else await self.pool.acquire()
@@ -156,6 +161,8 @@ class BatchCommitter:
         remember = None
         if self.amount_outliers is not None:
             remember = await self.amount_outliers.judge(conn, hits)
+        if self.senders is not None:
+            await self.senders.judge(conn, hits)
         await copy_hits(conn, hits, replay=replay)
         after_commit = [
             callback for hook in self.transaction_hooks if (callback := await hook(conn, hits))

@@ -26,6 +26,7 @@ import structlog
 from monitor.model.hit import Hit
 from monitor.storage.amount_outliers import AmountOutliers
 from monitor.storage.batch_commit import BatchCommitter
+from monitor.storage.senders import Senders
 from monitor.storage.spool import Spool, SpoolFull
 from monitor.storage.spool_replay import SpoolReplay
 
@@ -62,13 +63,17 @@ class HitWriter:
         spool: Spool | None = None,
         drain_retry_s: float = 1.0,
         amount_outliers: AmountOutliers | None = None,
+        senders: Senders | None = None,
     ) -> None:
         self.batch_max_hits = batch_max_hits
         self.batch_max_wait_s = batch_max_wait_s
         self.queue_max_hits = queue_max_hits
         self.spool = spool
         self._committer = BatchCommitter(
-            pool, commit_timeout_s=commit_timeout_s, amount_outliers=amount_outliers
+            pool,
+            commit_timeout_s=commit_timeout_s,
+            amount_outliers=amount_outliers,
+            senders=senders,
         )
         self._replay = (
             None

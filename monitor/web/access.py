@@ -87,6 +87,8 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/endpoints/{endpoint_id}/share-links"): rule("write", F.ENDPOINT),
     ("GET", "/api/endpoints/{endpoint_id}/share-links"): rule("read", F.ENDPOINT),
     ("DELETE", "/api/endpoints/{endpoint_id}/share-links/{link_id}"): rule("write", F.ENDPOINT),
+    ("GET", "/api/endpoints/{endpoint_id}/senders"): rule("read", F.ENDPOINT),
+    ("POST", "/api/endpoints/{endpoint_id}/senders/accept"): rule("write", F.ENDPOINT),
     ("GET", "/api/channels"): rule("admin", F.ALL),
     ("POST", "/api/channels"): rule("admin", F.ALL),
     ("GET", "/api/channels/{channel_id}"): rule("admin", F.ALL),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from monitor.storage.endpoints import EndpointStore
     from monitor.storage.hits import HitStore
     from monitor.storage.reconciliations import ReconciliationStore
+    from monitor.storage.sender_store import SenderStore
     from monitor.storage.share_links import ShareLinkStore
     from monitor.storage.writer import HitWriter
 
@@ -49,6 +50,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RECONCILIATIONS: web.AppKey[ReconciliationStore] = web.AppKey("reconciliations")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
 SHARE_LINKS: web.AppKey[ShareLinkStore] = web.AppKey("share_links")
+SENDERS: web.AppKey[SenderStore] = web.AppKey("senders")
 CHANNELS: web.AppKey[ChannelStore] = web.AppKey("channels")
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
 AUDIT: web.AppKey[AuditStore] = web.AppKey("audit")

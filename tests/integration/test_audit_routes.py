@@ -77,6 +77,8 @@ def body_of(key: tuple[str, str], names: dict[str, str]) -> dict[str, Any]:
         "/api/channels/{channel_id}": {"name": "renamed"},
         "/api/channels/{channel_id}/test": {},
         "/api/endpoints/{endpoint_id}/share-links": {},
+        # The world's hits come from 127.0.0.1: its /24 is known.
+        "/api/endpoints/{endpoint_id}/senders/accept": {"network": "127.0.0.1"},
     }
     method, path = key
     if path == "/api/reconciliations":
@@ -92,6 +94,7 @@ def body_of(key: tuple[str, str], names: dict[str, str]) -> dict[str, Any]:
         "/endpoints": {"name": "made"},
         "/endpoints/{endpoint_id}/settings": {"settings": '{"required_params": ["cid"]}'},
         "/endpoints/{endpoint_id}/share-links": {"days": "30"},
+        "/endpoints/{endpoint_id}/senders/accept": {"network": "127.0.0.0/24"},
         "/channels": {"name": "c", "kind": "slack", **SLACK},
         "/tokens": {"name": "t", "scope": "read"},
     }

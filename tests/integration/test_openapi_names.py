@@ -14,6 +14,7 @@ from tests.conftest import AUTH
 RESOURCE_TAGS = {
     "endpoints", "hits", "presets", "forwards", "export", "tester", "replays", "reconciliations",
     "share-links",
+    "senders",
     "tokens",
     "channels",
     "audit",

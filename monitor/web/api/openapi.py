@@ -23,6 +23,7 @@ from monitor.web.api import (
     openapi_presets,
     openapi_reconciliations,
     openapi_replays,
+    openapi_senders,
     openapi_share_links,
     openapi_tokens,
 )
@@ -38,6 +39,7 @@ RESOURCES = (
     openapi_replays,
     openapi_reconciliations,
     openapi_share_links,
+    openapi_senders,
     openapi_tokens,
     openapi_channels,
     openapi_audit,
@@ -91,6 +93,7 @@ TAGS = [
         "description": "A network's conversion report matched against captured hits",
     },
     {"name": "share-links", "description": "Read-only, expiring links to one endpoint's hits"},
+    {"name": "senders", "description": "An endpoint's known senders; accepting a new one"},
     {"name": "tokens", "description": "Scoped API tokens for a team: make, list, revoke"},
     {
         "name": "channels",

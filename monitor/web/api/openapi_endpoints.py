@@ -80,6 +80,17 @@ SETTINGS: dict[str, Any] = {
                 "off": {"type": "boolean", "default": False},
             },
         },
+        # docs/rules.md, Unknown senders: left out, both checks are on with these defaults.
+        "senders": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "learn_hits": {"type": "integer", "minimum": 0, "maximum": 1000000, "default": 50},
+                "learn_days": {"type": "integer", "minimum": 0, "maximum": 3650, "default": 7},
+                "new_sender": {"type": "boolean", "default": True},
+                "param_shape_changed": {"type": "boolean", "default": True},
+            },
+        },
     },
 }
 ENDPOINT = {

@@ -47,6 +47,12 @@ FLAG_HELP = {
     "amount_outlier": "The amount is far from what this endpoint usually receives for the "
     "event in that currency (median and spread of its recent amounts): a cents/units "
     "mix-up, a wrong macro, or a payout change to confirm.",
+    "new_sender": "The hit came from a network (IPv4 /24, IPv6 /48) this endpoint never saw "
+    "while learning its senders: a new server of the network, or someone else using the URL. "
+    "Accept the network on the endpoint's page if it is expected.",
+    "param_shape_changed": "The set of parameter names differs from every set this endpoint "
+    "has seen (a field renamed or dropped, payout sent as amount): the tracker's mapping may "
+    "no longer read it.",
     "invalid_currency": "The currency is not a three-letter ISO 4217 code such as USD or EUR.",
     "ip_not_allowed": "The request came from an address outside this endpoint's allowed "
     "IPs: a different server, a proxy, or someone guessing the URL.",

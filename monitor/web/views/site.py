@@ -38,7 +38,14 @@ from monitor.web.inputs import check_json, database_id, whole_number
 from monitor.web.scopes import access_of
 from monitor.web.views import audit as audit_views
 from monitor.web.views import hits as hit_views
-from monitor.web.views import present, reference, settings_form, share_card, shared
+from monitor.web.views import (
+    present,
+    reference,
+    senders_card,
+    settings_form,
+    share_card,
+    shared,
+)
 from monitor.web.views import render as pages
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -73,6 +80,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/endpoints/{endpoint_id}/clear", clear_hits)
     hit_views.add_routes(app)
     share_card.add_routes(app, settings_page)
+    senders_card.add_routes(app)
     shared.add_routes(app)
     reference.add_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
@@ -227,6 +235,7 @@ async def settings_page(
         "rotated": request.query.get("rotated") == "1",
         "cleared": database_id(request.query.get("cleared", "")),
         "share": await share_card.card(request, endpoint, **(share or {})),
+        "senders": await senders_card.card(request, endpoint.id),
         "history": await audit_views.recent(request, endpoint.id),
         "crumbs": [
             ("Endpoints", "/endpoints"),
