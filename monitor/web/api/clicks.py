@@ -37,12 +37,13 @@ class Timeline:
 
 
 def narrowed_to(raw: str | None) -> int | None:
-    """The optional ``endpoint_id`` a caller narrows to; empty means every endpoint."""
-    if raw is None or not raw.strip():
+    """The optional ``endpoint_id`` a caller narrows to; absent means every endpoint
+    (given but empty is a 400, as any other value that is no id)."""
+    if raw is None:
         return None
     ident = database_id(raw.strip())
-    if ident is None:
-        raise BadRequest("invalid_query", "endpoint_id: an endpoint's id (a whole number)")
+    if ident is None or ident < 1:  # ids start at 1, as the OpenAPI document says
+        raise BadRequest("invalid_query", "endpoint_id: an endpoint's id (a whole number from 1)")
     return ident
 
 
