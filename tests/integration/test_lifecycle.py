@@ -14,27 +14,12 @@ from monitor.config import Config
 from monitor.server.app import create_app
 from monitor.storage.db import create_pool
 from monitor.storage.writer import HitWriter
-from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
+from tests.conftest import AUTH, CaptureClient, open_capture
+from tests.helpers.captured import flags, hit, send
 from tests.helpers.hits import judged_hit
 from tests.helpers.metrics import parse, value
 from tests.helpers.signin import sign_in
 from tests.integration.test_writer import add_endpoint
-
-
-async def send(capture: CaptureClient, endpoint: dict[str, Any], query: str) -> str:
-    resp = await capture.get(f"{capture_path(endpoint)}?{query}")
-    assert resp.status == 200
-    return resp.headers["X-Postback-Monitor-Hit-Id"]
-
-
-async def hit(client: TestClient, hit_id: str) -> dict[str, Any]:
-    resp = await client.get(f"/api/hits/{hit_id}", headers=AUTH)
-    assert resp.status == 200
-    return await resp.json()
-
-
-async def flags(client: TestClient, hit_id: str) -> list[str]:
-    return [f["flag"] for f in (await hit(client, hit_id))["flags"]]
 
 
 async def test_lead_sale_reversal_is_clean_and_each_status_is_stored(

@@ -11,24 +11,9 @@ from aiohttp.test_utils import TestClient
 
 from monitor.config import Config
 from monitor.server.app import create_app
-from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
+from tests.conftest import AUTH, CaptureClient, open_capture
+from tests.helpers.captured import flags, hit, send
 from tests.helpers.metrics import parse, value
-
-
-async def send(capture: CaptureClient, endpoint: dict[str, Any], query: str) -> str:
-    resp = await capture.get(f"{capture_path(endpoint)}?{query}")
-    assert resp.status == 200
-    return resp.headers["X-Postback-Monitor-Hit-Id"]
-
-
-async def hit(client: TestClient, hit_id: str) -> dict[str, Any]:
-    resp = await client.get(f"/api/hits/{hit_id}", headers=AUTH)
-    assert resp.status == 200
-    return await resp.json()
-
-
-async def flags(client: TestClient, hit_id: str) -> list[str]:
-    return [f["flag"] for f in (await hit(client, hit_id))["flags"]]
 
 
 def around_ten(i: int) -> str:
