@@ -20,6 +20,7 @@ from typing import Any
 
 from monitor.model.errors import SettingsError
 from monitor.model.verdict import Flag, clip, make_flag
+from monitor.rules.setting_values import whole_number
 
 AMOUNT_OUTLIER_KEYS = ("k", "min_samples", "window", "off")
 # 1.4826 × MAD estimates the standard deviation of normally distributed amounts.
@@ -54,19 +55,12 @@ def compile_amount_outlier(raw: Any) -> tuple[AmountOutlierRule | None, dict[str
     k = raw.get("k", 10)
     if isinstance(k, bool) or not isinstance(k, int | float) or not 0 < k <= MAX_K:
         raise SettingsError(f"amount_outlier.k: must be a number above 0 and at most {MAX_K}")
-    window = _whole(raw, "window", 500, 2, MAX_WINDOW)
-    min_samples = _whole(raw, "min_samples", 20, 1, window)
+    window = whole_number("amount_outlier", raw, "window", 500, 2, MAX_WINDOW)
+    min_samples = whole_number("amount_outlier", raw, "min_samples", 20, 1, window)
     document = {"k": k, "min_samples": min_samples, "window": window, "off": off}
     if off:
         return None, document
     return AmountOutlierRule(Decimal(str(k)), min_samples, window), document
-
-
-def _whole(raw: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SettingsError(f"amount_outlier.{key}: must be a whole number from {low} to {high}")
-    return value
 
 
 class AmountSample:

@@ -24,6 +24,7 @@ from typing import Any
 
 from monitor.model.errors import SettingsError
 from monitor.model.verdict import Flag, clip, make_flag
+from monitor.rules.setting_values import whole_number
 
 SENDERS_KEYS = ("learn_hits", "learn_days", "new_sender", "param_shape_changed")
 MAX_LEARN_HITS = 1_000_000
@@ -52,33 +53,26 @@ def compile_senders(raw: Any) -> tuple[SendersRule | None, dict[str, Any] | None
     if raw is None:
         return SendersRule(), None
     if not isinstance(raw, Mapping):
-        raise _error('senders: must be an object like {"learn_hits": 50, "new_sender": false}')
+        raise SettingsError(
+            'senders: must be an object like {"learn_hits": 50, "new_sender": false}'
+        )
     for key in raw:
         if key not in SENDERS_KEYS:
-            raise _error(f"senders.{key}: unknown setting (known: {', '.join(SENDERS_KEYS)})")
-    learn_hits = _whole(raw, "learn_hits", 50, 0, MAX_LEARN_HITS)
-    learn_days = _whole(raw, "learn_days", 7, 0, MAX_LEARN_DAYS)
+            raise SettingsError(
+                f"senders.{key}: unknown setting (known: {', '.join(SENDERS_KEYS)})"
+            )
+    learn_hits = whole_number("senders", raw, "learn_hits", 50, 0, MAX_LEARN_HITS)
+    learn_days = whole_number("senders", raw, "learn_days", 7, 0, MAX_LEARN_DAYS)
     switches = {}
     for key in ("new_sender", "param_shape_changed"):
         value = raw.get(key, True)
         if not isinstance(value, bool):
-            raise _error(f"senders.{key}: must be true or false")
+            raise SettingsError(f"senders.{key}: must be true or false")
         switches[key] = value
     document = {"learn_hits": learn_hits, "learn_days": learn_days, **switches}
     if not any(switches.values()):
         return None, document
     return SendersRule(learn_hits, learn_days, **switches), document
-
-
-def _error(message: str) -> SettingsError:
-    return SettingsError(message)
-
-
-def _whole(raw: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _error(f"senders.{key}: must be a whole number from {low} to {high}")
-    return value
 
 
 def learning_over(rule: SendersRule, hits_seen: int, days_since_first: float | None) -> bool:
