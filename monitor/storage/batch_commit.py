@@ -158,17 +158,17 @@ class BatchCommitter:
         # Ledger and lifecycle rows are locked now: a later batch's ledger step waits
         # for this transaction wherever their keys meet, so it may start.
         turn.done()
-        remember = None
+        remember: list[AfterCommit] = []
         if self.amount_outliers is not None:
-            remember = await self.amount_outliers.judge(conn, hits)
+            if (remember_amounts := await self.amount_outliers.judge(conn, hits)) is not None:
+                remember.append(remember_amounts)
         if self.senders is not None:
-            await self.senders.judge(conn, hits)
+            remember.append(await self.senders.judge(conn, hits))
         await copy_hits(conn, hits, replay=replay)
         after_commit = [
             callback for hook in self.transaction_hooks if (callback := await hook(conn, hits))
         ]
-        if remember is not None:
-            after_commit.append(remember)
+        after_commit.extend(remember)
         await conn.execute("COMMIT")
         return hits, after_commit
 

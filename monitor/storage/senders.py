@@ -16,9 +16,18 @@ transaction), and the first hit with a shape new after learning is
 ``param_shape_changed``, against the endpoint's most common other shape. A batch is
 judged on the learning state before its own hits count. Test hits are left out.
 
-Batches of one endpoint take turns on its network rows from the upsert to their
-commit (the pipeline's overlap before that step is kept). A spool replay cut short
-after its commit counts its hits twice in ``hits``: the counts are advisory.
+What the database has settled for good, each process remembers (``_Known``): an
+endpoint whose learning is over, its networks that never flag (learned while
+learning, or accepted) and its stored shapes. Rows are only deleted with their
+endpoint, a network is never un-accepted and learning never restarts, so this
+memory cannot go stale. A batch whose every hit is known asks the database nothing;
+only hits with something new (or from a flagged network) take the upserts. Their
+hits, newest times and user agents are added up per process and written by
+``flush`` in a transaction of its own, off the capture path: upserting the same hot
+rows in every batch made each batch wait for the one before it to commit (measured:
+the senders step averaged 31 ms of a batch's 70 under wrk at 64 connections). So
+the counts and last-seen times on the Senders card trail by up to a flush interval
+(and a crash loses that much of them); the flags do not depend on them.
 
 Networks and shapes come from the sender, so each endpoint keeps at most
 MAX_NETWORKS and MAX_SHAPES rows: past that, known rows are still counted and hits
@@ -30,11 +39,12 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import structlog
 
 from monitor.model.hit import Hit
 from monitor.model.verdict import clip
@@ -50,6 +60,8 @@ from monitor.rules.senders import (
 
 if TYPE_CHECKING:  # the cache's own imports reach the writer: a type is all we need
     from monitor.storage.endpoint_cache import EndpointCache
+
+log = structlog.get_logger(__name__)
 
 MAX_NETWORKS = 1000
 MAX_SHAPES = 200
@@ -131,7 +143,21 @@ WHERE endpoint_id = ANY($1::bigint[]) AND NOT (shape_hash = ANY($2::text[]))
 ORDER BY endpoint_id, hits DESC, last_seen_at DESC
 """
 
+# The counts of known networks and shapes, added to their rows by flush.
+FLUSH_NETWORK = """
+UPDATE endpoint_senders SET last_seen_at = greatest(last_seen_at, $3), hits = hits + $4,
+    user_agent = coalesce($5, user_agent)
+WHERE endpoint_id = $1 AND network = $2::cidr
+"""
+FLUSH_SHAPE = """
+UPDATE endpoint_param_shapes SET last_seen_at = greatest(last_seen_at, $3), hits = hits + $4
+WHERE endpoint_id = $1 AND shape_hash = $2
+"""
+
 RuleOf = Callable[[int], SendersRule | None]
+Key = tuple[int, str]
+# A judged hit: the hit, its endpoint's rule, its network and its shape.
+Todo = tuple[Hit, SendersRule, str | None, tuple[str, ...]]
 
 
 def rule_from_cache(cache: EndpointCache) -> RuleOf:
@@ -154,25 +180,106 @@ class _Seen:
     extra: str | None = None  # the network's newest user agent, or the shape's names (JSON)
 
 
+@dataclass(slots=True)
+class _Known:
+    """What the database has settled for good about one endpoint's senders."""
+
+    learning_over: bool = False
+    networks: set[str] = field(default_factory=set)  # never flagged: learned or accepted
+    shapes: set[str] = field(default_factory=set)  # stored
+
+
+@dataclass(slots=True)
+class _Learned:
+    """What one batch settled, remembered once it has committed."""
+
+    over: dict[int, bool] = field(default_factory=dict)
+    networks: set[Key] = field(default_factory=set)
+    shapes: set[Key] = field(default_factory=set)
+    counted_networks: dict[Key, _Seen] = field(default_factory=dict)
+    counted_shapes: dict[Key, _Seen] = field(default_factory=dict)
+
+
 class Senders:
     """Learns and judges senders inside the writer's batch transaction."""
 
     def __init__(self, rule_of: RuleOf) -> None:
         self._rule_of = rule_of
+        self._known: dict[int, _Known] = {}
+        # Hits of known networks and shapes not yet added to their rows (flush).
+        self._unflushed_networks: dict[Key, _Seen] = {}
+        self._unflushed_shapes: dict[Key, _Seen] = {}
 
-    async def judge(self, conn: asyncpg.Connection, hits: Sequence[Hit]) -> None:
-        """Learn the batch's networks and shapes; set ``hit.sender_flags``."""
-        todo: list[tuple[Hit, SendersRule, str | None, tuple[str, ...]]] = []
+    async def judge(self, conn: asyncpg.Connection, hits: Sequence[Hit]) -> Callable[[], None]:
+        """Set ``hit.sender_flags``; the callback to run once the batch has committed,
+        which remembers what it settled and counts its known hits."""
+        learned = _Learned()
+        unknown: list[Todo] = []
         for hit in hits:
             hit.sender_flags = []
             if hit.is_test:
                 continue
             rule = self._rule_of(hit.endpoint_id)
-            if rule is not None:
-                shape = param_shape([*hit.params, *hit.body_params])
-                todo.append((hit, rule, network_of(hit.remote_ip), shape))
-        if not todo:
+            if rule is None:
+                continue
+            network = network_of(hit.remote_ip)
+            shape = param_shape([*hit.params, *hit.body_params])
+            known = self._known.get(hit.endpoint_id)
+            digest = shape_hash(shape)
+            if (
+                known is not None
+                and known.learning_over
+                and (network is None or network in known.networks)
+                and digest in known.shapes
+            ):
+                _count(learned, hit, network, digest)  # nothing to flag, nothing to ask
+            else:
+                unknown.append((hit, rule, network, shape))
+        if unknown:
+            await self._judge_unknown(conn, unknown, learned)
+        return lambda: self._remember(learned)
+
+    async def flush(self, pool: asyncpg.Pool) -> None:
+        """Add the counted hits of known networks and shapes to their rows.
+
+        Keys sorted, as the batches' upserts lock them, so the two never deadlock;
+        on failure the counts are kept for the next flush.
+        """
+        networks, self._unflushed_networks = self._unflushed_networks, {}
+        shapes, self._unflushed_shapes = self._unflushed_shapes, {}
+        if not networks and not shapes:
             return
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                if networks:
+                    await conn.executemany(
+                        FLUSH_NETWORK,
+                        [(*k, s.last, s.hits, s.extra) for k, s in sorted(networks.items())],
+                    )
+                if shapes:
+                    await conn.executemany(
+                        FLUSH_SHAPE, [(*k, s.last, s.hits) for k, s in sorted(shapes.items())]
+                    )
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("senders.flush_failed", error=str(exc))
+            _merge(self._unflushed_networks, networks)
+            _merge(self._unflushed_shapes, shapes)
+
+    def _remember(self, learned: _Learned) -> None:
+        for endpoint_id, over in learned.over.items():
+            if over:
+                self._known.setdefault(endpoint_id, _Known()).learning_over = True
+        for endpoint_id, network in learned.networks:
+            self._known.setdefault(endpoint_id, _Known()).networks.add(network)
+        for endpoint_id, digest in learned.shapes:
+            self._known.setdefault(endpoint_id, _Known()).shapes.add(digest)
+        _merge(self._unflushed_networks, learned.counted_networks)
+        _merge(self._unflushed_shapes, learned.counted_shapes)
+
+    async def _judge_unknown(
+        self, conn: asyncpg.Connection, todo: list[Todo], learned: _Learned
+    ) -> None:
+        """The upserts: learn the hits' networks and shapes, flag what is new."""
         rules = {hit.endpoint_id: rule for hit, rule, _, _ in todo}
         state = {row["endpoint_id"]: row for row in await conn.fetch(STATE, sorted(rules))}
         over = {
@@ -181,8 +288,9 @@ class Senders:
             )
             for endpoint_id, rule in rules.items()
         }
-        networks: dict[tuple[int, str], _Seen] = {}
-        shapes: dict[tuple[int, str], _Seen] = {}
+        learned.over = over
+        networks: dict[Key, _Seen] = {}
+        shapes: dict[Key, _Seen] = {}
         for hit, _, network, shape in todo:
             if network is not None:
                 seen = _add(networks, (hit.endpoint_id, network), hit.received_at)
@@ -191,8 +299,8 @@ class Senders:
             _add(shapes, (hit.endpoint_id, shape_hash(shape)), hit.received_at).extra = json.dumps(
                 shape
             )
-        flagged = await self._networks(conn, networks, over, state)
-        first_new = await self._shapes(conn, shapes, over, state)
+        flagged = await self._networks(conn, networks, over, state, learned)
+        first_new = await self._shapes(conn, shapes, over, state, learned)
         for hit, rule, network, shape in todo:
             if rule.new_sender and network is not None:
                 if (hit.endpoint_id, network) in flagged:
@@ -208,9 +316,10 @@ class Senders:
         networks: dict[tuple[int, str], _Seen],
         over: dict[int, bool],
         state: dict[int, Any],
-    ) -> set[tuple[int, str]]:
+        learned: _Learned,
+    ) -> set[Key]:
         """Upsert the networks; those whose hits are new_sender (unknown ones past the
-        cap, after learning, too)."""
+        cap, after learning, too). Those that never flag go into ``learned``."""
         if not networks:
             return set()
         keys = sorted(networks)
@@ -228,6 +337,8 @@ class Senders:
                     flagged.add(key)
             elif row["after_learning"] and not row["accepted"]:
                 flagged.add(key)
+            else:
+                learned.networks.add(key)
         return flagged
 
     async def _shapes(
@@ -236,15 +347,17 @@ class Senders:
         shapes: dict[tuple[int, str], _Seen],
         over: dict[int, bool],
         state: dict[int, Any],
-    ) -> dict[tuple[int, str], tuple[str, ...] | None]:
+        learned: _Learned,
+    ) -> dict[Key, tuple[str, ...] | None]:
         """Upsert the shapes; the new ones after learning, each with its endpoint's usual
-        shape."""
+        shape. The stored ones go into ``learned``."""
         keys = sorted(shapes)
         rows = await conn.fetch(
             UPSERT_SHAPES,
             *_columns(shapes, keys, over),
             [state[e]["shapes"] < MAX_SHAPES for e, _ in keys],
         )
+        learned.shapes.update((row["endpoint_id"], row["shape_hash"]) for row in rows)
         new = [
             (row["endpoint_id"], row["shape_hash"])
             for row in rows
@@ -259,7 +372,27 @@ class Senders:
         return {key: usual.get(key[0]) for key in new}
 
 
-def _add(seen: dict[tuple[int, str], _Seen], key: tuple[int, str], at: datetime) -> _Seen:
+def _count(learned: _Learned, hit: Hit, network: str | None, digest: str) -> None:
+    """Count a known hit for flush."""
+    if network is not None:
+        seen = _add(learned.counted_networks, (hit.endpoint_id, network), hit.received_at)
+        if hit.user_agent:
+            seen.extra = clip(hit.user_agent)
+    _add(learned.counted_shapes, (hit.endpoint_id, digest), hit.received_at)
+
+
+def _merge(into: dict[Key, _Seen], counted: dict[Key, _Seen]) -> None:
+    for key, seen in counted.items():
+        entry = into.get(key)
+        if entry is None:
+            into[key] = seen
+            continue
+        entry.first, entry.last = min(entry.first, seen.first), max(entry.last, seen.last)
+        entry.hits += seen.hits
+        entry.extra = seen.extra or entry.extra
+
+
+def _add(seen: dict[Key, _Seen], key: Key, at: datetime) -> _Seen:
     entry = seen.get(key)
     if entry is None:
         entry = seen[key] = _Seen(at, at)
@@ -268,9 +401,7 @@ def _add(seen: dict[tuple[int, str], _Seen], key: tuple[int, str], at: datetime)
     return entry
 
 
-def _columns(
-    seen: dict[tuple[int, str], _Seen], keys: list[tuple[int, str]], over: dict[int, bool]
-) -> list[list[Any]]:
+def _columns(seen: dict[Key, _Seen], keys: list[Key], over: dict[int, bool]) -> list[list[Any]]:
     return [
         [e for e, _ in keys],
         [k for _, k in keys],

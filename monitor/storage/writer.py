@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 # Batches committing at once while the database is healthy; one while the spool
 # holds hits, so that replay and new batches keep arrival order.
 PIPELINE_DEPTH = 2
+# How often the senders step's counts of known networks and shapes are written.
+SENDERS_FLUSH_S = 2.0
 
 Batch = list[tuple[Hit, asyncio.Future[None]]]
 
@@ -69,6 +71,8 @@ class HitWriter:
         self.batch_max_wait_s = batch_max_wait_s
         self.queue_max_hits = queue_max_hits
         self.spool = spool
+        self._pool = pool
+        self._senders = senders
         self._committer = BatchCommitter(
             pool,
             commit_timeout_s=commit_timeout_s,
@@ -96,6 +100,7 @@ class HitWriter:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._batch_done = asyncio.Event()
         self._spool_full_logged = False
@@ -116,6 +121,10 @@ class HitWriter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hit-writer")
+        if self._senders is not None:
+            self._flusher = asyncio.create_task(
+                self._flush_senders(self._senders), name="senders-flush"
+            )
 
     def enqueue(self, hit: Hit) -> asyncio.Future[None]:
         """Queue a hit; the future is done once it is committed or spooled, or failed
@@ -141,6 +150,11 @@ class HitWriter:
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush_counts()  # the counts of the last batches
         await self._committer.close()
         if self.spool is not None:
             self.spool.close()
@@ -148,6 +162,16 @@ class HitWriter:
     async def drain_spool(self) -> int:
         """Replay the spool until it is empty or the database refuses; hits left."""
         return 0 if self._replay is None else await self._replay.drain()
+
+    async def flush_counts(self) -> None:
+        """Write the senders step's counts now rather than at the next interval."""
+        if self._senders is not None:
+            await self._senders.flush(self._pool)
+
+    async def _flush_senders(self, senders: Senders) -> None:
+        while True:
+            await asyncio.sleep(SENDERS_FLUSH_S)
+            await senders.flush(self._pool)
 
     async def _run(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from monitor.config import Config
 from monitor.server.app import create_app
+from monitor.web.appkeys import POOL, WRITER
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
 from tests.helpers.signin import csrf_of, sign_in
 
@@ -80,6 +81,7 @@ async def test_new_network_after_learning_is_flagged_until_accepted(
     assert await names(client, accepted) == []
     assert await names(client, new) == ["new_sender"]  # flagged hits keep their flag
 
+    await client.app[WRITER].flush_counts()  # known senders' hits are counted off the batch
     resp = await client.get(f"/api/endpoints/{endpoint['id']}/senders", headers=AUTH)
     assert resp.status == 200
     body = await resp.json()
@@ -203,3 +205,33 @@ async def test_the_settings_page_lists_senders_and_accepts_a_new_one(
     unknown = {"csrf": csrf_of(page), "network": "192.0.2.0/24"}
     resp = await client.post(f"/endpoints/{endpoint['id']}/senders/accept", data=unknown)
     assert resp.status == 404
+
+
+async def test_known_senders_leave_their_rows_alone_until_the_flush(
+    client: TestClient, capture: CaptureClient, make_endpoint: Any
+) -> None:
+    """After learning, a batch of known senders writes no sender row (upserting the same
+    hot rows in every batch made each batch wait for the one before it to commit); the
+    counts reach the rows at the flush, each hit once."""
+    endpoint = await make(make_endpoint)
+    await learn(capture, endpoint)
+    await send(capture, endpoint, "click_id=k0&payout=1", "198.51.100.9")  # learning now over
+    await client.app[WRITER].flush_counts()
+    pool = client.app[POOL]
+    row_versions = """
+        SELECT (SELECT array_agg(xmin::text ORDER BY network) FROM endpoint_senders
+                WHERE endpoint_id = $1),
+               (SELECT array_agg(xmin::text) FROM endpoint_param_shapes WHERE endpoint_id = $1),
+               (SELECT sum(hits) FROM endpoint_senders WHERE endpoint_id = $1)"""
+    before = await pool.fetchrow(row_versions, endpoint["id"])
+    for i in range(3):
+        hit_id = await send(capture, endpoint, f"click_id=k{i + 1}&payout=1", "198.51.100.9")
+        assert await names(client, hit_id) == []
+    assert await pool.fetchrow(row_versions, endpoint["id"]) == before
+
+    await client.app[WRITER].flush_counts()
+    after = await pool.fetchrow(row_versions, endpoint["id"])
+    assert after[2] == before[2] + 3
+    assert after[0] != before[0] and after[1] != before[1]
+    await client.app[WRITER].flush_counts()  # nothing left: counted once
+    assert (await pool.fetchrow(row_versions, endpoint["id"]))[2] == before[2] + 3
