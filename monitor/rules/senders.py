@@ -16,6 +16,7 @@ after its first few dozen hits; a quiet one still starts being judged after a we
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
@@ -82,6 +83,10 @@ def learning_over(rule: SendersRule, hits_seen: int, days_since_first: float | N
     return days_since_first is not None and days_since_first >= rule.learn_days
 
 
+# Both run for every hit in the writer; a sender posts from a few addresses with a few
+# shapes, so remembering the recent answers saves parsing an address (ipaddress is
+# pure Python) and hashing the names each time. Pure functions: the cache cannot lie.
+@functools.lru_cache(maxsize=4096)
 def network_of(address: str | None) -> str | None:
     """The sender network of an address: its /24 (IPv4, IPv4-mapped IPv6 too) or /48
     (IPv6) as CIDR text; None for no address or one that does not parse."""
@@ -103,6 +108,7 @@ def param_shape(params: Iterable[tuple[str, str]]) -> tuple[str, ...]:
     return tuple(sorted({name for name, _ in params}))[:MAX_SHAPE_NAMES]
 
 
+@functools.lru_cache(maxsize=4096)
 def shape_hash(names: tuple[str, ...]) -> str:
     """A short stable key for a shape (names cannot contain NUL once stored as text)."""
     return hashlib.sha256("\x00".join(names).encode("utf-8", "surrogatepass")).hexdigest()

@@ -147,12 +147,14 @@ class BatchCommitter:
         # BEGIN and COMMIT by hand rather than conn.transaction(): on any error
         # _write throws the connection away, which rolls the transaction back
         # without a ROLLBACK round trip on a connection that may be broken.
-        await turn.wait()
         await conn.execute("BEGIN")
         hits = await keep_live_endpoints(conn, hits)
         if not hits:
             await conn.execute("COMMIT")
             return hits, []
+        # Only the ledger and lifecycle steps take turns: the batches before may still
+        # be at theirs while this one begins and takes its shared endpoint locks.
+        await turn.wait()
         await settle_duplicates(conn, hits)
         await settle_lifecycle(conn, hits)
         # Ledger and lifecycle rows are locked now: a later batch's ledger step waits
