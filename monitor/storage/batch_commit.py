@@ -7,7 +7,7 @@ batches and spool replays go through here, so a replayed hit is settled and stor
 exactly like a new one.
 
 A batch stores only hits whose endpoint row still exists, checked under a lock
-that orders it with the endpoint's delete (``keep_live_endpoints``): the hits of
+that orders it with the endpoint's delete (``settle``): the hits of
 a deleted endpoint never outlive it, whichever process or spool they come from.
 """
 
@@ -22,8 +22,8 @@ import structlog
 from monitor.model.hit import Hit
 from monitor.storage.amount_outliers import AmountOutliers
 from monitor.storage.hit_rows import copy_hits
-from monitor.storage.ledger import LedgerTurns, Turn, settle_duplicates
-from monitor.storage.lifecycle import settle_lifecycle
+from monitor.storage.ledger import LedgerTurns, Turn, insert_keys_step, plan_keys, settle_keys
+from monitor.storage.lifecycle import plan_clicks, settle_clicks, upsert_step
 from monitor.storage.senders import Senders
 
 log = structlog.get_logger(__name__)
@@ -32,16 +32,29 @@ HITS_CHANNEL = "pbm_hits"
 RETRYABLE_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 BATCH_ATTEMPTS = 3
 
-# FOR KEY SHARE orders the batch with an endpoint's delete, which locks the row
-# first: a delete waits for batches holding the row, then deletes what they wrote;
-# a batch that waited for a delete finds the row gone. Ordered, like the ledger keys.
-# The same statement queues the NOTIFY of the live endpoints' ids ($2 the channel),
-# which Postgres sends at COMMIT and drops on rollback: the payload is made by the
-# database from integer ids, no SQL text is built, and no round trip is added.
-LOCK_LIVE_ENDPOINTS_AND_NOTIFY = """
-SELECT array_agg(id ORDER BY id) AS live,
-    CASE WHEN count(*) > 0 THEN pg_notify($2, string_agg(id::text, ',' ORDER BY id)) END
-FROM (SELECT id FROM endpoints WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE) locked
+# One statement, one round trip, settles what a batch must know before its COPY:
+# - ``live``: FOR KEY SHARE orders the batch with an endpoint's delete, which locks
+#   the row first: a delete waits for batches holding the row, then deletes what they
+#   wrote; a batch that waited for a delete finds the row gone. Ordered, like the keys.
+# - the NOTIFY of the live endpoints' ids ($2 the channel), which Postgres sends at
+#   COMMIT and drops on rollback: the payload is made by the database from integer
+#   ids, no SQL text is built.
+# - ``keys``: the duplicate ledger's insert ($3-$7), ``clicks``: the lifecycle's upsert
+#   ($8-$14), both only for live endpoints; each hands back what the batch needs.
+# Each was a round trip of its own; the ledger and lifecycle ones ran while later
+# batches waited for their turn.
+SETTLE = f"""
+WITH live AS (
+    SELECT id FROM endpoints WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE
+), keys AS ({insert_keys_step(3)}
+), clicks AS ({upsert_step(8)}
+)
+SELECT ARRAY(SELECT id FROM live ORDER BY id) AS live,
+    (SELECT pg_notify($2, string_agg(id::text, ',' ORDER BY id)) FROM live
+     HAVING count(*) > 0) AS announced,
+    ARRAY(SELECT ROW(endpoint_id, click_id, event) FROM keys) AS keys,
+    ARRAY(SELECT ROW(endpoint_id, click_id, prev_last_status, prev_last_hit_id,
+        prev_converted, prev_reversed_hit_id) FROM clicks) AS clicks
 """
 
 # Called once the batch it ran in has committed; must not block or raise.
@@ -148,18 +161,15 @@ class BatchCommitter:
         # _write throws the connection away, which rolls the transaction back
         # without a ROLLBACK round trip on a connection that may be broken.
         await conn.execute("BEGIN")
-        hits = await keep_live_endpoints(conn, hits)
+        # The settling statement takes turns with the batches before: the ledger and
+        # lifecycle rows it writes stay locked until this commit, so a later batch's
+        # statement waits for it wherever their keys meet and may start now.
+        await turn.wait()
+        hits = await settle(conn, hits)
+        turn.done()
         if not hits:
             await conn.execute("COMMIT")
             return hits, []
-        # Only the ledger and lifecycle steps take turns: the batches before may still
-        # be at theirs while this one begins and takes its shared endpoint locks.
-        await turn.wait()
-        await settle_duplicates(conn, hits)
-        await settle_lifecycle(conn, hits)
-        # Ledger and lifecycle rows are locked now: a later batch's ledger step waits
-        # for this transaction wherever their keys meet, so it may start.
-        turn.done()
         remember: list[AfterCommit] = []
         if self.amount_outliers is not None:
             if (remember_amounts := await self.amount_outliers.judge(conn, hits)) is not None:
@@ -175,19 +185,26 @@ class BatchCommitter:
         return hits, after_commit
 
 
-async def keep_live_endpoints(conn: asyncpg.Connection, hits: list[Hit]) -> list[Hit]:
-    """The hits whose endpoint still exists, its row key-share locked until commit.
+async def settle(conn: asyncpg.Connection, hits: list[Hit]) -> list[Hit]:
+    """Lock the live endpoints, settle duplicates and lifecycles: the hits kept.
 
-    Settled by the database, not by a process's endpoint cache, which may not yet
-    have heard of a delete. The lock makes the delete and this batch take turns:
-    a delete that came first has removed the row, so its hits are left out here;
-    one that comes later waits for this commit and deletes what it stored. The
-    live endpoints are announced on HITS_CHANNEL when the transaction commits.
+    Which endpoints still exist is settled by the database, not by a process's
+    endpoint cache, which may not yet have heard of a delete. The lock makes the
+    delete and this batch take turns: a delete that came first has removed the row,
+    so its hits are left out here; one that comes later waits for this commit and
+    deletes what it stored. The live endpoints are announced on HITS_CHANNEL when
+    the transaction commits.
     """
+    keys, clicks = plan_keys(hits), plan_clicks(hits)
     endpoint_ids = sorted({h.endpoint_id for h in hits})
-    row = await conn.fetchrow(LOCK_LIVE_ENDPOINTS_AND_NOTIFY, endpoint_ids, HITS_CHANNEL)
-    live = row["live"] or []
-    if len(live) == len(endpoint_ids):
-        return hits
-    kept = set(live)
-    return [h for h in hits if h.endpoint_id in kept]
+    row = await conn.fetchrow(
+        SETTLE, endpoint_ids, HITS_CHANNEL, *keys.columns(), *clicks.columns()
+    )
+    live = set(row["live"])
+    if len(live) < len(endpoint_ids):
+        hits = [h for h in hits if h.endpoint_id in live]
+        keys = keys.only(live)
+    if keys.firsts:
+        await settle_keys(conn, keys, {(k[0], k[1], k[2]) for k in row["keys"]})
+    settle_clicks(clicks, row["clicks"])
+    return hits

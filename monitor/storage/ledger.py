@@ -10,21 +10,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
 from monitor.model.hit import Hit
 from monitor.rules.judge import duplicate_flag
 
-# Keys are sorted so concurrent writers lock ledger rows in one order (no deadlocks).
-# DO NOTHING leaves existing keys alone; they come back from SELECT_KEYS below.
-INSERT_KEYS = """
-INSERT INTO click_keys (endpoint_id, click_id, event, first_hit_id, first_seen_at)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[])
-ORDER BY 1, 2, 3
-ON CONFLICT DO NOTHING
-RETURNING endpoint_id, click_id, event
-"""
+
+def insert_keys_step(first: int) -> str:
+    """The ledger's insert, as a step of a bigger statement (``batch_commit``): its five
+    arrays are the parameters from ``$first`` on, and only keys of the endpoints in the
+    statement's ``live`` go in. Keys are sorted so concurrent writers lock ledger rows
+    in one order (no deadlocks); DO NOTHING leaves existing keys alone, they come
+    back from SELECT_KEYS below."""
+    p = [f"${first + i}" for i in range(5)]
+    return f"""
+    INSERT INTO click_keys (endpoint_id, click_id, event, first_hit_id, first_seen_at)
+    SELECT * FROM unnest({p[0]}::bigint[], {p[1]}::text[], {p[2]}::text[], {p[3]}::uuid[],
+        {p[4]}::timestamptz[]) AS k(endpoint_id, click_id, event, first_hit_id, first_seen_at)
+    WHERE k.endpoint_id IN (SELECT id FROM live)
+    ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING
+    RETURNING endpoint_id, click_id, event"""
+
+
+# The insert alone, every key's endpoint taken as live.
+INSERT_KEYS = "WITH live AS (SELECT unnest($1::bigint[]) AS id)" + insert_keys_step(1)
 SELECT_KEYS = """
 SELECT k.endpoint_id, k.click_id, k.event, k.first_hit_id, k.first_seen_at
 FROM click_keys k
@@ -79,41 +92,72 @@ class LedgerTurns:
         return turn
 
 
-async def settle_duplicates(conn: asyncpg.Connection, hits: Sequence[Hit]) -> None:
-    """Flag every hit whose (endpoint, click id, event) was seen before, in arrival order.
+@dataclass(slots=True)
+class KeyPlan:
+    """A batch's ledger keys: the first hit of each, and the hits repeating one."""
 
-    Within the batch the first hit of a key is its candidate original; the ledger
-    (inserted in this same transaction) decides against earlier batches, other
-    processes and earlier runs. A key whose original is older than the endpoint's
-    dedupe window is handed to the new hit, which then counts as an original.
+    firsts: dict[Key, Hit] = field(default_factory=dict)
+    repeats: list[tuple[Hit, Hit]] = field(default_factory=list)
+
+    def columns(self) -> list[list[Any]]:
+        """The five arrays of insert_keys_step."""
+        keys = list(self.firsts)
+        return [
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+            [self.firsts[k].id for k in keys], [self.firsts[k].received_at for k in keys],
+        ]  # fmt: skip
+
+    def only(self, endpoint_ids: set[int]) -> KeyPlan:
+        """The keys of these endpoints (a batch's live ones)."""
+        return KeyPlan(
+            {k: hit for k, hit in self.firsts.items() if k[0] in endpoint_ids},
+            [(hit, first) for hit, first in self.repeats if hit.endpoint_id in endpoint_ids],
+        )
+
+
+def plan_keys(hits: Sequence[Hit]) -> KeyPlan:
+    """Within the batch the first hit of a key is its candidate original.
 
     Test hits (flagged test_traffic) are left out: a test fired with a real click
     id must neither become the original the real conversion then repeats, nor be
     flagged a duplicate of it.
     """
-    firsts: dict[Key, Hit] = {}
-    repeats: list[tuple[Hit, Hit]] = []
+    plan = KeyPlan()
     for hit in hits:
         dedupe_key = hit.verdict.dedupe_key
         if dedupe_key is None or hit.is_test:
             continue
         key = (hit.endpoint_id, dedupe_key[0], dedupe_key[1])
-        first = firsts.get(key)
+        first = plan.firsts.get(key)
         if first is None:
-            firsts[key] = hit
+            plan.firsts[key] = hit
         else:
-            repeats.append((hit, first))
-    if not firsts:
-        return
+            plan.repeats.append((hit, first))
+    return plan
+
+
+async def settle_duplicates(conn: asyncpg.Connection, hits: Sequence[Hit]) -> None:
+    """Flag every hit whose (endpoint, click id, event) was seen before, in arrival order.
+
+    The ledger step alone; the writer runs it as part of one statement per batch
+    (``batch_commit``), then ``settle_keys``.
+    """
+    plan = plan_keys(hits)
+    if plan.firsts:
+        rows = await conn.fetch(INSERT_KEYS, *plan.columns())
+        await settle_keys(conn, plan, {(r[0], r[1], r[2]) for r in rows})
+
+
+async def settle_keys(conn: asyncpg.Connection, plan: KeyPlan, inserted: set[Key]) -> None:
+    """Flag the duplicates once the batch's new keys (``inserted``) are in the ledger.
+
+    The ledger (inserted in this same transaction) decides against earlier batches,
+    other processes and earlier runs; the keys it did not take already had a hit,
+    read here. A key whose original is older than the endpoint's dedupe window is
+    handed to the new hit, which then counts as an original.
+    """
+    firsts, repeats = plan.firsts, plan.repeats
     keys = list(firsts)
-    columns = [list(col) for col in zip(*keys, strict=True)]
-    inserted = {
-        (r["endpoint_id"], r["click_id"], r["event"])
-        for r in await conn.fetch(
-            INSERT_KEYS, *columns,
-            [firsts[k].id for k in keys], [firsts[k].received_at for k in keys],
-        )
-    }  # fmt: skip
     existing = [k for k in keys if k not in inserted]
     original_of: dict[Key, object] = {k: firsts[k].id for k in inserted}
     if existing:

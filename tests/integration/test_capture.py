@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import time
 from typing import Any
 
 import pytest
@@ -270,9 +271,13 @@ async def test_made_up_tokens_do_not_become_a_flood_of_queries(
             assert await cache.lookup(garbage) is None
         assert CountingStore.lookups == 0  # not the shape of a token we issue
         assert (await cache.lookup(endpoint["token"])) is not None
+        started = time.monotonic()
         for _ in range(500):
             assert await cache.lookup(ids.capture_token()) is None
-        assert CountingStore.lookups <= MISS_LOOKUPS_PER_S + 5
+        # The bucket refills while the loop runs (slowly, on a loaded machine): a
+        # second's worth at most, plus what the elapsed time has refilled.
+        allowed = MISS_LOOKUPS_PER_S * (1 + time.monotonic() - started) + 5
+        assert CountingStore.lookups <= allowed
         assert (await cache.lookup(endpoint["token"])) is not None  # cached now
     finally:
         await pool.close()
