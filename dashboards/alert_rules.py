@@ -225,6 +225,29 @@ keeps the left side's labels (name, url), which a one-to-one match drops.""",
         links=ENDPOINT_URL,
     ),
     Alert(
+        "PostbackUnreplacedMacros",
+        "sum by (endpoint) "
+        '(increase(postback_monitor_flags_total{flag="unreplaced_macro"}[15m]))\n  '
+        + ENDPOINT_NAMES,
+        ">=",
+        3,
+        "warning",
+        "Endpoint {{ $labels.name }}: postbacks arrive with macros left unreplaced",
+        one_line("""
+            About {{ $value | humanize }} hits stored for endpoint {{ $labels.name }}
+            (id {{ $labels.endpoint }}) in the last 15 minutes carry a param whose value is
+            still a macro, such as {clickid} or {payout}: the tracker or network did not
+            fill it in, so those conversions cannot be matched or paid. Compare the
+            postback URL set in the platform with the one the endpoint's page shows; its
+            hits flagged unreplaced_macro ({{ $labels.url }}?flag=unreplaced_macro) show
+            which params."""),
+        QUIET,
+        for_="5m",
+        comment="""A macro left as {clickid} is a broken template, not noise: a few in 15 minutes
+are enough (PostbackFlaggedRateHigh needs 20% of the hits).""",
+        links=ENDPOINT_URL,
+    ),
+    Alert(
         "PostbackCaptureErrors",
         "sum by (job, instance) "
         '(rate(postback_monitor_capture_errors_total{status_class="5xx"}[5m]))',
