@@ -11,9 +11,10 @@ group instead: ``rules_file`` moves those keys, nothing else.
 
 Each rule: refId A is the rule's value (with its guard) as an instant Prometheus
 query on the data source of provisioning/datasources/prometheus.yaml; then a
-threshold on A, or, for a per-series threshold, B is that series and C the math
-``$A > $B``. Annotations say ``$values.A.Value`` where the Prometheus rule says
-``$value`` (in Grafana ``$value`` is every query's value in one string).
+threshold on A (math such as ``$A >= 3`` for comparisons other than > and <),
+or, for a per-series threshold, B is that series and C the math ``$A > $B``.
+Annotations say ``$values.A.Value`` where the Prometheus rule says ``$value`` (in
+Grafana ``$value`` is every query's value in one string).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import re
 from typing import Any
 
 import yaml
-from alert_rules import ALERTS, Alert, Series, inline
+from alert_rules import ALERTS, Alert, Series, inline, number
 from grafana_foundation_sdk.builders import alerting, expr, prometheus
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import alerting as alerting_model
@@ -40,7 +41,9 @@ ORG_ID = 1
 INTERVAL_S = 60  # whole minutes: the file says "1m"
 # An instant query reads only the newest point; Grafana still wants a range.
 QUERY_RANGE_S = 600
-OPS = {">": "gt", "<": "lt", ">=": "gte", "<=": "lte", "==": "eq", "!=": "ne"}
+# Threshold expressions compare with gt and lt only before Grafana 11.6 (gte, eq...
+# came later); other comparisons are math (`$A >= 3`), which every version has.
+THRESHOLD_OPS = {">": "gt", "<": "lt"}
 VALUE = re.compile(r"\$value\b(?!s)")
 
 
@@ -73,7 +76,9 @@ def expression(ref: str, model: expr.TypeThreshold | expr.TypeMath) -> alerting.
 
 
 def threshold(ref: str, source: str, op: str, limit: float) -> alerting.Query:
-    evaluator = expr.ExprTypeThresholdConditionsEvaluator().type(OPS[op]).params([limit])
+    if op not in THRESHOLD_OPS:
+        return expression(ref, expr.TypeMath().expression(f"${source} {op} {number(limit)}"))
+    evaluator = expr.ExprTypeThresholdConditionsEvaluator().type(THRESHOLD_OPS[op]).params([limit])
     condition = expr.ExprTypeThresholdConditions().evaluator(evaluator)
     return expression(ref, expr.TypeThreshold().expression(source).conditions([condition]))
 

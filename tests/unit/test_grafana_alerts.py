@@ -27,7 +27,7 @@ from tests.helpers.grafana_rules import (
     prometheus_rules,
 )
 
-OPS = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<=", "eq": "==", "ne": "!="}
+OPS = {"gt": ">", "lt": "<"}
 VALUE = re.compile(r"\$value\b(?!s)")
 MATCHING = re.compile(r"on\([\w,]+\)group_left")
 
@@ -74,10 +74,22 @@ def test_every_grafana_rule_has_its_prometheus_twin_with_the_same_condition() ->
         queries = by_ref(rule)
         condition = queries[rule["condition"]]["model"]
         a = squash(queries["A"]["model"]["expr"])
+        m = re.fullmatch(r"\$A (\S+) (\$B|[-+.\de]+)", condition.get("expression", ""))
         if condition["type"] == "threshold":
             assert condition["expression"] == "A", name
             (evaluator,) = [c["evaluator"] for c in condition["conditions"]]
             comparison = f"{OPS[evaluator['type']]}{evaluator['params'][0]:g}"
+        elif m and m[2] == "$B":
+            # A per-series threshold: Grafana compares $A > $B, joined on their labels.
+            assert condition["type"] == "math", name
+            b = squash(queries["B"]["model"]["expr"])
+            assert prom.startswith(a + m[1]) and prom.endswith(b), name
+            assert MATCHING.fullmatch(prom[len(a) + len(m[1]) : len(prom) - len(b)]), name
+            comparison = ""
+        else:
+            assert condition["type"] == "math" and m, name
+            comparison = f"{m[1]}{m[2]}"
+        if comparison:
             # alerts.yml says `value op limit guard`, Grafana queries `value guard`:
             # the comparison goes in at the top level, before the guard's `and`.
             splits = [i for i in range(len(a) + 1) if a[:i] + comparison + a[i:] == prom]
@@ -85,18 +97,18 @@ def test_every_grafana_rule_has_its_prometheus_twin_with_the_same_condition() ->
             (i,) = splits
             assert balanced(a[:i]) and (a[i:] == "" or a[i:].startswith("andon(")), name
             assert not re.search(r"\b(or|unless|and)\b", re.sub(r"\(.*\)", "", a[:i])), name
-        else:
-            # A per-series threshold: Grafana compares $A > $B, joined on their labels.
-            assert condition["type"] == "math", name
-            m = re.fullmatch(r"\$A (\S+) \$B", condition["expression"])
-            assert m, name
-            b = squash(queries["B"]["model"]["expr"])
-            assert prom.startswith(a + m[1]) and prom.endswith(b), name
-            assert MATCHING.fullmatch(prom[len(a) + len(m[1]) : len(prom) - len(b)]), name
         assert rule["for"] == alert.get("for", "0s"), name
         assert rule["labels"] == alert["labels"], name
         expected = {k: VALUE.sub("$values.A.Value", v) for k, v in alert["annotations"].items()}
         assert rule["annotations"] == expected, name
+
+
+def test_threshold_expressions_use_what_grafana_10_and_11_know() -> None:
+    # gte, lte, eq and ne came with Grafana 11.6: before, such a rule fails to load.
+    for rule in grafana_rules():
+        for query in rule["data"]:
+            for condition in query["model"].get("conditions", []):
+                assert condition["evaluator"]["type"] in {"gt", "lt"}, rule["title"]
 
 
 def test_grafana_rules_say_which_endpoint_and_link_to_its_page() -> None:
