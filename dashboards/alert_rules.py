@@ -6,8 +6,8 @@ An alert is a *value* (PromQL whose result is what ``$value`` shows), a comparis
 with a threshold, and an optional *guard* (``and on (...) ...`` clauses that keep
 only series with enough traffic, recent runs and the like). Prometheus gets
 ``value op threshold guard``; Grafana queries ``value guard`` as refId A and
-compares it in a threshold expression, so a series below the threshold is a normal
-state rather than a missing one. A threshold may be a per-series PromQL expression
+compares it in a threshold (or math) expression, so a series below the threshold is
+a normal state rather than a missing one. A threshold may be a per-series PromQL expression
 (the silence rule's expected interval); Grafana then queries it as refId B and
 compares ``$A > $B`` in a math expression.
 
