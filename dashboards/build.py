@@ -1,7 +1,11 @@
-"""Build dashboards/postback-monitor.json from code (grafana-foundation-sdk).
+"""Build the dashboard and the alert rules from code (grafana-foundation-sdk).
 
-    python dashboards/build.py          # rewrite the JSON next to this file
-    python dashboards/build.py --check  # exit 1 if the committed JSON is stale
+    python dashboards/build.py          # rewrite every file in OUTPUTS
+    python dashboards/build.py --check  # exit 1 if a committed one is stale
+    python dashboards/build.py --out DIR  # write them under DIR instead
+
+The dashboard is below; the rules of alert_rules.py go to alerts.yml
+(prometheus_rules.py) and to Grafana's alerting (grafana_alerting.py).
 
 The variables are multi-value, their "All" is ``.*``; the endpoint variable shows
 names, its values are ids. Every query runs on ``$datasource`` and filters as
@@ -21,79 +25,34 @@ import sys
 from pathlib import Path
 
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
 # panels.py lives beside this file: importable however this one is run or loaded.
 sys.path.insert(0, str(Path(__file__).parent))
+import grafana_alerting
+import prometheus_rules
 from panels import (
     DATASOURCE,
     EP,
     RATE,
     SEL,
-    SILENT_ALERT_SHARE,
-    SILENT_WARN_SHARE,
     label_variable,
     named,
     per_endpoint,
     quantiles,
     query,
     series,
+    silence_table,
     single,
     table_of,
 )
 
-OUTPUT = Path(__file__).with_name("postback-monitor.json")
+HERE = Path(__file__).parent
+OUTPUT = HERE / "postback-monitor.json"
+ALERTING = HERE / "provisioning" / "alerting"
 UID = "postback-monitor"
 SCHEMA_VERSION = 38  # Grafana 10.0; see the module docstring
-
-
-def silence_table() -> table.Panel:
-    since = (
-        "time() - max by (endpoint) ("
-        f"postback_monitor_last_hit_timestamp_seconds{{{EP}}} or label_replace("
-        f'postback_monitor_endpoint_created_timestamp_seconds{{{EP}}}, "since", "created", "", ""))'
-    )
-    interval = f"max by (endpoint) (postback_monitor_endpoint_expected_interval_seconds{{{EP}}})"
-    return (
-        table_of(
-            "Silence by endpoint",
-            "Time since each endpoint's newest stored hit (since its creation if it never "
-            "had one), its expected interval (the expected_interval setting; none when "
-            "off) and how much of it has gone: red once the silence alert's threshold is "
-            "reached.",
-            "s",
-            query(named(since)),
-            query(named(interval), ref="B"),
-            query(named(f"{since} / on (endpoint) {interval}"), ref="C"),
-        )
-        .thresholds(
-            dash.ThresholdsConfig()
-            .mode(model.ThresholdsMode.ABSOLUTE)
-            .steps(
-                [
-                    model.Threshold(None, "green"),
-                    model.Threshold(SILENT_WARN_SHARE, "orange"),
-                    model.Threshold(SILENT_ALERT_SHARE, "red"),
-                ]
-            )
-        )
-        .override_by_name("Value #A", [model.DynamicConfigValue("displayName", "Silent for")])
-        .override_by_name(
-            "Value #B", [model.DynamicConfigValue("displayName", "Expected interval")]
-        )
-        .override_by_name(
-            "Value #C",
-            [
-                model.DynamicConfigValue("displayName", "Share of interval"),
-                model.DynamicConfigValue("unit", "percentunit"),
-                model.DynamicConfigValue(
-                    "custom.cellOptions", {"type": "color-background", "mode": "basic"}
-                ),
-            ],
-        )
-    )
 
 
 def build() -> dict[str, object]:
@@ -363,14 +322,32 @@ def render() -> str:
     return json.dumps(build(), indent=2, sort_keys=True) + "\n"
 
 
+def outputs() -> dict[Path, str]:
+    group = json.dumps(grafana_alerting.rule_group(), indent=2, sort_keys=True) + "\n"
+    return {
+        OUTPUT: render(),
+        HERE / "alerts.yml": prometheus_rules.render(),
+        HERE / "grafana-alert-rules.json": group,
+        ALERTING / "postback-monitor-rules.yaml": grafana_alerting.rules_file(),
+        ALERTING / "notifications.yaml": grafana_alerting.notifications_file(),
+    }
+
+
 def main(argv: list[str]) -> int:
-    text = render()
-    if "--check" in argv:
-        if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT} is stale: run python dashboards/build.py", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text)
+    files = outputs()
+    if "--out" in argv:  # elsewhere, the same layout (tests/system/test_dashboards_build.py)
+        out = Path(argv[argv.index("--out") + 1])
+        files = {out / path.relative_to(HERE): text for path, text in files.items()}
+    elif "--check" in argv:
+        stale = [
+            path for path, text in files.items() if not path.exists() or path.read_text() != text
+        ]
+        for path in stale:
+            print(f"{path} is stale: run python dashboards/build.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return 0
 
 

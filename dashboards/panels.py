@@ -154,3 +154,50 @@ def label_variable(name: str, label: str, description: str, selector: str) -> da
         .include_all(True)
         .all_value(".*")
     )
+
+
+def silence_table() -> table.Panel:
+    since = (
+        "time() - max by (endpoint) ("
+        f"postback_monitor_last_hit_timestamp_seconds{{{EP}}} or label_replace("
+        f'postback_monitor_endpoint_created_timestamp_seconds{{{EP}}}, "since", "created", "", ""))'
+    )
+    interval = f"max by (endpoint) (postback_monitor_endpoint_expected_interval_seconds{{{EP}}})"
+    return (
+        table_of(
+            "Silence by endpoint",
+            "Time since each endpoint's newest stored hit (since its creation if it never "
+            "had one), its expected interval (the expected_interval setting; none when "
+            "off) and how much of it has gone: red once the silence alert's threshold is "
+            "reached.",
+            "s",
+            query(named(since)),
+            query(named(interval), ref="B"),
+            query(named(f"{since} / on (endpoint) {interval}"), ref="C"),
+        )
+        .thresholds(
+            dash.ThresholdsConfig()
+            .mode(model.ThresholdsMode.ABSOLUTE)
+            .steps(
+                [
+                    model.Threshold(None, "green"),
+                    model.Threshold(SILENT_WARN_SHARE, "orange"),
+                    model.Threshold(SILENT_ALERT_SHARE, "red"),
+                ]
+            )
+        )
+        .override_by_name("Value #A", [model.DynamicConfigValue("displayName", "Silent for")])
+        .override_by_name(
+            "Value #B", [model.DynamicConfigValue("displayName", "Expected interval")]
+        )
+        .override_by_name(
+            "Value #C",
+            [
+                model.DynamicConfigValue("displayName", "Share of interval"),
+                model.DynamicConfigValue("unit", "percentunit"),
+                model.DynamicConfigValue(
+                    "custom.cellOptions", {"type": "color-background", "mode": "basic"}
+                ),
+            ],
+        )
+    )
