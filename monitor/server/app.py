@@ -110,7 +110,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     )
     app[CONFIG] = config
     app[RATE_LIMITER] = RateLimiter()
-    app[METRICS] = metrics if metrics is not None else Metrics()
+    app[METRICS] = metrics if metrics is not None else Metrics(config.node)
     app.cleanup_ctx.extend(
         [
             database_ctx,
