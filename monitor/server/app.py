@@ -241,8 +241,9 @@ async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
     app[FORWARDER] = forwarder
     # Bulk replays send as the forwarder does: per endpoint, at most its concurrency.
     replays = ReplayJobs(
-        app[POOL], app[HITS], app[ENDPOINT_CACHE], client, concurrency=config.forward_concurrency
-    )
+        app[POOL], app[HITS], app[ENDPOINT_CACHE], client,
+        dsn=app[DATABASE_URL], concurrency=config.forward_concurrency,
+    )  # fmt: skip
     app[REPLAYS] = replays
     forwarder.start()
     try:
