@@ -22,9 +22,9 @@ import platformdirs
 ENV_PREFIX = "POSTBACK_MONITOR_"
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
-# RFC 9110's token: the characters a header field name may have.
 # A node's name is a label value read by people: a host name's characters, kept short.
 _NODE_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9_])?")
+# RFC 9110's token: the characters a header field name may have.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 

@@ -19,7 +19,8 @@ reconciliation of each endpoint, from a snapshot of its table: ``metrics_reconci
 
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
 a method class, a status class, a forward outcome, a channel kind and a
-notification outcome; never request data, except two
+notification outcome, and on every series the node (``metrics_node``); never
+request data, except two
 bounded, validated values on the payout counter: the currency (an ISO 4217 code or
 "none") and the event (see ``event_label``). With
 ``PROMETHEUS_MULTIPROC_DIR`` set (``serve --workers N``) values live in files there

@@ -9,9 +9,9 @@ node took which hits, and a node that moves keeps its series.
 prometheus-client has no registry-wide constant labels, so the label is added
 when the exposition is made: ``NodeLabelled`` wraps whatever ``generate_latest``
 would read (the process's registry, or the multiprocess collector's sum of every
-worker's files, which all belong to one node) and adds ``node`` to each sample.
-Every collector builds fresh families on each ``collect``, so nothing is changed
-that outlives the scrape. Dashboards and alert rules aggregate by ``endpoint`` or
+worker's files, which all belong to one node) and hands out copies of its families
+with ``node`` on each sample; the collectors' own objects are left as they are.
+Dashboards and alert rules aggregate by ``endpoint`` or
 ``instance``, which drops the label: they read one node or many alike.
 """
 
@@ -34,8 +34,9 @@ class NodeLabelled(Collector):
 
     def collect(self) -> Iterable[Metric]:
         for family in self.inner.collect():
-            family.samples = [
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [
                 sample._replace(labels={**sample.labels, NODE_LABEL: self.node})
                 for sample in family.samples
             ]
-            yield family
+            yield labelled
