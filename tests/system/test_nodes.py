@@ -187,17 +187,25 @@ async def test_a_node_killed_under_load_loses_no_acknowledged_hit(
         stop.set()
         on_a, on_b = await asyncio.gather(*loads)
         print(f"node a: {on_a.summary()}; node b (killed): {on_b.summary()}")
+        assert on_b.acknowledged, on_b.summary()
         spooled = list((tmp_path / "b" / "spool").glob("*.spool"))
         assert spooled, "node b spooled nothing: the cut did not reach it"
         assert "writer.spooling" in b.log()
         assert on_a.errors == 0 and set(on_a.statuses) == {200}, on_a.summary()
 
+        acknowledged_b = [uuid.UUID(h) for h in on_b.acknowledged]
+        in_database = await db.fetchval(
+            "SELECT count(*) FROM hits WHERE id = ANY($1::uuid[])", acknowledged_b
+        )
+        assert in_database < len(acknowledged_b), "no acknowledged hit waited in the spool"
         proxy.restore()
         restarted = node(
             tmp_path, "b", proxy.url, *B_ARGS, port=b.port, capture_port=b.capture_port
         )
         await asyncio.to_thread(restarted.start)
         assert "spool.drained" in restarted.log()
+        print(f"node b: {len(acknowledged_b) - in_database} acknowledged hits were only in its "
+              "spool when it was killed")  # fmt: skip
         assert not list((tmp_path / "b" / "spool").glob("*.spool"))
     finally:
         await asyncio.gather(
@@ -208,7 +216,7 @@ async def test_a_node_killed_under_load_loses_no_acknowledged_hit(
         await proxy.close()
 
     acknowledged = [uuid.UUID(h) for h in on_a.acknowledged + on_b.acknowledged]
-    assert len(on_b.acknowledged) > 100, on_b.summary()
+    assert len(on_b.acknowledged) > 20, on_b.summary()
     counts = dict(
         await db.fetch(
             "SELECT id, count(*) FROM hits WHERE id = ANY($1::uuid[]) GROUP BY id", acknowledged
