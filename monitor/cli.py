@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Set by `serve --workers N` on the processes it starts (the inherited listening
     # sockets); not for people.
     serve.add_argument("--listen-fd", action="append", help=argparse.SUPPRESS)
+    serve.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(run=None)
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         level = "warning"
     logs.configure(config.log_format, level)
     if args.run is None:
-        return _serve(config, args.listen_fd)
+        return _serve(config, args.listen_fd, args.parent_pid)
     if args.run in DATABASE_COMMANDS:
         from monitor import runtime
 
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _serve(config: Config, listen_fds: list[str] | None) -> int:
+def _serve(config: Config, listen_fds: list[str] | None, parent_pid: int | None = None) -> int:
     """One process, a worker (``listen_fds``: its parent's sockets, ``ROLE:FD``) or a
     parent of workers."""
     from monitor.listen import ListenError, Listeners
@@ -254,6 +255,10 @@ def _serve(config: Config, listen_fds: list[str] | None) -> int:
     try:
         if listen_fds:
             from monitor.server.serve import serve
+            from monitor.server.supervisor import stop_with_parent
+
+            if parent_pid is not None and not stop_with_parent(parent_pid):
+                return 1
 
             return serve(config, inherited=Listeners.inherited(listen_fds))
         if config.workers > 1:

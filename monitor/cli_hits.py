@@ -96,7 +96,7 @@ async def cmd_hits_replay(config: Config, args: argparse.Namespace) -> int:
         async with client:
             jobs = ReplayJobs(
                 stores.pool, stores.hits, EndpointCache(stores.endpoints, stores.url), client,
-                concurrency=config.forward_concurrency,
+                dsn=stores.url, concurrency=config.forward_concurrency,
             )  # fmt: skip
             job = await jobs.start(args.endpoint_id, flt, given)
             if job.capped:

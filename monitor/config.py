@@ -11,6 +11,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ import platformdirs
 ENV_PREFIX = "POSTBACK_MONITOR_"
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+# A node's name is a label value read by people: a host name's characters, kept short.
+_NODE_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9_])?")
 # RFC 9110's token: the characters a header field name may have.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
@@ -70,6 +73,11 @@ class Config:
         "Processes serving both listeners, each with its own writer; the parent binds the "
         "ports once and its workers accept on the sockets they inherit, and it restarts any "
         "that dies.",
+    )
+    node_name: str | None = _setting(
+        None,
+        "This node's name: the node label of every series on /metrics. Give each machine "
+        "capturing into one database its own. Unset: the host name.",
     )
     public_url: str | None = _setting(
         None,
@@ -225,6 +233,10 @@ class Config:
             raise ConfigError(f"log_format: {self.log_format!r} is not json, console or auto")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level: {self.log_level!r} is not debug, info, warning or error")
+        if self.node_name is not None and _NODE_NAME.fullmatch(self.node_name) is None:
+            raise ConfigError(
+                f"node_name: {self.node_name!r} is not 1-63 letters, digits, '.', '_' or '-'"
+            )
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise ConfigError("admin_token: use at least 16 characters")
         if self.metrics_token is not None and len(self.metrics_token) < 16:
@@ -265,6 +277,11 @@ class Config:
         if self.public_url:
             return self.public_url.rstrip("/")
         return _local_url(self.capture_host, self.capture_port)
+
+    @property
+    def node(self) -> str:
+        """This node's name (the metrics' node label): node_name, else the host name."""
+        return self.node_name or socket.gethostname()
 
     @property
     def management_url(self) -> str:

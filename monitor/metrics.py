@@ -19,7 +19,8 @@ reconciliation of each endpoint, from a snapshot of its table: ``metrics_reconci
 
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
 a method class, a status class, a forward outcome, a channel kind and a
-notification outcome; never request data, except two
+notification outcome, and on every series the node (``metrics_node``); never
+request data, except two
 bounded, validated values on the payout counter: the currency (an ISO 4217 code or
 "none") and the event (see ``event_label``). With
 ``PROMETHEUS_MULTIPROC_DIR`` set (``serve --workers N``) values live in files there
@@ -34,6 +35,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,6 +46,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
 
 from monitor.metrics_endpoints import EndpointCollector
+from monitor.metrics_node import NodeLabelled
 from monitor.metrics_reconciliation import ReconciliationCollector
 from monitor.model.hit import Hit
 from monitor.model.notification import CHANNEL_KINDS
@@ -88,7 +91,9 @@ class Metrics:
     other's values in the shared files.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, node: str | None = None) -> None:
+        # The node label of every series (metrics_node): --node-name, else the host name.
+        self.node = node or socket.gethostname()
         self.directory = multiprocess_dir()  # None: values in memory, this process's only
         if self.directory is not None:
             # Metrics open their files there as they (and their labelled children) are built.
@@ -336,15 +341,16 @@ class Metrics:
         self.spool_pending.set(spool_pending)
 
     def exposition(self) -> bytes:
-        """The text format: this registry's, or in multiprocess mode every process's sum."""
+        """The text format: this registry's, or in multiprocess mode every process's sum;
+        every sample labelled with this node."""
         if self.directory is None:
-            return prometheus_client.generate_latest(self.registry)
+            return prometheus_client.generate_latest(NodeLabelled(self.registry, self.node))
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
         # This process's view of the tables, once.
         registry.register(self.endpoint_series)
         registry.register(self.reconciliation_series)
-        return prometheus_client.generate_latest(registry)
+        return prometheus_client.generate_latest(NodeLabelled(registry, self.node))
 
 
 def multiprocess_dir() -> str | None:

@@ -6,10 +6,11 @@ ids (at most ``MAX_REPLAY_HITS``, newest first), then sends them with at most
 ``concurrency`` in flight through the single-hit replay (``attempts.replay``): each
 is logged as a ``replay`` attempt and a success settles a failed forward.
 
-Jobs live in the memory of the process that started them (``--workers N``: ask the
-same process for progress), are kept ``KEEP_FINISHED_S`` after they finish, and
-stop with the process. One job runs per endpoint at a time: a second click while
-one runs would send every hit twice.
+Jobs live in the memory of the process that started them (``--workers N`` or several
+nodes: ask the same process for progress), are kept ``KEEP_FINISHED_S`` after they
+finish, and stop with the process. One job runs per endpoint at a time, in every
+process and machine together (``storage/replay_lock.py``): a second click while one
+runs would send every hit twice.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from monitor.model.errors import Conflict, NotFound
 from monitor.rules.forwards import build_request
 from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.hits import HitFilter, HitStore
+from monitor.storage.replay_lock import ReplayLock
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +86,7 @@ class ReplayJobs:
         cache: EndpointCache,
         client: OutboundClient,
         *,
+        dsn: str,
         concurrency: int = DEFAULT_CONCURRENCY,
         max_hits: int = MAX_REPLAY_HITS,
     ) -> None:
@@ -91,6 +94,7 @@ class ReplayJobs:
         self.hits = hits
         self.cache = cache
         self.client = client
+        self.dsn = dsn  # for each running replay's lock connection
         self.concurrency = concurrency
         self.max_hits = max_hits
         self._jobs: dict[str, ReplayJob] = {}
@@ -126,7 +130,18 @@ class ReplayJobs:
         # Held while the snapshot is read: a second request meanwhile is refused too.
         self._starting.add(endpoint_id)
         try:
-            ids = await self.hits.matching_ids(endpoint_id, flt, self.max_hits + 1)
+            lock = await ReplayLock.take(self.dsn, endpoint_id)
+            if lock is None:
+                raise Conflict(
+                    "replay_running",
+                    "a replay of this endpoint is already running in another process; "
+                    "wait for it to finish",
+                )
+            try:
+                ids = await self.hits.matching_ids(endpoint_id, flt, self.max_hits + 1)
+            except BaseException:
+                await lock.release()
+                raise
         finally:
             self._starting.discard(endpoint_id)
         capped = len(ids) > self.max_hits
@@ -136,8 +151,9 @@ class ReplayJobs:
         self._jobs[job.id] = job
         if not ids:
             self._finish(job)
+            await lock.release()
             return job
-        task = asyncio.create_task(self._run(job, ids), name=f"replay-{job.id}")
+        task = asyncio.create_task(self._run(job, ids, lock), name=f"replay-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         log.info("replay.started", job=job.id, endpoint_id=endpoint_id, hits=len(ids))
@@ -159,7 +175,7 @@ class ReplayJobs:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _run(self, job: ReplayJob, ids: Sequence[Any]) -> None:
+    async def _run(self, job: ReplayJob, ids: Sequence[Any], lock: ReplayLock) -> None:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for item in reversed(ids):  # oldest first, as they were meant to arrive
             queue.put_nowait(item)
@@ -168,6 +184,7 @@ class ReplayJobs:
             await asyncio.gather(*(self._work(job, queue) for _ in range(workers)))
         finally:
             self._finish(job)
+            await lock.release()
             log.info(
                 "replay.finished", job=job.id, endpoint_id=job.endpoint_id, done=job.done,
                 succeeded=job.succeeded, failed=job.failed,

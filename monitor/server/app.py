@@ -110,7 +110,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     )
     app[CONFIG] = config
     app[RATE_LIMITER] = RateLimiter()
-    app[METRICS] = metrics if metrics is not None else Metrics()
+    app[METRICS] = metrics if metrics is not None else Metrics(config.node)
     app.cleanup_ctx.extend(
         [
             database_ctx,
@@ -241,8 +241,9 @@ async def forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
     app[FORWARDER] = forwarder
     # Bulk replays send as the forwarder does: per endpoint, at most its concurrency.
     replays = ReplayJobs(
-        app[POOL], app[HITS], app[ENDPOINT_CACHE], client, concurrency=config.forward_concurrency
-    )
+        app[POOL], app[HITS], app[ENDPOINT_CACHE], client,
+        dsn=app[DATABASE_URL], concurrency=config.forward_concurrency,
+    )  # fmt: skip
     app[REPLAYS] = replays
     forwarder.start()
     try:

@@ -65,7 +65,7 @@ def serve(config: Config, *, inherited: listen.Listeners | None = None) -> int:
     listeners = inherited if inherited is not None else listen.bind(config)
     # One per process; file-backed when PROMETHEUS_MULTIPROC_DIR is in the
     # environment, which a worker has from its start.
-    app = create_app(config, Metrics())
+    app = create_app(config, Metrics(config.node))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     main = loop.create_task(_run(app, config, listeners, worker=worker))

@@ -9,12 +9,14 @@ its traffic. Each worker has its own writer
 (Postgres settles duplicates between them). A worker that dies is started
 again, and so is the embedded database (the parent owns it, workers reconnect).
 SIGTERM/SIGINT are passed on and the parent waits for the workers to drain
-before it stops the embedded database.
+before it stops the embedded database; a parent that dies without passing it on
+(SIGKILL) still gets its workers a SIGTERM from the kernel (``stop_with_parent``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -36,10 +38,30 @@ log = structlog.get_logger(__name__)
 POLL_S = 0.2
 STOP_TIMEOUT_S = 60.0
 CRASH_LOOP_S = 5.0  # a worker dying sooner than this after its start waits before restarting
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def worker_command(listeners: listen.Listeners) -> list[str]:
-    return [sys.executable, "-m", "monitor", "serve", *listeners.as_args()]
+    return [
+        *(sys.executable, "-m", "monitor", "serve", *listeners.as_args()),
+        f"--parent-pid={os.getpid()}",
+    ]
+
+
+def stop_with_parent(parent_pid: int) -> bool:
+    """In a worker: be sent SIGTERM (and so drain and stop) when the parent dies.
+
+    A parent killed outright (SIGKILL, the OOM killer) cannot pass SIGTERM on, and
+    orphaned workers would keep both ports: the node could not start again on them
+    until someone found and killed the workers by hand. False: the parent is already
+    gone (it died before this ran), so the worker should not start at all.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        log.warning("worker.orphaned", parent_pid=parent_pid)
+        return False
+    return True
 
 
 def supervise(config: Config) -> int:

@@ -1,5 +1,5 @@
-"""Reading /metrics in tests: its text parsed into samples, one sample's value, and a
-mix of postbacks whose counts the metric tests know."""
+"""Reading /metrics in tests: its text parsed into samples (each must carry the node
+label), one sample's value, and a mix of postbacks whose counts the metric tests know."""
 
 from __future__ import annotations
 
@@ -13,8 +13,21 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def parse(text: str) -> Samples:
+    """The samples by name and labels, the ``node`` label left out: every sample must
+    carry it, with one value for the whole scrape (see ``nodes``)."""
+    samples: Samples = {}
+    assert len(nodes(text)) == 1, nodes(text)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = {k: v for k, v in s.labels.items() if k != "node"}
+            samples[s.name, frozenset(labels.items())] = s.value
+    return samples
+
+
+def nodes(text: str) -> set[str | None]:
+    """The ``node`` label values of a scrape's samples (None for a sample without one)."""
     return {
-        (s.name, frozenset(s.labels.items())): s.value
+        s.labels.get("node")
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }

@@ -18,7 +18,7 @@ from monitor.server.app import create_app
 from monitor.web import metrics_route
 from monitor.web.appkeys import METRICS
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
-from tests.helpers.metrics import Samples, parse, send_mix, value
+from tests.helpers.metrics import Samples, nodes, parse, send_mix, value
 
 
 async def scrape(client: TestClient, **headers: str) -> Samples:
@@ -136,3 +136,25 @@ async def test_metrics_token(aiohttp_client: Any, config: Config, db: Any) -> No
     assert (await client.get("/metrics", headers=AUTH)).status == 401
     resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 200
+
+
+async def test_every_series_carries_the_node(aiohttp_client: Any, config: Config, db: Any) -> None:
+    """Several machines on one database are told apart by --node-name, on every
+    series: counters, histograms, gauges and those read at scrape alike."""
+    client = await aiohttp_client(create_app(config.replace(node_name="eu-1")))
+    resp = await client.post("/api/endpoints", json={"name": "noded"}, headers=AUTH)
+    endpoint = await resp.json()
+    async with open_capture(client, config) as capture:
+        await send_mix(capture, endpoint, "node")
+    text = await (await client.get("/metrics")).text()
+    assert nodes(text) == {"eu-1"}  # None would be a sample without the label
+    samples, ep = parse(text), str(endpoint["id"])
+    assert value(samples, "postback_monitor_hits_total", endpoint=ep, method="GET") == 4
+    info = {
+        "endpoint": ep,
+        "name": "noded",
+        "preset": "",
+        "url": f"{config.management_url}/endpoints/{ep}",
+    }
+    assert samples["postback_monitor_endpoint_info", frozenset(info.items())] == 1
+    assert nodes(create_app(config)[METRICS].exposition().decode()) == {config.node}

@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from monitor.config import Config
+from monitor.server.app import create_app
 from tests.conftest import AUTH, CaptureClient, capture_path
 from tests.helpers.tracker import Tracker, eventually
 
@@ -193,6 +194,33 @@ async def test_bulk_replay_counts_failures_and_runs_once_per_endpoint(
     assert sorted(r.status for r in answers) == [202, 409]
     started = next(r for r in answers if r.status == 202)
     await wait_finished(client, (await started.json())["id"])
+    await eventually(lambda: tracker.in_flight == 0)
+
+
+async def test_one_bulk_replay_per_endpoint_across_processes(
+    client: TestClient,
+    capture: CaptureClient,
+    make_endpoint: Any,
+    tracker: Tracker,
+    aiohttp_client: Any,
+    config: Config,
+) -> None:
+    """Another worker or node (here a second app on the same database) refuses a
+    replay of an endpoint while one runs anywhere, and takes it once that one ends."""
+    other = await aiohttp_client(create_app(config))
+    endpoint, _, _ = await failed_then_delivered(client, capture, make_endpoint, tracker)
+    url = f"/api/endpoints/{endpoint['id']}/replays"
+    tracker.default, tracker.delay_s = 500, 0.3
+    resp = await client.post(url, json={"forward_state": "failed"}, headers=AUTH)
+    assert resp.status == 202
+    job = await resp.json()
+    resp = await other.post(url, json={"forward_state": "failed"}, headers=AUTH)
+    assert resp.status == 409, await resp.text()
+    assert (await resp.json())["error"]["code"] == "replay_running"
+    assert (await wait_finished(client, job["id"]))["done"] == 3
+    resp = await other.post(url, json={"forward_state": "failed"}, headers=AUTH)
+    assert resp.status == 202, await resp.text()
+    await wait_finished(other, (await resp.json())["id"])
     await eventually(lambda: tracker.in_flight == 0)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 from monitor import config as config_mod
 from monitor.config import Config
@@ -130,3 +131,37 @@ async def test_a_second_serve_cannot_take_part_of_the_port(
         f"postback-monitor: cannot listen on 127.0.0.1:{first.port} (management): "
         "Address already in use"
     ]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's reaper may be slow to wait for it)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def test_workers_stop_when_their_parent_is_killed(
+    tmp_path: Path, pg_url: str, db: Any
+) -> None:
+    """A parent killed outright (the OOM killer) cannot pass SIGTERM on: the kernel
+    does, so no orphaned worker keeps the ports and the node starts again on them."""
+    server = ServerProcess(tmp_path / "data", database_url=pg_url, extra=["--workers", "2"]).start()
+    assert server.proc is not None
+    await asyncio.to_thread(server.wait_listening_workers, 2)
+    orphans = worker_pids(server.proc.pid)
+    assert len(orphans) == 2
+    server.kill()  # SIGKILL, by its pid
+    deadline = time.monotonic() + 30
+    while alive := {pid for pid in orphans if running(pid)}:
+        if time.monotonic() > deadline:
+            for pid in alive:
+                os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"workers {alive} outlived their killed parent")
+        await asyncio.sleep(0.1)
+    again = ServerProcess(
+        tmp_path / "data", database_url=pg_url, extra=["--workers", "2"],
+        port=server.port, capture_port=server.capture_port,
+    )  # fmt: skip
+    again.start()
+    assert again.stop() == 0, again.log()[-2000:]

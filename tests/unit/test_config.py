@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,9 @@ def test_environment_then_flags() -> None:
         ({"admin_token": "short"}, "admin_token"),
         ({"trusted_proxies": ("not-a-cidr",)}, "trusted_proxies"),
         ({"max_body_bytes": 10, "hard_max_body_bytes": 5}, "hard_max_body_bytes"),
+        ({"node_name": "two words"}, "node_name"),
+        ({"node_name": "x" * 64}, "node_name"),
+        ({"node_name": "-dash"}, "node_name"),
     ],
 )
 def test_bad_values_name_the_setting(changes: dict[str, object], named: str) -> None:
@@ -66,3 +70,12 @@ def test_the_listeners_need_their_own_address() -> None:
     with pytest.raises(ConfigError, match="capture_port"):
         Config(port=9000, capture_port=9000)
     assert Config(host="127.0.0.2", port=9000, capture_port=9000).capture_port == 9000
+
+
+def test_the_node_is_named_or_the_host() -> None:
+    assert Config(node_name="capture-eu-1.example").node == "capture-eu-1.example"
+    assert Config().node == socket.gethostname()
+    env = {"POSTBACK_MONITOR_NODE_NAME": "b"}
+    assert config_mod.load({}, env).node == "b"
+    # Workers of serve --workers N load their settings back: one node, one name.
+    assert config_mod.load({}, config_mod.to_environ(Config(node_name="n1"))).node == "n1"
