@@ -21,36 +21,36 @@ from monitor.forwarding.outbound import OutboundClient, OutboundError, OutboundR
 from monitor.forwarding.outbox import SETTLE_REPLAYED
 from monitor.model.errors import NotFound
 from monitor.rules.forwards import ForwardRequest
+from monitor.storage.hits import find_hit_key
 
 RESPONSE_HEAD_BYTES = 1024
 MAX_ERROR_CHARS = 500
 
+# A hit by its whole key (endpoint_id, id, received_at); a hit named by its id alone
+# is first found by storage.hits.find_hit_key.
 LOAD_HIT = """
 SELECT id, endpoint_id, received_at, method, path, raw_query, params, body_params, headers,
     content_type, body, body_size, remote_ip, flags
-FROM hits WHERE id = $1 AND received_at = $2"""
-LOAD_HIT_ANY_TIME = """
-SELECT id, endpoint_id, received_at, method, path, raw_query, params, body_params, headers,
-    content_type, body, body_size, remote_ip, flags
-FROM hits WHERE id = $1"""
+FROM hits WHERE endpoint_id = $1 AND id = $2 AND received_at = $3"""
 ATTEMPT_COLUMNS = """id, endpoint_id, hit_id, kind, attempt, started_at, method, url, status,
     latency_ms, response_head, error, flags"""
 INSERT_ATTEMPT = f"""
 INSERT INTO forward_attempts (endpoint_id, hit_id, kind, attempt, started_at, method, url,
     status, latency_ms, response_head, error, flags)
 SELECT $1, $2, $3,
-    coalesce($4, (SELECT count(*) + 1 FROM forward_attempts WHERE hit_id = $2 AND kind = $3)),
+    coalesce($4, (SELECT count(*) + 1 FROM forward_attempts
+              WHERE endpoint_id = $1 AND hit_id = $2 AND kind = $3)),
     $5::timestamptz, $6::text, $7::text, $8::integer, $9::float8, $10::text, $11::text,
     $12::jsonb
 FROM endpoints e JOIN hits h ON h.endpoint_id = e.id AND h.id = $2 AND h.received_at = $13
 WHERE e.id = $1 FOR KEY SHARE
 RETURNING {ATTEMPT_COLUMNS}"""
 SELECT_ATTEMPTS = f"""
-SELECT {ATTEMPT_COLUMNS} FROM forward_attempts WHERE hit_id = $1 ORDER BY started_at, id"""
-HIT_EXISTS = "SELECT 1 FROM hits WHERE id = $1"
+SELECT {ATTEMPT_COLUMNS} FROM forward_attempts WHERE endpoint_id = $1 AND hit_id = $2
+ORDER BY started_at, id"""
 SELECT_OUTBOX = """
 SELECT state, attempts, next_attempt_at, created_at, updated_at
-FROM forward_outbox WHERE hit_id = $1"""
+FROM forward_outbox WHERE endpoint_id = $1 AND hit_id = $2"""
 
 
 class AttemptResult:
@@ -138,10 +138,11 @@ async def log_attempt(
 
 async def attempt_history(pool: asyncpg.Pool, hit_id: uuid.UUID) -> dict[str, Any]:
     """The outbox state of one hit and every attempt made for it, oldest first."""
-    outbox = await pool.fetchrow(SELECT_OUTBOX, hit_id)
-    rows = await pool.fetch(SELECT_ATTEMPTS, hit_id)
-    if outbox is None and not rows and await pool.fetchval(HIT_EXISTS, hit_id) is None:
+    key = await find_hit_key(pool, hit_id)
+    if key is None:
         raise NotFound("hit_not_found", f"no hit with id {hit_id}")
+    outbox = await pool.fetchrow(SELECT_OUTBOX, key[0], hit_id)
+    rows = await pool.fetch(SELECT_ATTEMPTS, key[0], hit_id)
     return {
         "hit_id": str(hit_id),
         "forward": None
@@ -159,7 +160,8 @@ async def attempt_history(pool: asyncpg.Pool, hit_id: uuid.UUID) -> dict[str, An
 
 
 async def load_stored_hit(pool: asyncpg.Pool, hit_id: uuid.UUID) -> Any:
-    hit = await pool.fetchrow(LOAD_HIT_ANY_TIME, hit_id)
+    key = await find_hit_key(pool, hit_id)
+    hit = None if key is None else await pool.fetchrow(LOAD_HIT, key[0], hit_id, key[1])
     if hit is None:
         raise NotFound("hit_not_found", f"no hit with id {hit_id}")
     return hit

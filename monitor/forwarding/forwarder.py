@@ -133,7 +133,7 @@ class Forwarder:
         try:
             endpoint = await self.cache.lookup_id(endpoint_id)
             forward = None if endpoint is None else endpoint.compiled.forward
-            hit = await self.pool.fetchrow(LOAD_HIT, hit_id, row["hit_received_at"])
+            hit = await self.pool.fetchrow(LOAD_HIT, endpoint_id, hit_id, row["hit_received_at"])
             if forward is None or hit is None:
                 # The endpoint stopped forwarding, was deleted, or the hit has expired.
                 await self.pool.execute(SET_STATE, endpoint_id, hit_id, "cancelled")

@@ -211,7 +211,7 @@ class ReplayJobs:
         there is nothing to send (hit expired, target removed meanwhile)."""
         endpoint = await self.cache.lookup_id(endpoint_id)
         forward = None if endpoint is None else endpoint.compiled.forward
-        hit = await self.pool.fetchrow(attempts.LOAD_HIT, hit_id, received_at)
+        hit = await self.pool.fetchrow(attempts.LOAD_HIT, endpoint_id, hit_id, received_at)
         if forward is None or hit is None:
             return False
         with contextlib.suppress(NotFound):  # deleted with its endpoint meanwhile

@@ -33,10 +33,19 @@ FORWARD_STATE = f"(SELECT o.state FROM forward_outbox o WHERE {OUTBOX_ROW}) AS f
 LIST_COLUMNS = f"""id, endpoint_id, received_at, method, path, raw_query, params, body_params,
     headers, content_type, body_size, remote_ip, user_agent, click_id, event, status, flags,
     {FORWARD_STATE}"""
+# A hit named by its id alone (the hit page, GET and DELETE /api/hits/{id}, its
+# forwards) is found by these two, the only reads of hits not narrowed to an endpoint
+# (docs/scaling.md: under Citus they ask every shard, and everything after them is
+# routed to one). The id's millisecond is received_at, so the first prunes to one
+# partition; ids that are not UUIDv7 (made elsewhere) take the second.
+HIT_KEY = """
+SELECT endpoint_id, received_at FROM hits
+WHERE id = $1 AND received_at >= $2 AND received_at < $3"""
+HIT_KEY_ANY_TIME = "SELECT endpoint_id, received_at FROM hits WHERE id = $1"
+# A hit by its whole key (endpoint_id, id, received_at): one probe of the primary key.
 ONE_HIT = f"""
 SELECT {LIST_COLUMNS}, body FROM hits
-WHERE id = $1 AND received_at >= $2 AND received_at < $3"""
-ONE_HIT_ANY_TIME = f"SELECT {LIST_COLUMNS}, body FROM hits WHERE id = $1"
+WHERE endpoint_id = $1 AND id = $2 AND received_at = $3"""
 # The endpoints page: per endpoint, hits and flagged hits in the last day and the
 # newest hit of all time. Each lateral subquery walks one endpoint's index range.
 # Test hits (is_test, sql/012) count on their own: they are no traffic to alert on.
@@ -89,14 +98,13 @@ SELECT
      ORDER BY received_at, id LIMIT 1) AS newer,
     (SELECT id FROM hits WHERE endpoint_id = $1 AND (received_at, id) < ($2, $3)
      ORDER BY received_at DESC, id DESC LIMIT 1) AS older"""
-# One hit, found as ONE_HIT finds it (the id's millisecond prunes to one partition),
-# with what it left elsewhere: its forwarding rows and, when it was the first of its
-# click id, its ledger key (ledger.FORGET_HIT_KEY); when it had a status, its click's
-# lifecycle is rebuilt from the hits left (lifecycle.forget_hit).
+# One hit by its whole key (found by HIT_KEY), with what it left elsewhere: its
+# forwarding rows and, when it was the first of its click id, its ledger key
+# (ledger.FORGET_HIT_KEY); when it had a status, its click's lifecycle is rebuilt
+# from the hits left (lifecycle.forget_hit).
 DELETE_HIT = """
-DELETE FROM hits WHERE id = $1 AND received_at >= $2 AND received_at < $3
-RETURNING endpoint_id, click_id, status"""
-DELETE_HIT_ANY_TIME = "DELETE FROM hits WHERE id = $1 RETURNING endpoint_id, click_id, status"
+DELETE FROM hits WHERE endpoint_id = $1 AND id = $2 AND received_at = $3
+RETURNING click_id, status"""
 DELETE_HIT_REST = (
     "DELETE FROM forward_outbox WHERE endpoint_id = $1 AND hit_id = $2",
     "DELETE FROM forward_attempts WHERE endpoint_id = $1 AND hit_id = $2",
@@ -218,6 +226,21 @@ def list_query(
     return sql, args
 
 
+async def find_hit_key(
+    conn: asyncpg.Pool | asyncpg.Connection, hit_id: uuid.UUID
+) -> tuple[int, datetime] | None:
+    """The endpoint and capture time of the hit with this id (None: no such hit): the
+    rest of its key, so that every later statement about it names its endpoint."""
+    row = None
+    if hit_id.version == 7:
+        # received_at and the id's timestamp are the same millisecond: prune partitions.
+        when = uuid7_time(hit_id)
+        row = await conn.fetchrow(HIT_KEY, hit_id, when, when + timedelta(milliseconds=1))
+    if row is None:
+        row = await conn.fetchrow(HIT_KEY_ANY_TIME, hit_id)
+    return None if row is None else (int(row["endpoint_id"]), row["received_at"])
+
+
 class HitStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -242,13 +265,9 @@ class HitStore:
         return [hit_json(r, with_body=False) for r in rows], next_cursor
 
     async def get(self, hit_id: uuid.UUID) -> dict[str, Any]:
-        row = None
-        if hit_id.version == 7:
-            # received_at and the id's timestamp are the same millisecond: prune partitions.
-            when = uuid7_time(hit_id)
-            row = await self.pool.fetchrow(ONE_HIT, hit_id, when, when + timedelta(milliseconds=1))
-        if row is None:
-            row = await self.pool.fetchrow(ONE_HIT_ANY_TIME, hit_id)
+        key = await find_hit_key(self.pool, hit_id)
+        # A hit deleted between the two reads is as gone as one never stored.
+        row = None if key is None else await self.pool.fetchrow(ONE_HIT, key[0], hit_id, key[1])
         if row is None:
             raise NotFound("hit_not_found", f"no hit with id {hit_id}")
         return hit_json(row)
@@ -284,17 +303,11 @@ class HitStore:
         of (a later hit with its click id then counts as an original); returns the
         hit's endpoint id."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = None
-            if hit_id.version == 7:
-                when = uuid7_time(hit_id)
-                row = await conn.fetchrow(
-                    DELETE_HIT, hit_id, when, when + timedelta(milliseconds=1)
-                )
-            if row is None:
-                row = await conn.fetchrow(DELETE_HIT_ANY_TIME, hit_id)
-            if row is None:
+            key = await find_hit_key(conn, hit_id)
+            row = None if key is None else await conn.fetchrow(DELETE_HIT, key[0], hit_id, key[1])
+            if key is None or row is None:
                 raise NotFound("hit_not_found", f"no hit with id {hit_id}")
-            endpoint_id = int(row["endpoint_id"])
+            endpoint_id = key[0]
             if row["click_id"] is not None:
                 await conn.execute(FORGET_HIT_KEY, endpoint_id, row["click_id"], hit_id)
                 if row["status"] is not None:

@@ -37,7 +37,7 @@ ENDPOINT_SETTINGS = "SELECT id, settings FROM endpoints"
 # In batches, so a large delete never holds one long transaction. Not by ctid:
 # ctids repeat across partitions.
 DELETE_OLD_HITS = """
-DELETE FROM hits WHERE (id, received_at) IN (
+DELETE FROM hits WHERE endpoint_id = $1 AND (id, received_at) IN (
     SELECT id, received_at FROM hits WHERE endpoint_id = $1 AND received_at < $2 LIMIT $3
 )"""
 DELETE_OLD_KEYS = "DELETE FROM click_keys WHERE endpoint_id = $1 AND first_seen_at < $2"
