@@ -20,6 +20,8 @@ import asyncpg
 from monitor.model.errors import InvalidInput, NotFound
 from monitor.model.hit import FORWARD_STATE_FILTERS, row_to_json
 from monitor.model.ids import uuid7_time
+from monitor.rules.charts import HOUR, floor_time
+from monitor.storage import charts
 from monitor.storage.batch_commit import HITS_CHANNEL
 from monitor.storage.ledger import FORGET_HIT_KEY
 from monitor.storage.lifecycle import forget_hit
@@ -95,8 +97,10 @@ SELECT
 # lifecycle is rebuilt from the hits left (lifecycle.forget_hit).
 DELETE_HIT = """
 DELETE FROM hits WHERE id = $1 AND received_at >= $2 AND received_at < $3
-RETURNING endpoint_id, click_id, status"""
-DELETE_HIT_ANY_TIME = "DELETE FROM hits WHERE id = $1 RETURNING endpoint_id, click_id, status"
+RETURNING endpoint_id, click_id, status, received_at"""
+DELETE_HIT_ANY_TIME = (
+    "DELETE FROM hits WHERE id = $1 RETURNING endpoint_id, click_id, status, received_at"
+)
 DELETE_HIT_REST = (
     "DELETE FROM forward_outbox WHERE endpoint_id = $1 AND hit_id = $2",
     "DELETE FROM forward_attempts WHERE endpoint_id = $1 AND hit_id = $2",
@@ -301,6 +305,7 @@ class HitStore:
                     await forget_hit(conn, endpoint_id, row["click_id"])
             for statement in DELETE_HIT_REST:
                 await conn.execute(statement, endpoint_id, hit_id)
+            await charts.forget_hours(conn, [(endpoint_id, floor_time(row["received_at"], HOUR))])
             await conn.execute(NOTIFY_HITS, HITS_CHANNEL, str(endpoint_id))
         return endpoint_id
 
