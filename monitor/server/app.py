@@ -32,7 +32,7 @@ from monitor.storage.alerts import AlertStore, EvaluatorLock
 from monitor.storage.amount_outliers import AmountOutliers, rule_from_cache
 from monitor.storage.audit import AuditStore
 from monitor.storage.channels import ChannelStore
-from monitor.storage.charts import ChartStore
+from monitor.storage.charts import ChartStore, fill_forever
 from monitor.storage.db import close_pool, connect, create_pool, database
 from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.endpoints import EndpointStore
@@ -169,12 +169,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         maintenance = asyncio.create_task(
             maintain_forever(app[POOL], app[CONFIG].retention_days), name="partitions"
         )
+        chart_fill = asyncio.create_task(fill_forever(app[POOL]), name="chart-fill")
         try:
             yield
         finally:
-            maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
+            for task in (chart_fill, maintenance):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await close_pool(app[POOL])
 
 

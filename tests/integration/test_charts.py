@@ -6,6 +6,7 @@ conversion delays, and who may read it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -13,8 +14,12 @@ from aiohttp.test_utils import TestClient
 
 from monitor.rules import SETTINGS_KEYS
 from monitor.rules.charts import HOUR, floor_time
+from monitor.storage.charts import FILL_LOCK_KEY, fill_recent
+from monitor.storage.db import create_pool
 from monitor.storage.hit_rows import COPY_COLUMNS, copy_record
 from monitor.storage.retention import enforce
+from monitor.storage.spool import Spool
+from monitor.storage.writer import HitWriter
 from tests.conftest import AUTH, CaptureClient, capture_path
 from tests.helpers.hits import judged_hit
 from tests.helpers.signin import sign_in
@@ -238,3 +243,47 @@ async def test_pages_draw_the_charts_without_a_script(
     assert f'data-counts="{",".join(counts)}"' in listing
     assert f'data-counts="{",".join(["0"] * 24)}"' in listing
     assert quiet["name"] in listing
+
+
+async def test_a_spool_replay_into_a_closed_hour_forgets_it(
+    client: TestClient, make_endpoint: Any, db: asyncpg.Connection, pg_url: str, tmp_path: Path
+) -> None:
+    """Hits acknowledged during an outage are stored when it ends, into hours the
+    rollup may have counted already: the replay forgets those hours."""
+    endpoint = await make_endpoint()
+    hour = floor_time(datetime.now(UTC), HOUR) - 3 * HOUR
+    assert by_start(await charts(client, endpoint))[hour]["hits"] == 0  # counted: none
+    spool = Spool(tmp_path / "spool", max_bytes=10**6)
+    spool.append([judged_hit(endpoint["id"], {}, "click_id=late", hour + timedelta(minutes=10))])
+    spool.close()
+    pool = await create_pool(pg_url)
+    try:
+        writer = HitWriter(pool, spool=spool)
+        assert await writer.drain_spool() == 0
+        await writer.close()
+    finally:
+        await pool.close()
+    assert by_start(await charts(client, endpoint))[hour]["hits"] == 1
+
+
+async def test_the_background_sweep_fills_every_endpoints_week(
+    make_endpoint: Any, db: asyncpg.Connection, pg_url: str
+) -> None:
+    """What ``fill_forever`` runs hourly: the closed hours of the last 7 days of every
+    endpoint, by one process at a time."""
+    first, second = await make_endpoint(), await make_endpoint()
+    five = floor_time(datetime.now(UTC), HOUR) - 5 * HOUR
+    await store(db, second, ("click_id=x1", five), ("click_id=x2", five + timedelta(minutes=59)))
+    pool = await create_pool(pg_url)
+    try:
+        await db.execute("SELECT pg_advisory_lock($1)", FILL_LOCK_KEY)  # another process
+        assert await fill_recent(pool) == 0
+        await db.execute("SELECT pg_advisory_unlock($1)", FILL_LOCK_KEY)
+        assert await fill_recent(pool) == 2
+    finally:
+        await pool.close()
+    rows = await db.fetch("SELECT endpoint_id, hour, hits FROM hit_hours")
+    assert {r["endpoint_id"] for r in rows} == {first["id"], second["id"]}
+    assert len(rows) >= 2 * 166
+    assert {(r["endpoint_id"], r["hour"]): r["hits"] for r in rows}[(second["id"], five)] == 2
+    assert sum(r["hits"] for r in rows) == 2
