@@ -107,8 +107,13 @@ class Bucket:
             "clean": self.hits - self.flagged,
             "flagged": self.flagged,
             "by_flag": dict(sorted(self.by_flag.items())),
-            "payouts": {c: str(v) for c, v in sorted(self.payouts.items())},
+            "payouts": {c: decimal_text(v) for c, v in sorted(self.payouts.items())},
         }
+
+
+def decimal_text(value: Decimal) -> str:
+    """An exact sum as plain digits (never "1E-7"), as the API's schema says."""
+    return format(value, "f")
 
 
 def fold(rows: Iterable[Any], into: dict[tuple[int, datetime], Bucket]) -> None:
@@ -245,7 +250,10 @@ class ChartStore:
                 [counted[k].hits for k in missing],
                 [counted[k].flagged for k in missing],
                 [json.dumps(counted[k].by_flag) for k in missing],
-                [json.dumps({c: str(v) for c, v in counted[k].payouts.items()}) for k in missing],
+                [
+                    json.dumps({c: decimal_text(v) for c, v in counted[k].payouts.items()})
+                    for k in missing
+                ],
             )
             for key, bucket in counted.items():
                 if key in cells:

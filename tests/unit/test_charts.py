@@ -5,6 +5,7 @@ SVG geometry (a silent bucket has no bar)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -97,3 +98,9 @@ def test_bars_leave_silence_as_a_gap_and_stack_flagged_on_clean() -> None:
     assert line["counts"][3] == 8 and line["silent"] == 22
     assert [n for n, bar in zip(line["counts"], line["bars"], strict=True) if bar["h"]] == [8, 2]
     assert [nice_ceiling(v) for v in (0, 1, 3, 7, 11, 450)] == [1, 1, 5, 10, 20, 500]
+
+
+def test_payouts_are_plain_decimal_text() -> None:
+    bucket = Bucket(NOW, hits=2, payouts={"USD": Decimal("1E-7"), "EUR": Decimal("1E+2")})
+    assert bucket.json()["payouts"] == {"EUR": "100", "USD": "0.0000001"}
+    assert bucket.json()["clean"] == 2
