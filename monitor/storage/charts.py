@@ -224,24 +224,27 @@ class ChartStore:
         """Closed hours from the rollup; the missing ones counted from hits, stored."""
         if start >= end:
             return
+        # Read without a transaction: a page view with every hour counted is one query.
+        present = set()
+        for r in await self.pool.fetch(ROLLED, ids, start, end):
+            present.add((r["endpoint_id"], r["hour"]))
+            cell = cells.get((r["endpoint_id"], r["hour"]))
+            if cell is not None:
+                cell.hits, cell.flagged = r["hits"], r["flagged"]
+                cell.by_flag = dict(r["by_flag"])
+                cell.payouts = {k: Decimal(v) for k, v in r["payouts"].items()}
+        hours = [start + HOUR * i for i in range(int((end - start) / HOUR))]
+        missing = [(e, h) for e in ids for h in hours if (e, h) not in present]
+        if not missing:
+            return
+        lacking = sorted({e for e, _ in missing})
+        first = min(h for _, h in missing)
+        last = max(h for _, h in missing) + HOUR
+        counted = {key: Bucket(key[1]) for key in missing}
         async with self.pool.acquire() as conn, conn.transaction():
-            present = set()
-            for r in await conn.fetch(ROLLED, ids, start, end):
-                present.add((r["endpoint_id"], r["hour"]))
-                cell = cells.get((r["endpoint_id"], r["hour"]))
-                if cell is not None:
-                    cell.hits, cell.flagged = r["hits"], r["flagged"]
-                    cell.by_flag = dict(r["by_flag"])
-                    cell.payouts = {k: Decimal(v) for k, v in r["payouts"].items()}
-            hours = [start + HOUR * i for i in range(int((end - start) / HOUR))]
-            missing = [(e, h) for e in ids for h in hours if (e, h) not in present]
-            if not missing:
-                return
-            lacking = sorted({e for e, _ in missing})
+            # Shared with other fills, exclusive for deleters (forget_*): the counts
+            # below are never from before a delete that has already forgotten its hour.
             await conn.fetchval(LOCK_SHARED, lacking)
-            first = min(h for _, h in missing)
-            last = max(h for _, h in missing) + HOUR
-            counted = {key: Bucket(key[1]) for key in missing}
             fold(await conn.fetch(AGGREGATE, lacking, first, last, HOUR), counted)
             await conn.execute(
                 FILL,
@@ -255,9 +258,9 @@ class ChartStore:
                     for k in missing
                 ],
             )
-            for key, bucket in counted.items():
-                if key in cells:
-                    cells[key] = bucket
+        for key, bucket in counted.items():
+            if key in cells:
+                cells[key] = bucket
 
     async def chart(
         self,

@@ -145,7 +145,10 @@ async def endpoint_page(request: web.Request) -> web.Response:
         "endpoint": endpoint,
         "setup": pages.setup_lines(request, endpoint),
         "created": request.query.get("created") == "1",
-        "charts": await chart_views.chart_context(request, endpoint.id, chart_param, chart_key),
+        # A page with a filter error shows no hits, and no charts either.
+        "charts": None
+        if error
+        else await chart_views.chart_context(request, endpoint.id, chart_param, chart_key),
         "chart_nav": chart_views.chart_links(f"/endpoints/{endpoint.id}", request.query, chart_key),
         "summary": await summary(request, endpoint.id),
         "alerts": await request.app[ALERTS].of_endpoint(endpoint.id, past_limit=ALERT_HISTORY),
