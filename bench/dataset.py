@@ -11,7 +11,11 @@ one hit by its id alone (as the hit page and GET /api/hits/{id} find it), that
 hit's neighbours, an endpoint's 24-hour stats and the endpoints page's summaries,
 printing each median time (and the list reads' EXPLAIN ANALYZE plans) and the
 bytes each stored hit takes with its indexes. ``--keep`` leaves the database
-(DATABASE_URL's server only) for a later ``--url`` run, e.g. after a migration.
+(DATABASE_URL's server only) for a later ``--url`` run, e.g. after a migration; then the charts
+(``storage/charts.py``, as the endpoint page and GET /api/endpoints/{id}/charts read
+them): the first 7-day chart (which fills the hourly rollup from hits), then each
+range's median once filled, and the endpoints page's sparklines of every endpoint.
+``--endpoints 1`` puts all the hits on one endpoint.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.storage.db import connect  # noqa: E402
+from monitor.rules.charts import RANGES  # noqa: E402
+from monitor.storage.charts import ChartStore  # noqa: E402
+from monitor.storage.db import close_pool, connect, create_pool  # noqa: E402
 from monitor.storage.hits import (  # noqa: E402
     NEIGHBOURS,
     ONE_HIT,
@@ -49,13 +55,15 @@ from monitor.storage.partitions import ensure_partitions  # noqa: E402
 
 CHUNK_ROWS = 500_000
 TARGET_MS = 50.0
+# A chart must render in under this much server time (issue #20).
+CHART_TARGET_MS = 200.0
 
 # Rows are made by the server: no Python loop, no round trip per row. The hit id is
 # a UUIDv7-shaped value whose time prefix matches received_at.
 GENERATE = """
 INSERT INTO hits (id, endpoint_id, received_at, method, path, raw_query, params,
                   headers, content_type, body, body_size, remote_ip, user_agent,
-                  click_id, event, flags, flagged)
+                  click_id, event, flags, flagged, amount, currency)
 SELECT
     (lpad(to_hex((extract(epoch FROM t.at) * 1000)::bigint), 12, '0')
         || '7' || substr(md5(g::text), 1, 3) || '8' || substr(md5(g::text), 4, 15))::uuid,
@@ -77,7 +85,9 @@ SELECT
     CASE WHEN (g / $3) % 20 = 0
          THEN '[{"flag":"missing_param","param":"payout","value":"","message":"bench"}]'::jsonb
          ELSE '[]'::jsonb END,
-    (g / $3) % 20 = 0
+    (g / $3) % 20 = 0,
+    1.50,
+    'USD'
 FROM generate_series($1::bigint, $2::bigint) AS g,
      LATERAL (SELECT $4::timestamptz + (g::float8 / $5) * $6::interval AS at) AS t
 """
@@ -209,6 +219,52 @@ async def measure(url: str, endpoints: int) -> bool:
         await conn.close()
 
 
+async def measure_charts(url: str, endpoints: int, runs: int = 15) -> bool:
+    """The charts' server time: the first read of 7 days fills the rollup (once per
+    hour and endpoint, ever), then every read is the rollup plus the open hours."""
+    pool = await create_pool(url, min_size=1, max_size=4)
+    try:
+        store = ChartStore(pool)
+        endpoint_id = max(1, endpoints // 2)
+        began = time.perf_counter()
+        await store.chart(endpoint_id, "7d", None)
+        first_ms = (time.perf_counter() - began) * 1000
+        print(f"\n== chart 7d, first read (fills 168 hours of the rollup): {first_ms:.0f} ms")
+        ok = True
+        for key in RANGES:
+            times = []
+            for _ in range(runs):
+                began = time.perf_counter()
+                doc = await store.chart(endpoint_id, key, None)
+                times.append((time.perf_counter() - began) * 1000)
+            median_ms = statistics.median(times)
+            ok &= median_ms < CHART_TARGET_MS
+            total = sum(b["hits"] for b in doc["buckets"])
+            print(
+                f"== chart {key} ({len(doc['buckets'])} buckets, {total:,} hits): median "
+                f"{median_ms:.1f} ms, max {max(times):.1f} ms (target < {CHART_TARGET_MS:.0f} ms)"
+            )
+        ids = list(range(1, endpoints + 1))
+        began = time.perf_counter()
+        await store.sparklines(ids)
+        print(f"== sparklines of {endpoints} endpoints, first read: "
+              f"{(time.perf_counter() - began) * 1000:.0f} ms")  # fmt: skip
+        times = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            await store.sparklines(ids)
+            times.append((time.perf_counter() - began) * 1000)
+        median_ms = statistics.median(times)
+        ok &= median_ms < CHART_TARGET_MS
+        print(
+            f"== sparklines of {endpoints} endpoints: median {median_ms:.1f} ms "
+            f"(target < {CHART_TARGET_MS:.0f} ms)"
+        )
+        return ok
+    finally:
+        await close_pool(pool)
+
+
 async def main_async(args: argparse.Namespace) -> int:
     if args.url:
         return 0 if await measure(args.url, args.endpoints) else 1
@@ -231,6 +287,7 @@ async def main_async(args: argparse.Namespace) -> int:
         try:
             await build(url, args.hits, args.endpoints, args.days)
             ok = await measure(url, args.endpoints)
+            ok &= await measure_charts(url, args.endpoints)
         finally:
             if args.keep and embedded is None:
                 print(f"\nkept: {url}")

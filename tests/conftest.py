@@ -74,7 +74,7 @@ async def db(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await connect(pg_url)
     await conn.execute(
         "TRUNCATE endpoints, hits, click_keys, click_lifecycle, forward_outbox, forward_attempts,"
-        " endpoint_senders, endpoint_param_shapes,"
+        " endpoint_senders, endpoint_param_shapes, hit_hours,"
         " reconciliations, api_tokens, web_sessions, channels, channel_deliveries,"
         " reconciliation_items, reconciliation_rows, share_links, audit_log, alerts"
         " RESTART IDENTITY"

@@ -26,7 +26,10 @@ DEFAULT_EXPECTED_INTERVAL_S = 30 * 60.0
 MIN_EXPECTED_INTERVAL_S = 60.0
 MAX_EXPECTED_INTERVAL_S = 3650 * 86400.0
 
-OPERATIONAL_KEYS = ("rate_limit_per_s", "retention_days", "expected_interval", "alerts")
+OPERATIONAL_KEYS = (
+    "rate_limit_per_s", "retention_days", "expected_interval", "alerts", "conversion_time_param",
+)  # fmt: skip
+MAX_PARAM_NAME_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,9 @@ class EndpointSettings:
     expected_interval_s: float | None = DEFAULT_EXPECTED_INTERVAL_S
     # The alerts the evaluator watches (monitor.rules.alerts); None = no alerts.
     alerts: AlertSettings | None = None
+    # The parameter carrying the conversion's (or click's) time, for the charts' delay
+    # histogram (monitor.rules.charts); None = no delay chart.
+    conversion_time_param: str | None = None
 
 
 def compile_endpoint_settings(document: Any) -> EndpointSettings:
@@ -91,6 +97,17 @@ def compile_endpoint_settings(document: Any) -> EndpointSettings:
     if alerts_document is not None:
         normalized["alerts"] = alerts_document
 
+    conversion = document.get("conversion_time_param")
+    if conversion is not None:
+        if not isinstance(conversion, str) or not conversion.strip():
+            raise SettingsError("conversion_time_param: a parameter name such as conv_time")
+        conversion = conversion.strip()
+        if len(conversion) > MAX_PARAM_NAME_CHARS:
+            raise SettingsError(
+                f"conversion_time_param: longer than {MAX_PARAM_NAME_CHARS} characters"
+            )
+        normalized["conversion_time_param"] = conversion
+
     forward, forward_document = compile_forward(document)
     normalized.update(forward_document)
 
@@ -102,6 +119,7 @@ def compile_endpoint_settings(document: Any) -> EndpointSettings:
         forward=forward,
         expected_interval_s=expected_interval_s,
         alerts=alerts,
+        conversion_time_param=conversion,
     )
 
 

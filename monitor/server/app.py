@@ -32,6 +32,7 @@ from monitor.storage.alerts import AlertStore, EvaluatorLock
 from monitor.storage.amount_outliers import AmountOutliers, rule_from_cache
 from monitor.storage.audit import AuditStore
 from monitor.storage.channels import ChannelStore
+from monitor.storage.charts import ChartStore, fill_forever
 from monitor.storage.db import close_pool, connect, create_pool, database
 from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.endpoints import EndpointStore
@@ -48,6 +49,7 @@ from monitor.web import health, metrics_route
 from monitor.web.api import alerts as alert_api
 from monitor.web.api import audit as audit_api
 from monitor.web.api import channels as channel_api
+from monitor.web.api import charts as charts_api
 from monitor.web.api import clicks as click_api
 from monitor.web.api import docs as api_docs
 from monitor.web.api import forwards as forward_api
@@ -62,6 +64,7 @@ from monitor.web.appkeys import (
     ALERTS,
     AUDIT,
     CHANNELS,
+    CHARTS,
     CONFIG,
     DATABASE_KEEPER,
     DATABASE_URL,
@@ -132,6 +135,7 @@ def create_app(config: Config, metrics: Metrics | None = None) -> web.Applicatio
     reconciliation_api.add_routes(app)
     share_api.add_routes(app)
     senders_api.add_routes(app)
+    charts_api.add_routes(app)
     token_api.add_routes(app)
     channel_api.add_routes(app)
     audit_api.add_routes(app)
@@ -165,12 +169,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         maintenance = asyncio.create_task(
             maintain_forever(app[POOL], app[CONFIG].retention_days), name="partitions"
         )
+        chart_fill = asyncio.create_task(fill_forever(app[POOL]), name="chart-fill")
         try:
             yield
         finally:
-            maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
+            for task in (chart_fill, maintenance):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await close_pool(app[POOL])
 
 
@@ -193,6 +199,7 @@ async def endpoints_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENDPOINTS] = store
     app[ENDPOINT_CACHE] = cache
     app[HITS] = HitStore(app[POOL])
+    app[CHARTS] = ChartStore(app[POOL])
     app[SHARE_LINKS] = ShareLinkStore(app[POOL])
     app[SENDERS] = SenderStore(app[POOL])
     app[AUDIT] = AuditStore(app[POOL])

@@ -21,6 +21,7 @@ from monitor.model.paths import CAPTURE_PREFIX
 from monitor.rules import Rules, SettingsError, presets
 from monitor.rules.endpoint_fields import EndpointFields, merge_patch, validate_fields
 from monitor.rules.endpoint_settings import EndpointSettings, compile_endpoint_settings
+from monitor.storage import charts
 from monitor.storage.batch_commit import HITS_CHANNEL
 from monitor.storage.lifecycle import FORGET_ENDPOINT_CLICKS
 
@@ -266,5 +267,6 @@ class EndpointStore:
                 status = await conn.execute(DELETE_HITS, endpoint_id)
                 for statement in DELETE_REST:
                     await conn.execute(statement, endpoint_id)
+                await charts.forget_endpoint(conn, endpoint_id)
                 await conn.execute(*notify)
         return int(swept.split()[-1]) + int(status.split()[-1])

@@ -20,6 +20,8 @@ import asyncpg
 from monitor.model.errors import InvalidInput, NotFound
 from monitor.model.hit import FORWARD_STATE_FILTERS, row_to_json
 from monitor.model.ids import uuid7_time
+from monitor.rules.charts import HOUR, floor_time
+from monitor.storage import charts
 from monitor.storage.batch_commit import HITS_CHANNEL
 from monitor.storage.ledger import FORGET_HIT_KEY
 from monitor.storage.lifecycle import forget_hit
@@ -314,6 +316,7 @@ class HitStore:
                     await forget_hit(conn, endpoint_id, row["click_id"])
             for statement in DELETE_HIT_REST:
                 await conn.execute(statement, endpoint_id, hit_id)
+            await charts.forget_hours(conn, [(endpoint_id, floor_time(key[1], HOUR))])
             await conn.execute(NOTIFY_HITS, HITS_CHANNEL, str(endpoint_id))
         return endpoint_id
 

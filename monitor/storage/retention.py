@@ -23,7 +23,7 @@ import structlog
 
 from monitor.model.errors import SettingsError
 from monitor.rules.endpoint_settings import compile_endpoint_settings
-from monitor.storage import audit
+from monitor.storage import audit, charts
 from monitor.storage.lifecycle import forget_old
 from monitor.storage.partitions import EXISTING, PARTITION_LOCK_KEY, ensure_partitions
 
@@ -75,8 +75,10 @@ async def enforce(
     horizon_days = (
         None if keep_all else max([default_days or 0, *[d for d in per_endpoint.values() if d]])
     )
+    prune_before = now - charts.KEEP
     if horizon_days is not None:
         horizon = now - timedelta(days=horizon_days)
+        prune_before = max(prune_before, horizon)
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK_KEY)
             for row in await conn.fetch(EXISTING):
@@ -105,6 +107,9 @@ async def enforce(
         status = await conn.execute(DELETE_OLD_KEYS, endpoint_id, cutoff)
         deleted_keys += int(status.split()[-1])
         await forget_old(conn, endpoint_id, cutoff)
+        await charts.forget_before(conn, endpoint_id, cutoff)
+    # The charts' hourly rollup: what the partitions dropped, and what no chart reads.
+    await charts.prune(conn, prune_before)
 
     deleted_audit = 0
     if default_days is not None:

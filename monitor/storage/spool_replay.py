@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
 
 from monitor.model.hit import Hit
+from monitor.rules.charts import HOUR, floor_time, open_from
+from monitor.storage import charts
 from monitor.storage.batch_commit import BatchCommitter
 from monitor.storage.spool import Spool
 
@@ -87,11 +90,26 @@ class SpoolReplay:
             return False
         await asyncio.to_thread(self.spool.release, path, handle, replayed=True, hits=len(hits))
         if replayed:  # empty when every hit's endpoint was deleted meanwhile
+            await self._forget_chart_hours(replayed)
             self.on_replayed(replayed, time.perf_counter() - started)
         log.info(
             "spool.replayed", segment=path.name, hits=len(hits), pending=self.spool.pending_hits
         )
         return True
+
+    async def _forget_chart_hours(self, hits: Sequence[Hit]) -> None:
+        """Replayed hits may belong to hours the charts' rollup already counted (an
+        outage longer than ``CLOSED_AFTER``): those hours are counted again on read."""
+        closed = open_from(datetime.now(UTC))
+        hours = {(h.endpoint_id, floor_time(h.received_at, HOUR)) for h in hits}
+        hours = {(e, hour) for e, hour in hours if hour < closed}
+        if not hours:
+            return
+        try:
+            async with self.committer.pool.acquire() as conn, conn.transaction():
+                await charts.forget_hours(conn, hours)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("spool.chart_hours_kept", hours=len(hours), error=str(exc))
 
     async def _write_one_by_one(self, hits: list[Hit]) -> tuple[list[Hit], BaseException | None]:
         """Replay hits singly after a data error; set aside only the ones that fail."""

@@ -68,6 +68,7 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/endpoints/{endpoint_id}/hits"): rule("read", F.ENDPOINT),
     ("DELETE", "/api/endpoints/{endpoint_id}/hits"): rule("write", F.ENDPOINT),
     ("GET", "/api/endpoints/{endpoint_id}/stats"): rule("read", F.ENDPOINT),
+    ("GET", "/api/endpoints/{endpoint_id}/charts"): rule("read", F.ENDPOINT),
     ("GET", "/api/endpoints/{endpoint_id}/export"): rule("read", F.ENDPOINT),
     ("GET", "/api/endpoints/{endpoint_id}/alerts"): rule("read", F.ENDPOINT),
     ("POST", "/api/endpoints/{endpoint_id}/replays"): rule("write", F.ENDPOINT),

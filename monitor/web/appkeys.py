@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from monitor.storage.alerts import AlertStore
     from monitor.storage.audit import AuditStore
     from monitor.storage.channels import ChannelStore
+    from monitor.storage.charts import ChartStore
     from monitor.storage.embedded import KeepRunning
     from monitor.storage.endpoint_cache import EndpointCache
     from monitor.storage.endpoints import EndpointStore
@@ -41,6 +42,7 @@ POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
 ENDPOINTS: web.AppKey[EndpointStore] = web.AppKey("endpoints")
 ENDPOINT_CACHE: web.AppKey[EndpointCache] = web.AppKey("endpoint_cache")
 HITS: web.AppKey[HitStore] = web.AppKey("hits")
+CHARTS: web.AppKey[ChartStore] = web.AppKey("charts")
 WRITER: web.AppKey[HitWriter] = web.AppKey("writer")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 FORWARDER: web.AppKey[Forwarder] = web.AppKey("forwarder")

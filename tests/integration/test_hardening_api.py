@@ -135,13 +135,16 @@ async def test_no_route_answers_500_to_hostile_strings(
         f"/api/endpoints/{ident}/hits": ["click_id", "flag", "cursor", "limit", "since", "until",
                                          "flagged"],
         f"/api/endpoints/{ident}/stats": ["window"],
+        f"/api/endpoints/{ident}/charts": ["range"],
         f"/api/endpoints/{ident}/export": ["format", "click_id", "since"],
-        f"/endpoints/{ident}": ["q", "flag", "method", "range", "since", "until", "cursor"],
+        f"/endpoints/{ident}": ["q", "flag", "method", "range", "since", "until", "cursor",
+                                "chart"],
         f"/endpoints/{ident}/rows": ["q", "after", "since"],
         "/login": ["next"],
     }  # fmt: skip
     path_templates = [
         "/api/endpoints/{}", "/api/endpoints/{}/hits", "/api/endpoints/{}/stats",
+        "/api/endpoints/{}/charts", "/endpoints/{}/charts",
         "/api/endpoints/{}/export", "/api/hits/{}", "/api/hits/{}/forwards",
         "/endpoints/{}", "/endpoints/{}/settings", "/endpoints/{}/rows", "/endpoints/{}/live",
         "/hits/{}", "/hits/{}/forwards",

@@ -19,6 +19,7 @@ RESOURCE_TAGS = {
     "channels",
     "audit",
     "alerts",
+    "charts",
 }  # fmt: skip
 
 

@@ -137,7 +137,12 @@ async def test_the_shared_view_shows_one_endpoint_and_hides_secrets(
     assert page.index(newer) < page.index(mine)  # newest first
     assert "missing_param" in page and "payout" in page  # flags, with their reasons
     assert theirs not in page and "private-1" not in page
+    # The hits chart counts this endpoint's hits only, and shows no money.
+    assert '<span data-k="total">2</span> hits' in page
+    assert "payout-chart" not in page and "delay-chart" not in page
     assert_nothing_secret(page, shared, config)
+    week = await (await client.get(f"{base}?chart=7d", headers=HTML)).text()
+    assert week.count('<g class="bucket"') == 168 and '<span data-k="total">2</span>' in week
 
     resp = await client.get(f"{base}/hits/{mine}", headers=HTML)
     page = await resp.text()

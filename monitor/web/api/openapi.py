@@ -17,6 +17,7 @@ from monitor.web.api import (
     openapi_alerts,
     openapi_audit,
     openapi_channels,
+    openapi_charts,
     openapi_endpoints,
     openapi_forwards,
     openapi_hits,
@@ -44,6 +45,7 @@ RESOURCES = (
     openapi_channels,
     openapi_audit,
     openapi_alerts,
+    openapi_charts,
 )
 PATHS: dict[str, Any] = {path: item for r in RESOURCES for path, item in r.PATHS.items()}
 SCHEMAS: dict[str, Any] = {
@@ -102,6 +104,7 @@ TAGS = [
     },
     {"name": "audit", "description": "The audit log: who changed what, when, before and after"},
     {"name": "alerts", "description": "An endpoint's alerts: firing now and resolved"},
+    {"name": "charts", "description": "An endpoint's traffic, payouts and delays per bucket"},
 ]
 
 

@@ -52,6 +52,9 @@ SETTINGS: dict[str, Any] = {
         },
         "rate_limit_per_s": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1e6},
         "retention_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 3650},
+        "conversion_time_param": {
+            "anyOf": [{"type": "string", "minLength": 1, "maxLength": 200}, {"type": "null"}]
+        },
         "forward_url": {"type": ["string", "null"]},
         "forward_mode": {"enum": ["template", "passthrough", None]},
         "forward_flagged": {"type": ["boolean", "null"]},

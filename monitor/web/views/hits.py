@@ -25,6 +25,7 @@ from monitor.web.appkeys import ALERTS, CONFIG, ENDPOINTS, HITS
 from monitor.web.errors import BadRequest, DomainError
 from monitor.web.inputs import hit_id
 from monitor.web.live import LIVE, LiveClosed
+from monitor.web.views import charts as chart_views
 from monitor.web.views import forward_state, present
 from monitor.web.views import render as pages
 from monitor.web.views.clicks import click_url
@@ -138,10 +139,17 @@ async def endpoint_page(request: web.Request) -> web.Response:
         rows = [row(h, endpoint) for h in hits]
     except DomainError as exc:
         error = exc.message
+    chart_key = chart_views.chart_range(request.query.get("chart") or None)
+    chart_param = endpoint.compiled.conversion_time_param
     context = {
         "endpoint": endpoint,
         "setup": pages.setup_lines(request, endpoint),
         "created": request.query.get("created") == "1",
+        # A page with a filter error shows no hits, and no charts either.
+        "charts": None
+        if error
+        else await chart_views.chart_context(request, endpoint.id, chart_param, chart_key),
+        "chart_nav": chart_views.chart_links(f"/endpoints/{endpoint.id}", request.query, chart_key),
         "summary": await summary(request, endpoint.id),
         "alerts": await request.app[ALERTS].of_endpoint(endpoint.id, past_limit=ALERT_HISTORY),
         "rows": rows,

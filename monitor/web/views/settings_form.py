@@ -21,7 +21,10 @@ from typing import Any
 from monitor.rules.forwards import FORWARD_KEYS
 
 # The form's fields, grouped by the settings key each group writes.
-SIMPLE_TEXT = ("click_id_param", "event_param", "amount_param", "currency_param", "forward_url")
+SIMPLE_TEXT = (
+    "click_id_param", "event_param", "amount_param", "currency_param", "forward_url",
+    "conversion_time_param",
+)  # fmt: skip
 GROUPS: dict[str, tuple[str, ...]] = {
     "preset": ("preset",),
     "required_params": ("required_params",),

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from monitor.model.paths import SHARE_PREFIX
+from monitor.rules.charts import DEFAULT_RANGE, RANGES
 from monitor.storage.endpoints import Endpoint
 from monitor.storage.hits import HitFilter
 from monitor.storage.share_links import ShareLink
@@ -24,6 +25,7 @@ from monitor.web.appkeys import ENDPOINTS, HITS, SHARE_LINKS
 from monitor.web.errors import DomainError, NotFound
 from monitor.web.inputs import hit_id
 from monitor.web.sharing import SHARE_TOKEN
+from monitor.web.views import charts as chart_views
 from monitor.web.views import hits as hit_views
 from monitor.web.views import present
 from monitor.web.views import render as pages
@@ -90,9 +92,14 @@ async def shared_list(request: web.Request) -> web.Response:
         rows = [shared_row(endpoint, h) for h in hits]
     except DomainError as exc:
         error = exc.message
+    # The hits chart of this endpoint only: no payouts or delays, no live update.
+    chart_key = request.query.get("chart", "")
+    chart_key = chart_key if chart_key in RANGES else DEFAULT_RANGE
     context = {
         "link": link,
         "endpoint": endpoint,
+        "charts": await chart_views.chart_context(request, endpoint.id, None, chart_key),
+        "chart_links": {k: f"{base}?{urlencode({'chart': k})}" for k in RANGES},
         "rows": rows,
         "error": error,
         "hit_base": base + "/hits/",

@@ -24,7 +24,7 @@ from monitor.storage.endpoints import Endpoint
 from monitor.web import api_tokens, audit, live
 from monitor.web.alert_channels import check_channels, named_channel_ids
 from monitor.web.api.routes import endpoint_id
-from monitor.web.appkeys import ADMIN_TOKEN, CHANNELS, CONFIG, ENDPOINTS, HITS, POOL
+from monitor.web.appkeys import ADMIN_TOKEN, CHANNELS, CHARTS, CONFIG, ENDPOINTS, HITS, POOL
 from monitor.web.auth import (
     SESSION_COOKIE,
     SESSION_MAX_AGE_S,
@@ -37,6 +37,7 @@ from monitor.web.errors import ERROR_PAGE, BadRequest, DomainError
 from monitor.web.inputs import check_json, database_id, whole_number
 from monitor.web.scopes import access_of
 from monitor.web.views import audit as audit_views
+from monitor.web.views import charts as chart_views
 from monitor.web.views import hits as hit_views
 from monitor.web.views import (
     present,
@@ -79,6 +80,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/endpoints/{endpoint_id}/delete", delete_endpoint)
     app.router.add_post("/endpoints/{endpoint_id}/clear", clear_hits)
     hit_views.add_routes(app)
+    chart_views.add_routes(app)
     share_card.add_routes(app, settings_page)
     senders_card.add_routes(app)
     shared.add_routes(app)
@@ -160,11 +162,13 @@ async def endpoints_page(
     access = access_of(request)
     endpoints = [e for e in await request.app[ENDPOINTS].list() if access.sees(e.id)]
     summaries = await request.app[HITS].summaries([e.id for e in endpoints])
+    sparks = await request.app[CHARTS].sparklines([e.id for e in endpoints])
     base = request.app[CONFIG].base_url
     rows = [
-        {"endpoint": e, "capture_url": e.capture_url(base), "summary": summaries.get(e.id, {})}
+        {"endpoint": e, "capture_url": e.capture_url(base), "summary": summaries.get(e.id, {}),
+         "spark": chart_views.sparkline(sparks[e.id])}
         for e in endpoints
-    ]
+    ]  # fmt: skip
     context = {
         "rows": rows,
         "presets": PRESETS.values(),

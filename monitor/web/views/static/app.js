@@ -90,7 +90,13 @@
       const date = parseTime(el.getAttribute("datetime"));
       if (isNaN(date)) return;
       el.dataset.local = "";
-      if (el.hasAttribute("data-ago")) {
+      if (el.hasAttribute("data-clock")) {
+        // A chart's axis: the clock (and the day over 7 days) is enough.
+        const clockText = pad(date.getHours()) + ":" + pad(date.getMinutes());
+        el.textContent = el.dataset.clock === "7d"
+          ? pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " " + clockText : clockText;
+        el.title = localText(date) + " (" + utcText(date) + ")";
+      } else if (el.hasAttribute("data-ago")) {
         el.title = localText(date) + " (" + utcText(date) + ")";
       } else {
         el.textContent = localText(date);
@@ -278,6 +284,34 @@
 
   const MAX_ROWS = 500;
 
+  // The charts follow the live list: fetched again after new hits, at most every
+  // CHART_REFRESH_MS (the newest bar fills up while the page is open).
+  const CHART_REFRESH_MS = 3000;
+  let chartTimer = null;
+  let chartLast = 0;
+  function refreshCharts() {
+    if (chartTimer) return;
+    const wait = Math.max(0, chartLast + CHART_REFRESH_MS - Date.now());
+    chartTimer = setTimeout(async function () {
+      chartTimer = null;
+      chartLast = Date.now();
+      const current = document.getElementById("charts");
+      if (!current || !current.dataset.src) return;
+      try {
+        const response = await fetch(current.dataset.src, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = doc.getElementById("charts");
+        if (!fresh) return;
+        // Keep open what the user opened.
+        const open = Array.from(current.querySelectorAll("details")).map(function (d) { return d.open; });
+        fresh.querySelectorAll("details").forEach(function (d, i) { if (open[i]) d.open = true; });
+        current.replaceWith(fresh);
+        localizeTimes(fresh);
+      } catch (err) { /* the list's own state shows the connection */ }
+    }, wait);
+  }
+
   function startLive(table) {
     const tbody = document.getElementById("hit-rows");
     const bar = document.getElementById("live-bar");
@@ -347,6 +381,7 @@
           const current = document.getElementById("summary");
           if (summary && current) current.replaceWith(summary);
           localizeTimes(document);
+          if (rows.length) refreshCharts();
           announce(rows, holding());
           if (holding()) updateCounter(); else showPending();
           tick();

@@ -1,0 +1,102 @@
+"""The charts resource of the OpenAPI document (``api.charts``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.web.api.openapi_parts import ENDPOINT_ID, errors, json_body, ref
+
+TIME = {"type": "string", "format": "date-time"}
+COUNT = {"type": "integer", "minimum": 0}
+BUCKET = {
+    "type": "object",
+    "required": ["start", "hits", "clean", "flagged", "by_flag", "payouts"],
+    "properties": {
+        "start": {**TIME, "description": "The bucket's start, UTC"},
+        "hits": {**COUNT, "description": "Hits received in the bucket, test postbacks left out"},
+        "clean": COUNT,
+        "flagged": COUNT,
+        "by_flag": {
+            "type": "object",
+            "additionalProperties": COUNT,
+            "description": "Flagged hits per flag name (a hit counts once per name it carries)",
+        },
+        "payouts": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"},
+            "description": "The sum of the hits' amounts per currency, exact decimals as "
+            'strings ("" = hits with an amount and no currency)',
+        },
+    },
+}
+DELAYS = {
+    "type": "object",
+    "required": ["param", "hits_read", "sample_limit", "unreadable", "buckets"],
+    "properties": {
+        "param": {"type": "string", "description": "The conversion_time_param setting"},
+        "hits_read": {
+            **COUNT,
+            "description": "The newest hits of the range read, at most "
+            "sample_limit; those without the parameter are not counted",
+        },
+        "sample_limit": COUNT,
+        "unreadable": {**COUNT, "description": "Values that are not a time"},
+        "buckets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label", "below_seconds", "count"],
+                "properties": {
+                    "label": {"type": "string"},
+                    "below_seconds": {"type": ["number", "null"]},
+                    "count": COUNT,
+                },
+            },
+        },
+    },
+}
+CHART = {
+    "type": "object",
+    "required": ["endpoint_id", "range", "bucket_seconds", "start", "end", "now",
+                 "currencies", "buckets", "delays"],
+    "properties": {
+        "endpoint_id": {"type": "integer"},
+        "range": {"type": "string", "enum": ["1h", "24h", "7d"]},
+        "bucket_seconds": {"type": "integer", "enum": [60, 3600]},
+        "start": TIME,
+        "end": {**TIME, "description": "The end of the newest bucket, which is still filling"},
+        "now": TIME,
+        "currencies": {"type": "array", "items": {"type": "string"}},
+        "buckets": {"type": "array", "items": ref("ChartBucket"), "description": "Oldest first"},
+        "delays": {
+            "anyOf": [ref("ConversionDelays"), {"type": "null"}],
+            "description": "Delay from conversion to postback; null when the endpoint has "
+            "no conversion_time_param",
+        },
+    },
+}  # fmt: skip
+PATHS: dict[str, Any] = {
+    "/api/endpoints/{endpoint_id}/charts": {
+        "parameters": [ENDPOINT_ID],
+        "get": {
+            "operationId": "getEndpointCharts",
+            "tags": ["charts"],
+            "summary": "Hits per minute or hour (clean, flagged, per flag), payout per "
+            "currency, and the conversion delays",
+            "description": "1h: 60 one-minute buckets; 24h and 7d: hourly buckets. Every "
+            "bucket is listed, a silent one with zeros.",
+            "parameters": [
+                {
+                    "name": "range",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["1h", "24h", "7d"], "default": "24h"},
+                }
+            ],
+            "responses": {
+                "200": json_body(ref("Chart"), "The endpoint's charts"),
+                **errors(400, 401, 404),
+            },
+        },
+    },
+}
+SCHEMAS: dict[str, Any] = {"Chart": CHART, "ChartBucket": BUCKET, "ConversionDelays": DELAYS}
