@@ -296,6 +296,22 @@ are enough (PostbackFlaggedRateHigh needs 20% of the hits).""",
         for_="10m",
     ),
     Alert(
+        "PostbackDatabaseDown",
+        "min by (job, instance) (postback_monitor_database_up)",
+        "<",
+        1,
+        "critical",
+        "{{ $labels.instance }}: the database does not answer",
+        one_line("""
+            The service on {{ $labels.instance }} has not reached its PostgreSQL for 2
+            minutes (a probe every 5 s, SELECT 1 within 2 s). Postbacks are still
+            acknowledged into the local spool, up to --spool-max-bytes, and written when
+            the database is back; the web views, API and forwards fail meanwhile. Check
+            the database server, the network to it and DATABASE_URL."""),
+        BLIND,
+        for_="2m",
+    ),
+    Alert(
         "PostbackForwardErrorsHigh",
         'sum by (endpoint) (rate(postback_monitor_forwards_total{outcome=~"retrying|failed"}[15m]))'
         """

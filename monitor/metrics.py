@@ -186,6 +186,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.database_up = Gauge(
+            "postback_monitor_database_up",
+            "1 when the database answered this process's probe (SELECT 1 within 2 s, "
+            "every 5 s), 0 when it did not: capture then spools, the views fail.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.spool_refused = Counter(
             "postback_monitor_spool_refused_hits",
             "Hits answered 503 because the database could not take them and the local "

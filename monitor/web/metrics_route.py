@@ -31,6 +31,9 @@ GAUGE_REFRESH_S = 1.0
 # may finish in another process); one small query.
 RECONCILIATION_REFRESH_S = 5.0
 QUERY_TIMEOUT_S = 10.0
+# The database probe behind postback_monitor_database_up: as readiness asks it.
+DATABASE_PROBE_S = 5.0
+DATABASE_PROBE_TIMEOUT_S = 2.0
 # The last hit time per endpoint since a restart is seeded from the table, so
 # "silent for 30 minutes" still holds across deploys. One index probe per endpoint.
 # Test postbacks (is_test) are no traffic: the gauge counts real hits only.
@@ -118,6 +121,21 @@ async def _refresh_runs_forever(app: web.Application, snapshot: list[LatestRun])
         await asyncio.sleep(RECONCILIATION_REFRESH_S)
 
 
+async def _probe_database_forever(app: web.Application) -> None:
+    """Keep postback_monitor_database_up current: an outage with no postbacks
+    arriving (so no spooling) must still be seen."""
+    metrics, pool = app[METRICS], app[POOL]
+    while True:
+        try:
+            async with asyncio.timeout(DATABASE_PROBE_TIMEOUT_S):
+                await pool.fetchval("SELECT 1")
+            metrics.database_up.set(1)
+        except Exception as exc:  # refused, timed out, pool closing: down for this probe
+            metrics.database_up.set(0)
+            log.debug("metrics.database_probe_failed", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(DATABASE_PROBE_S)
+
+
 async def _refresh_forever(app: web.Application) -> None:
     while True:
         refresh_gauges(app)
@@ -137,6 +155,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     await seed_last_hits(app)
     refreshers = [
         asyncio.create_task(_refresh_forever(app), name="metrics-gauges"),
+        asyncio.create_task(_probe_database_forever(app), name="metrics-database-probe"),
         asyncio.create_task(_refresh_runs_forever(app, runs), name="metrics-reconciliations"),
     ]
     try:

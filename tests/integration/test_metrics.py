@@ -18,6 +18,7 @@ from monitor.server.app import create_app
 from monitor.web import metrics_route
 from monitor.web.appkeys import METRICS
 from tests.conftest import AUTH, CaptureClient, capture_path, open_capture
+from tests.helpers.dbproxy import DatabaseProxy
 from tests.helpers.metrics import Samples, nodes, parse, send_mix, value
 
 
@@ -158,3 +159,28 @@ async def test_every_series_carries_the_node(aiohttp_client: Any, config: Config
     }
     assert samples["postback_monitor_endpoint_info", frozenset(info.items())] == 1
     assert nodes(create_app(config)[METRICS].exposition().decode()) == {config.node}
+
+
+async def test_database_up_follows_the_database(
+    aiohttp_client: Any, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe sees an outage even when no postback arrives to be spooled."""
+    monkeypatch.setattr(metrics_route, "DATABASE_PROBE_S", 0.2)
+    proxy = await DatabaseProxy(config.database_url or "").start()
+    try:
+        client = await aiohttp_client(create_app(config.replace(database_url=proxy.url)))
+
+        async def database_up_becomes(expected: float) -> None:
+            async with asyncio.timeout(15):
+                while True:  # polling the scrape is what Prometheus does
+                    if value(await scrape(client), "postback_monitor_database_up") == expected:
+                        return
+                    await asyncio.sleep(0.1)
+
+        await database_up_becomes(1)
+        proxy.cut()
+        await database_up_becomes(0)
+        proxy.restore()
+        await database_up_becomes(1)
+    finally:
+        await proxy.close()
