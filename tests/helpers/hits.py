@@ -11,6 +11,9 @@ from monitor.model.hit import Hit
 from monitor.model.verdict import Verdict
 from monitor.rules import compile_settings, judge
 from monitor.rules.params import parse_query
+from monitor.storage.db import create_pool
+from monitor.storage.spool import Spool
+from monitor.storage.writer import HitWriter
 
 
 def judged_hit(endpoint_id: int, settings: dict[str, Any], query: str, when: datetime) -> Hit:
@@ -61,3 +64,16 @@ def spool_hit(endpoint_id: int, click_id: str, body: bytes = b"\x00\xffraw") -> 
         ),
         flags=[],
     )
+
+
+async def replay_spool(pg_url: str, spool: Spool) -> int:
+    """Drain ``spool`` as the next ``serve`` on its data directory would: a writer of
+    its own, every hit replayed. Returns the hits dropped (their endpoint was gone)."""
+    pool = await create_pool(pg_url)
+    try:
+        writer = HitWriter(pool, spool=spool)
+        assert await writer.drain_spool() == 0
+        await writer.close()
+        return writer.dropped_total
+    finally:
+        await pool.close()

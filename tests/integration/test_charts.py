@@ -19,9 +19,8 @@ from monitor.storage.db import create_pool
 from monitor.storage.hit_rows import COPY_COLUMNS, copy_record
 from monitor.storage.retention import enforce
 from monitor.storage.spool import Spool
-from monitor.storage.writer import HitWriter
 from tests.conftest import AUTH, CaptureClient, capture_path
-from tests.helpers.hits import judged_hit
+from tests.helpers.hits import judged_hit, replay_spool
 from tests.helpers.signin import sign_in
 from tests.helpers.tokens import bearer, make_token
 
@@ -256,13 +255,7 @@ async def test_a_spool_replay_into_a_closed_hour_forgets_it(
     spool = Spool(tmp_path / "spool", max_bytes=10**6)
     spool.append([judged_hit(endpoint["id"], {}, "click_id=late", hour + timedelta(minutes=10))])
     spool.close()
-    pool = await create_pool(pg_url)
-    try:
-        writer = HitWriter(pool, spool=spool)
-        assert await writer.drain_spool() == 0
-        await writer.close()
-    finally:
-        await pool.close()
+    await replay_spool(pg_url, spool)
     assert by_start(await charts(client, endpoint))[hour]["hits"] == 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.web.api.openapi_parts import ENDPOINT_ID, errors, json_body, ref
+from monitor.web.api.openapi_parts import ENDPOINT_ID, errors, json_body, ref, time_range
 
 TIME = {"type": "string", "format": "date-time"}
 COUNT = {"type": "integer", "minimum": 0}
@@ -85,13 +85,7 @@ PATHS: dict[str, Any] = {
             "currency, and the conversion delays",
             "description": "1h: 60 one-minute buckets; 24h and 7d: hourly buckets. Every "
             "bucket is listed, a silent one with zeros.",
-            "parameters": [
-                {
-                    "name": "range",
-                    "in": "query",
-                    "schema": {"type": "string", "enum": ["1h", "24h", "7d"], "default": "24h"},
-                }
-            ],
+            "parameters": [time_range("range")],
             "responses": {
                 "200": json_body(ref("Chart"), "The endpoint's charts"),
                 **errors(400, 401, 404),

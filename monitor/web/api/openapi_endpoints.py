@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.web.api.openapi_parts import ENDPOINT_ID, errors, json_body, ref
+from monitor.web.api.openapi_parts import ENDPOINT_ID, errors, json_body, ref, time_range
 
 # PostgreSQL text cannot hold NUL, so the API refuses it in stored strings.
 NO_NUL = "^[^\\u0000]*$"
@@ -255,13 +255,7 @@ PATHS: dict[str, Any] = {
             "operationId": "getEndpointStats",
             "tags": ["endpoints"],
             "summary": "Counts of hits, flagged hits and each flag over a window",
-            "parameters": [
-                {
-                    "name": "window",
-                    "in": "query",
-                    "schema": {"type": "string", "enum": ["1h", "24h", "7d"], "default": "24h"},
-                }
-            ],
+            "parameters": [time_range("window")],
             "responses": {
                 "200": json_body(ref("Stats"), "The endpoint's numbers"),
                 **errors(400, 401, 404),

@@ -35,6 +35,15 @@ def errors(*statuses: int) -> dict[str, Any]:
     return {str(s): json_body(ref("Error"), words.get(s, "Error")) for s in statuses}
 
 
+def time_range(name: str) -> dict[str, Any]:
+    """The query parameter that picks one of the views' time ranges (stats, charts)."""
+    return {
+        "name": name,
+        "in": "query",
+        "schema": {"type": "string", "enum": ["1h", "24h", "7d"], "default": "24h"},
+    }
+
+
 ENDPOINT_ID = {
     "name": "endpoint_id",
     "in": "path",
