@@ -303,11 +303,9 @@ are enough (PostbackFlaggedRateHigh needs 20% of the hits).""",
         "critical",
         "{{ $labels.instance }}: the database does not answer",
         one_line("""
-            The service on {{ $labels.instance }} has not reached its PostgreSQL for 2
-            minutes (a probe every 5 s, SELECT 1 within 2 s). Postbacks are still
-            acknowledged into the local spool, up to --spool-max-bytes, and written when
-            the database is back; the web views, API and forwards fail meanwhile. Check
-            the database server, the network to it and DATABASE_URL."""),
+            {{ $labels.instance }} has not reached its database for 2 minutes. Postbacks still go to
+            the local spool and are written once it is back; views, API and forwards fail meanwhile.
+            Check PostgreSQL, the network to it and DATABASE_URL."""),
         BLIND,
         for_="2m",
     ),

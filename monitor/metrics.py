@@ -188,8 +188,7 @@ class Metrics:
         )
         self.database_up = Gauge(
             "postback_monitor_database_up",
-            "1 when the database answered this process's probe (SELECT 1 within 2 s, "
-            "every 5 s), 0 when it did not: capture then spools, the views fail.",
+            "1 when the database answered this process's probe (every 5 s), else 0.",
             registry=r,
             multiprocess_mode="livemin",
         )

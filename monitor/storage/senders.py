@@ -16,7 +16,7 @@ transaction), and the first hit with a shape new after learning is
 ``param_shape_changed``, against the endpoint's most common other shape. A batch is
 judged on the learning state before its own hits count. Test hits are left out.
 
-What the database has settled for good, each process remembers (``_Known``): an
+What the database has settled for good, each process remembers (``Known``): an
 endpoint whose learning is over, its networks that never flag (learned while
 learning, or accepted) and its stored shapes. Rows are only deleted with their
 endpoint, a network is never un-accepted and learning never restarts, so this
@@ -39,8 +39,6 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -56,6 +54,15 @@ from monitor.rules.senders import (
     param_shape,
     shape_changed_flag,
     shape_hash,
+)
+from monitor.storage.sender_counts import (
+    Key,
+    Known,
+    Learned,
+    Seen,
+    add_hit,
+    count_known_hit,
+    merge_counts,
 )
 
 if TYPE_CHECKING:  # the cache's own imports reach the writer: a type is all we need
@@ -155,7 +162,6 @@ WHERE endpoint_id = $1 AND shape_hash = $2
 """
 
 RuleOf = Callable[[int], SendersRule | None]
-Key = tuple[int, str]
 # A judged hit: the hit, its endpoint's rule, its network and its shape.
 Todo = tuple[Hit, SendersRule, str | None, tuple[str, ...]]
 
@@ -170,50 +176,20 @@ def rule_from_cache(cache: EndpointCache) -> RuleOf:
     return rule_of
 
 
-@dataclass(slots=True)
-class _Seen:
-    """One network or shape of one endpoint in a batch, aggregated."""
-
-    first: datetime
-    last: datetime
-    hits: int = 0
-    extra: str | None = None  # the network's newest user agent, or the shape's names (JSON)
-
-
-@dataclass(slots=True)
-class _Known:
-    """What the database has settled for good about one endpoint's senders."""
-
-    learning_over: bool = False
-    networks: set[str] = field(default_factory=set)  # never flagged: learned or accepted
-    shapes: set[str] = field(default_factory=set)  # stored
-
-
-@dataclass(slots=True)
-class _Learned:
-    """What one batch settled, remembered once it has committed."""
-
-    over: dict[int, bool] = field(default_factory=dict)
-    networks: set[Key] = field(default_factory=set)
-    shapes: set[Key] = field(default_factory=set)
-    counted_networks: dict[Key, _Seen] = field(default_factory=dict)
-    counted_shapes: dict[Key, _Seen] = field(default_factory=dict)
-
-
 class Senders:
     """Learns and judges senders inside the writer's batch transaction."""
 
     def __init__(self, rule_of: RuleOf) -> None:
         self._rule_of = rule_of
-        self._known: dict[int, _Known] = {}
+        self._known: dict[int, Known] = {}
         # Hits of known networks and shapes not yet added to their rows (flush).
-        self._unflushed_networks: dict[Key, _Seen] = {}
-        self._unflushed_shapes: dict[Key, _Seen] = {}
+        self._unflushed_networks: dict[Key, Seen] = {}
+        self._unflushed_shapes: dict[Key, Seen] = {}
 
     async def judge(self, conn: asyncpg.Connection, hits: Sequence[Hit]) -> Callable[[], None]:
         """Set ``hit.sender_flags``; the callback to run once the batch has committed,
         which remembers what it settled and counts its known hits."""
-        learned = _Learned()
+        learned = Learned()
         unknown: list[Todo] = []
         for hit in hits:
             hit.sender_flags = []
@@ -232,7 +208,7 @@ class Senders:
                 and (network is None or network in known.networks)
                 and digest in known.shapes
             ):
-                _count(learned, hit, network, digest)  # nothing to flag, nothing to ask
+                count_known_hit(learned, hit, network, digest)  # nothing to flag, nothing to ask
             else:
                 unknown.append((hit, rule, network, shape))
         if unknown:
@@ -262,22 +238,22 @@ class Senders:
                     )
         except (asyncpg.PostgresError, OSError) as exc:
             log.warning("senders.flush_failed", error=str(exc))
-            _merge(self._unflushed_networks, networks)
-            _merge(self._unflushed_shapes, shapes)
+            merge_counts(self._unflushed_networks, networks)
+            merge_counts(self._unflushed_shapes, shapes)
 
-    def _remember(self, learned: _Learned) -> None:
+    def _remember(self, learned: Learned) -> None:
         for endpoint_id, over in learned.over.items():
             if over:
-                self._known.setdefault(endpoint_id, _Known()).learning_over = True
+                self._known.setdefault(endpoint_id, Known()).learning_over = True
         for endpoint_id, network in learned.networks:
-            self._known.setdefault(endpoint_id, _Known()).networks.add(network)
+            self._known.setdefault(endpoint_id, Known()).networks.add(network)
         for endpoint_id, digest in learned.shapes:
-            self._known.setdefault(endpoint_id, _Known()).shapes.add(digest)
-        _merge(self._unflushed_networks, learned.counted_networks)
-        _merge(self._unflushed_shapes, learned.counted_shapes)
+            self._known.setdefault(endpoint_id, Known()).shapes.add(digest)
+        merge_counts(self._unflushed_networks, learned.counted_networks)
+        merge_counts(self._unflushed_shapes, learned.counted_shapes)
 
     async def _judge_unknown(
-        self, conn: asyncpg.Connection, todo: list[Todo], learned: _Learned
+        self, conn: asyncpg.Connection, todo: list[Todo], learned: Learned
     ) -> None:
         """The upserts: learn the hits' networks and shapes, flag what is new."""
         rules = {hit.endpoint_id: rule for hit, rule, _, _ in todo}
@@ -289,16 +265,16 @@ class Senders:
             for endpoint_id, rule in rules.items()
         }
         learned.over = over
-        networks: dict[Key, _Seen] = {}
-        shapes: dict[Key, _Seen] = {}
+        networks: dict[Key, Seen] = {}
+        shapes: dict[Key, Seen] = {}
         for hit, _, network, shape in todo:
             if network is not None:
-                seen = _add(networks, (hit.endpoint_id, network), hit.received_at)
+                seen = add_hit(networks, (hit.endpoint_id, network), hit.received_at)
                 if hit.user_agent:
                     seen.extra = clip(hit.user_agent)
-            _add(shapes, (hit.endpoint_id, shape_hash(shape)), hit.received_at).extra = json.dumps(
-                shape
-            )
+            add_hit(
+                shapes, (hit.endpoint_id, shape_hash(shape)), hit.received_at
+            ).extra = json.dumps(shape)
         flagged = await self._networks(conn, networks, over, state, learned)
         first_new = await self._shapes(conn, shapes, over, state, learned)
         for hit, rule, network, shape in todo:
@@ -313,10 +289,10 @@ class Senders:
     async def _networks(
         self,
         conn: asyncpg.Connection,
-        networks: dict[tuple[int, str], _Seen],
+        networks: dict[tuple[int, str], Seen],
         over: dict[int, bool],
         state: dict[int, Any],
-        learned: _Learned,
+        learned: Learned,
     ) -> set[Key]:
         """Upsert the networks; those whose hits are new_sender (unknown ones past the
         cap, after learning, too). Those that never flag go into ``learned``."""
@@ -344,10 +320,10 @@ class Senders:
     async def _shapes(
         self,
         conn: asyncpg.Connection,
-        shapes: dict[tuple[int, str], _Seen],
+        shapes: dict[tuple[int, str], Seen],
         over: dict[int, bool],
         state: dict[int, Any],
-        learned: _Learned,
+        learned: Learned,
     ) -> dict[Key, tuple[str, ...] | None]:
         """Upsert the shapes; the new ones after learning, each with its endpoint's usual
         shape. The stored ones go into ``learned``."""
@@ -372,36 +348,7 @@ class Senders:
         return {key: usual.get(key[0]) for key in new}
 
 
-def _count(learned: _Learned, hit: Hit, network: str | None, digest: str) -> None:
-    """Count a known hit for flush."""
-    if network is not None:
-        seen = _add(learned.counted_networks, (hit.endpoint_id, network), hit.received_at)
-        if hit.user_agent:
-            seen.extra = clip(hit.user_agent)
-    _add(learned.counted_shapes, (hit.endpoint_id, digest), hit.received_at)
-
-
-def _merge(into: dict[Key, _Seen], counted: dict[Key, _Seen]) -> None:
-    for key, seen in counted.items():
-        entry = into.get(key)
-        if entry is None:
-            into[key] = seen
-            continue
-        entry.first, entry.last = min(entry.first, seen.first), max(entry.last, seen.last)
-        entry.hits += seen.hits
-        entry.extra = seen.extra or entry.extra
-
-
-def _add(seen: dict[Key, _Seen], key: Key, at: datetime) -> _Seen:
-    entry = seen.get(key)
-    if entry is None:
-        entry = seen[key] = _Seen(at, at)
-    entry.first, entry.last = min(entry.first, at), max(entry.last, at)
-    entry.hits += 1
-    return entry
-
-
-def _columns(seen: dict[Key, _Seen], keys: list[Key], over: dict[int, bool]) -> list[list[Any]]:
+def _columns(seen: dict[Key, Seen], keys: list[Key], over: dict[int, bool]) -> list[list[Any]]:
     return [
         [e for e, _ in keys],
         [k for _, k in keys],
