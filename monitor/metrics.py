@@ -19,15 +19,14 @@ reconciliation of each endpoint, from a snapshot of its table: ``metrics_reconci
 
 Labels come from bounded sets only: the endpoint id, flag names from the rules,
 a method class, a status class, a forward outcome, a channel kind and a
-notification outcome, and on every series the node (``metrics_node``); never
-request data, except two
-bounded, validated values on the payout counter: the currency (an ISO 4217 code or
-"none") and the event (see ``event_label``). With
+notification outcome, and on every series the node (``metrics_exposition``); never
+request data, except two bounded, validated values on the payout counter: the
+currency (an ISO 4217 code or "none") and the event (see ``event_label``). With
 ``PROMETHEUS_MULTIPROC_DIR`` set (``serve --workers N``) values live in files there
-and ``exposition`` sums every worker's. prometheus-client decides whether values
-are file-backed from that variable, so it must be in the process's environment
-(or ``prepare_multiprocess`` called) before the process's ``Metrics`` is made;
-``Metrics`` refuses to be made otherwise. ``GET /metrics`` is served by ``metrics_route``.
+and ``metrics_exposition`` sums every worker's. prometheus-client decides
+whether values are file-backed from that variable, so it must be in the process's
+environment (or ``prepare_multiprocess`` called) before the process's ``Metrics``
+is made; ``Metrics`` refuses to be made otherwise. ``GET /metrics``: ``metrics_route``.
 """
 
 from __future__ import annotations
@@ -44,9 +43,10 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client import values as prom_values
+from prometheus_client.metrics_core import Metric
 
 from monitor.metrics_endpoints import EndpointCollector
-from monitor.metrics_node import NodeLabelled
+from monitor.metrics_exposition import NodeLabelled, multiprocess_exposition
 from monitor.metrics_reconciliation import ReconciliationCollector
 from monitor.model.hit import Hit
 from monitor.model.notification import CHANNEL_KINDS
@@ -92,7 +92,7 @@ class Metrics:
     """
 
     def __init__(self, node: str | None = None) -> None:
-        # The node label of every series (metrics_node): --node-name, else the host name.
+        # The node label of every series (metrics_exposition): --node-name, else the host name.
         self.node = node or socket.gethostname()
         self.directory = multiprocess_dir()  # None: values in memory, this process's only
         if self.directory is not None:
@@ -234,11 +234,6 @@ class Metrics:
         self.last_hit_s: dict[str, float] = {}
         self.event_labels: dict[str, set[str]] = {}
 
-    @property
-    def multiprocess(self) -> bool:
-        """Values are in files shared with other processes: reading them all takes I/O."""
-        return self.directory is not None
-
     def observe_commit(self, hits: Sequence[Hit], seconds: float) -> None:
         """Writer committed-listener: count one committed batch."""
         self.batch_size.observe(len(hits))
@@ -347,16 +342,18 @@ class Metrics:
         self.spool_pending.set(spool_pending)
 
     def exposition(self) -> bytes:
-        """The text format: this registry's, or in multiprocess mode every process's sum;
-        every sample labelled with this node."""
-        if self.directory is None:
-            return prometheus_client.generate_latest(NodeLabelled(self.registry, self.node))
-        registry = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
-        # This process's view of the tables, once.
-        registry.register(self.endpoint_series)
-        registry.register(self.reconciliation_series)
-        return prometheus_client.generate_latest(NodeLabelled(registry, self.node))
+        """The text format, each sample labelled with the node: this registry's, or in
+        multiprocess mode every process's files summed (``/metrics`` reads those in a
+        thread, with ``table_series`` collected on the loop first)."""
+        if self.directory is not None:
+            return multiprocess_exposition(self.directory, self.node, self.table_series())
+        return prometheus_client.generate_latest(NodeLabelled(self.registry, self.node))
+
+    def table_series(self) -> list[Metric]:
+        """The series read from this process's view of the tables (the endpoint cache,
+        the reconciliation snapshot). Call it on the event loop: the loop changes the
+        cache, and a thread iterating it at that moment fails the scrape."""
+        return [*self.endpoint_series.collect(), *self.reconciliation_series.collect()]
 
 
 def multiprocess_dir() -> str | None:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from monitor.metrics import CONTENT_TYPE
 from monitor.metrics_endpoints import EndpointFacts
+from monitor.metrics_exposition import multiprocess_exposition
 from monitor.metrics_reconciliation import LatestRun
 from monitor.storage.endpoint_cache import EndpointCache
 from monitor.storage.reconciliations import ReconciliationStore
@@ -63,10 +64,14 @@ async def metrics_handler(request: web.Request) -> web.Response:
             )
     refresh_gauges(request.app)
     metrics = request.app[METRICS]
-    if metrics.multiprocess:
-        body = await asyncio.to_thread(metrics.exposition)  # reads every worker's files
-    else:
+    if metrics.directory is None:
         body = metrics.exposition()
+    else:
+        # Every worker's files are read in a thread; the table series read the endpoint
+        # cache, which this loop changes, so they are collected here first.
+        body = await asyncio.to_thread(
+            multiprocess_exposition, metrics.directory, metrics.node, metrics.table_series()
+        )
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -181,6 +181,7 @@ async def test_workers_2_counts_on_metrics_equal_hits_sent(
             # Whichever worker answers the scrape, it reports every worker's hits.
             for _ in range(10):
                 async with session.get(f"{server.url}/metrics") as resp:
+                    assert resp.status == 200, await resp.text()
                     samples = parse(await resp.text())
                 hits = value(samples, "postback_monitor_hits_total", endpoint=ep, method="GET")
                 assert hits == sent + 1
@@ -220,6 +221,7 @@ async def test_workers_2_report_each_endpoint_once_and_follow_renames(
                 scrapes = []
                 for _ in range(8):
                     async with session.get(f"{server.url}/metrics") as resp:
+                        assert resp.status == 200, await resp.text()
                         samples = parse(await resp.text())
                     scrapes.append(
                         [
@@ -247,6 +249,7 @@ async def test_workers_2_report_each_endpoint_once_and_follow_renames(
             async with session.get(url) as resp:
                 assert resp.status == 200
             async with session.get(f"{server.url}/metrics") as resp:
+                assert resp.status == 200, await resp.text()
                 samples = parse(await resp.text())
             paid = {"endpoint": str(endpoint["id"]), "event": "none", "currency": "EUR"}
             assert value(samples, "postback_monitor_payout_total", **paid) == 2
