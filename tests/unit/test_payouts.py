@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monitor.model.errors import SettingsError
 from monitor.model.verdict import Verdict
@@ -146,6 +148,25 @@ def test_the_sample_keeps_the_last_window_amounts_and_their_median_and_mad() -> 
     assert AmountSample(3, amounts("5", "6", "7", "8")).resized(2).stats() == (
         Decimal("7.5"), Decimal("0.5"),
     )  # fmt: skip
+
+
+def sorted_median(values: list[Decimal]) -> Decimal:
+    ordered, middle = sorted(values), len(values) // 2
+    return ordered[middle] if len(values) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+@given(
+    st.lists(st.decimals(-1000, 1000, places=2, allow_nan=False), min_size=1, max_size=60),
+    st.integers(2, 40),
+)
+def test_median_and_mad_equal_those_of_sorting_every_deviation(
+    arrived: list[Decimal], window: int
+) -> None:
+    """The MAD is read from the two sorted runs of deviations, not by sorting them."""
+    sample = AmountSample(window, arrived)
+    kept = arrived[-window:]
+    median = sorted_median(kept)
+    assert sample.stats() == (median, sorted_median([abs(x - median) for x in kept]))
 
 
 def test_the_threshold_is_k_scaled_mads_from_the_median() -> None:
