@@ -333,8 +333,11 @@ def main() -> int:
                 "stored_beyond_2xx": stored - acknowledged,
                 "note": "wrk drops the responses in flight when it stops; those hits are stored",
             }
+            # wrk paces each connection with a delay before each request, so a
+            # connection's cycle is the delay plus the answer's latency: the delay is
+            # the cycle the rate asks for less the latency (p50 of the max run).
             half_rate = one.requests_per_s / 2
-            delay_ms = args.connections / half_rate * 1000
+            delay_ms = max(0.0, args.connections / half_rate * 1000 - one.p50_ms)
             half = measure(
                 f"--workers 1 at half max ({half_rate:.0f}/s)",
                 monitor.proc.pid,

