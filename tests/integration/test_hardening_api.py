@@ -181,7 +181,8 @@ async def test_no_route_answers_500_to_hostile_strings(
         answers.append((resp.status, f"POST {path} url with NUL"))
     failures = [where for status, where in answers if status >= 500]
     assert not failures, failures
-    assert time.monotonic() - started < 20
+    # About 300 requests: seconds when idle; a route that hangs on one of them fails.
+    assert time.monotonic() - started < 30
 
 
 async def test_an_export_that_fails_midway_breaks_the_connection(
@@ -199,15 +200,15 @@ async def test_an_export_that_fails_midway_breaks_the_connection(
         try:
             await conn.send(head)
             pid = None
-            for _ in range(250):
+            deadline = time.monotonic() + 15  # a loaded machine may take seconds
+            while pid is None and time.monotonic() < deadline:
                 await db.execute("SELECT pg_stat_clear_snapshot()")  # fresh, in a transaction
                 pid = await db.fetchval(
                     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                     "AND query LIKE '%FROM hits%' AND pid <> pg_backend_pid()"
                 )
-                if pid is not None:
-                    break
-                await asyncio.sleep(0.02)
+                if pid is None:
+                    await asyncio.sleep(0.02)
             assert pid is not None, "the export never queried"
             # ...and then its database connection dies.
             await db.execute("SELECT pg_terminate_backend($1)", pid)
