@@ -1,7 +1,7 @@
 """The charts' counts: hits per bucket (clean, flagged, per flag), payout per currency,
 and the delay from conversion to postback, for one endpoint's page and API, and the
-endpoints page's sparklines; summed over a window (``totals``), the stats and the
-endpoints page's counters (``storage/hit_stats.py``), test hits apart.
+endpoints page's sparklines; summed over a window, the stats and the endpoints page's
+counters (``storage/hit_stats.py``), test hits apart.
 
 Capture pays nothing for them. Closed hours come from ``hit_hours`` (sql/017), filled
 here on read from the ``hits_endpoint_newest`` index range of the hours missing; the
@@ -31,7 +31,6 @@ from monitor.rules.charts import (
     RANGES,
     ChartRange,
     delay_histogram,
-    floor_time,
     open_from,
 )
 
@@ -76,8 +75,6 @@ SELECT e, h, n, f, t, b::jsonb, p::jsonb
 FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::int[], $6::text[],
     $7::text[]) AS u(e, h, n, f, t, b, p)
 ON CONFLICT DO NOTHING"""
-# A range with no end: asyncpg sends this as PostgreSQL's 'infinity'.
-FOREVER = datetime.max.replace(tzinfo=UTC)
 # The newest hits of the range with the endpoint's conversion-time parameter's value
 # (query or form body; the first of that name), newest first: a bounded sample.
 DELAYS = """
@@ -233,20 +230,21 @@ class ChartStore:
         live_from = starts[0]
         if rng.bucket == HOUR:
             live_from = max(starts[0], open_from(now))
-            await self._closed_hours(list(endpoint_ids), starts[0], live_from, cells)
+            await self.closed_hours(list(endpoint_ids), starts[0], live_from, cells)
         if live_from < end:
             rows = await self.pool.fetch(AGGREGATE, list(endpoint_ids), live_from, end, rng.bucket)
             fold(rows, cells)
         return {e: [cells[(e, s)] for s in starts] for e in endpoint_ids}
 
-    async def _closed_hours(
+    async def closed_hours(
         self,
         ids: list[int],
         start: datetime,
         end: datetime,
         cells: dict[tuple[int, datetime], Bucket],
     ) -> None:
-        """Closed hours from the rollup; the missing ones counted from hits, stored."""
+        """Closed hours from the rollup into ``cells``; the missing ones counted from
+        hits and stored (the charts, and the stats' windows in ``storage/hit_stats``)."""
         if start >= end:
             return
         # Read without a transaction: a page view with every hour counted is one query.
@@ -287,33 +285,6 @@ class ChartStore:
         for key, bucket in counted.items():
             if key in cells:
                 cells[key] = bucket
-
-    async def totals(
-        self, endpoint_ids: Sequence[int], since: datetime, now: datetime
-    ) -> dict[int, Bucket]:
-        """Each endpoint's counts of the hits received at or after ``since`` (later
-        than ``now`` too: no end), as one bucket: the closed hours inside from the
-        rollup (filled as the charts fill it), the part of an hour at ``since`` and
-        the open hours (``open_from``) from hits."""
-        ids = list(endpoint_ids)
-        total = {e: Bucket(since) for e in ids}
-        closed_from = floor_time(since, HOUR)
-        if closed_from < since:
-            closed_from += HOUR
-        closed_to = open_from(now)
-        counted_from_hits = [(since, FOREVER)]
-        if closed_from < closed_to:
-            hours = [closed_from + HOUR * i for i in range((closed_to - closed_from) // HOUR)]
-            cells = {(e, h): Bucket(h) for e in ids for h in hours}
-            await self._closed_hours(ids, closed_from, closed_to, cells)
-            for (e, _), cell in cells.items():
-                total[e].add(cell)
-            counted_from_hits = [(since, closed_from), (closed_to, FOREVER)]
-        for start, end in counted_from_hits:
-            if start < end:
-                rows = await self.pool.fetch(AGGREGATE, ids, start, end, HOUR)
-                fold(rows, total, key=lambda r: r["endpoint_id"])
-        return total
 
     async def chart(
         self,
@@ -361,7 +332,7 @@ class ChartStore:
         """Count the closed hours of the last 7 days the rollup lacks (none: one read)."""
         rng = RANGES["7d"]
         start = rng.starts(now)[0]
-        await self._closed_hours(list(endpoint_ids), start, open_from(now), {})
+        await self.closed_hours(list(endpoint_ids), start, open_from(now), {})
 
     async def sparklines(
         self, endpoint_ids: Sequence[int], now: datetime | None = None

@@ -9,8 +9,9 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from monitor.rules.charts import HOUR
-from monitor.storage.charts import AGGREGATE, FOREVER
+from monitor.storage.charts import AGGREGATE
 from monitor.storage.hit_rows import COPY_COLUMNS, copy_record
+from monitor.storage.hit_stats import FOREVER
 from monitor.storage.hits import HitFilter, list_query
 from tests.conftest import AUTH, CaptureClient, capture_path
 from tests.helpers.hits import judged_hit
