@@ -1,6 +1,7 @@
 """The charts' counts: hits per bucket (clean, flagged, per flag), payout per currency,
 and the delay from conversion to postback, for one endpoint's page and API, and the
-endpoints page's sparklines.
+endpoints page's sparklines; summed over a window, the stats and the endpoints page's
+counters (``storage/hit_stats.py``), test hits apart.
 
 Capture pays nothing for them. Closed hours come from ``hit_hours`` (sql/017), filled
 here on read from the ``hits_endpoint_newest`` index range of the hours missing; the
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -41,35 +42,38 @@ SELECT count(pg_advisory_xact_lock_shared({LOCK_CLASS}, (id % 2147483647)::int))
 FROM (SELECT DISTINCT id FROM unnest($1::bigint[]) AS u(id) ORDER BY id) AS s"""
 LOCK_ONE = f"SELECT pg_advisory_xact_lock({LOCK_CLASS}, ($1::bigint % 2147483647)::int)"
 # Per endpoint and bucket: the non-test hits and flagged ones, hits per flag name
-# (once per hit), payout per currency. One pass over the range of
+# (once per hit), payout per currency, and apart from them the test hits (is_test:
+# the stats show them on their own). One pass over the range of
 # hits_endpoint_newest; buckets are UTC-aligned (date_bin from the Unix epoch).
 AGGREGATE = """
 WITH w AS MATERIALIZED (
-    SELECT endpoint_id, flagged, flags, amount, currency,
+    SELECT endpoint_id, flagged, flags, amount, currency, is_test,
         date_bin($4::interval, received_at, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket
     FROM hits
     WHERE endpoint_id = ANY($1::bigint[]) AND received_at >= $2 AND received_at < $3
-        AND NOT is_test
 )
-SELECT endpoint_id, bucket, 'hits' AS kind, '' AS key, count(*)::numeric AS n,
-    count(*) FILTER (WHERE flagged) AS flagged
+SELECT endpoint_id, bucket, 'hits' AS kind, '' AS key,
+    count(*) FILTER (WHERE NOT is_test)::numeric AS n,
+    count(*) FILTER (WHERE flagged AND NOT is_test) AS flagged,
+    count(*) FILTER (WHERE is_test) AS tests
 FROM w GROUP BY endpoint_id, bucket
 UNION ALL
-SELECT w.endpoint_id, w.bucket, 'flag', f.flag, count(*)::numeric, 0
+SELECT w.endpoint_id, w.bucket, 'flag', f.flag, count(*)::numeric, 0, 0
 FROM w, LATERAL (SELECT DISTINCT e->>'flag' AS flag FROM jsonb_array_elements(w.flags) e) f
-WHERE w.flagged AND f.flag IS NOT NULL
+WHERE w.flagged AND NOT w.is_test AND f.flag IS NOT NULL
 GROUP BY w.endpoint_id, w.bucket, f.flag
 UNION ALL
-SELECT endpoint_id, bucket, 'payout', coalesce(currency, ''), sum(amount), 0
-FROM w WHERE amount IS NOT NULL GROUP BY endpoint_id, bucket, coalesce(currency, '')"""
+SELECT endpoint_id, bucket, 'payout', coalesce(currency, ''), sum(amount), 0, 0
+FROM w WHERE amount IS NOT NULL AND NOT is_test
+GROUP BY endpoint_id, bucket, coalesce(currency, '')"""
 ROLLED = """
-SELECT endpoint_id, hour, hits, flagged, by_flag, payouts FROM hit_hours
+SELECT endpoint_id, hour, hits, flagged, tests, by_flag, payouts FROM hit_hours
 WHERE endpoint_id = ANY($1::bigint[]) AND hour >= $2 AND hour < $3"""
 FILL = """
-INSERT INTO hit_hours (endpoint_id, hour, hits, flagged, by_flag, payouts)
-SELECT e, h, n, f, b::jsonb, p::jsonb
-FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::text[], $6::text[])
-    AS u(e, h, n, f, b, p)
+INSERT INTO hit_hours (endpoint_id, hour, hits, flagged, tests, by_flag, payouts)
+SELECT e, h, n, f, t, b::jsonb, p::jsonb
+FROM unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::int[], $5::int[], $6::text[],
+    $7::text[]) AS u(e, h, n, f, t, b, p)
 ON CONFLICT DO NOTHING"""
 # The newest hits of the range with the endpoint's conversion-time parameter's value
 # (query or form body; the first of that name), newest first: a bounded sample.
@@ -97,8 +101,20 @@ class Bucket:
     start: datetime
     hits: int = 0
     flagged: int = 0
+    # Test postbacks, apart: none of the other counts include them.
+    tests: int = 0
     by_flag: dict[str, int] = field(default_factory=dict)
     payouts: dict[str, Decimal] = field(default_factory=dict)
+
+    def add(self, other: Bucket) -> None:
+        """``other``'s counts added to these (a window's total from its hours)."""
+        self.hits += other.hits
+        self.flagged += other.flagged
+        self.tests += other.tests
+        for name, n in other.by_flag.items():
+            self.by_flag[name] = self.by_flag.get(name, 0) + n
+        for currency, amount in other.payouts.items():
+            self.payouts[currency] = self.payouts.get(currency, Decimal(0)) + amount
 
     def json(self) -> dict[str, Any]:
         return {
@@ -116,15 +132,21 @@ def decimal_text(value: Decimal) -> str:
     return format(value, "f")
 
 
-def fold(rows: Iterable[Any], into: dict[tuple[int, datetime], Bucket]) -> None:
-    """AGGREGATE's rows added to the buckets they name (buckets outside are dropped)."""
+def fold(
+    rows: Iterable[Any],
+    into: Mapping[Any, Bucket],
+    key: Callable[[Any], Any] = lambda r: (r["endpoint_id"], r["bucket"]),
+) -> None:
+    """AGGREGATE's rows added to the buckets they name (buckets outside are dropped);
+    ``key`` names a row's bucket in ``into``: (endpoint, bucket start) by default."""
     for r in rows:
-        bucket = into.get((r["endpoint_id"], r["bucket"]))
+        bucket = into.get(key(r))
         if bucket is None:
             continue
         if r["kind"] == "hits":
             bucket.hits += int(r["n"])
             bucket.flagged += int(r["flagged"])
+            bucket.tests += int(r["tests"])
         elif r["kind"] == "flag":
             bucket.by_flag[r["key"]] = bucket.by_flag.get(r["key"], 0) + int(r["n"])
         else:
@@ -208,20 +230,21 @@ class ChartStore:
         live_from = starts[0]
         if rng.bucket == HOUR:
             live_from = max(starts[0], open_from(now))
-            await self._closed_hours(list(endpoint_ids), starts[0], live_from, cells)
+            await self.closed_hours(list(endpoint_ids), starts[0], live_from, cells)
         if live_from < end:
             rows = await self.pool.fetch(AGGREGATE, list(endpoint_ids), live_from, end, rng.bucket)
             fold(rows, cells)
         return {e: [cells[(e, s)] for s in starts] for e in endpoint_ids}
 
-    async def _closed_hours(
+    async def closed_hours(
         self,
         ids: list[int],
         start: datetime,
         end: datetime,
         cells: dict[tuple[int, datetime], Bucket],
     ) -> None:
-        """Closed hours from the rollup; the missing ones counted from hits, stored."""
+        """Closed hours from the rollup into ``cells``; the missing ones counted from
+        hits and stored (the charts, and the stats' windows in ``storage/hit_stats``)."""
         if start >= end:
             return
         # Read without a transaction: a page view with every hour counted is one query.
@@ -230,7 +253,7 @@ class ChartStore:
             present.add((r["endpoint_id"], r["hour"]))
             cell = cells.get((r["endpoint_id"], r["hour"]))
             if cell is not None:
-                cell.hits, cell.flagged = r["hits"], r["flagged"]
+                cell.hits, cell.flagged, cell.tests = r["hits"], r["flagged"], r["tests"]
                 cell.by_flag = dict(r["by_flag"])
                 cell.payouts = {k: Decimal(v) for k, v in r["payouts"].items()}
         hours = [start + HOUR * i for i in range(int((end - start) / HOUR))]
@@ -252,6 +275,7 @@ class ChartStore:
                 [h for _, h in missing],
                 [counted[k].hits for k in missing],
                 [counted[k].flagged for k in missing],
+                [counted[k].tests for k in missing],
                 [json.dumps(counted[k].by_flag) for k in missing],
                 [
                     json.dumps({c: decimal_text(v) for c, v in counted[k].payouts.items()})
@@ -308,7 +332,7 @@ class ChartStore:
         """Count the closed hours of the last 7 days the rollup lacks (none: one read)."""
         rng = RANGES["7d"]
         start = rng.starts(now)[0]
-        await self._closed_hours(list(endpoint_ids), start, open_from(now), {})
+        await self.closed_hours(list(endpoint_ids), start, open_from(now), {})
 
     async def sparklines(
         self, endpoint_ids: Sequence[int], now: datetime | None = None

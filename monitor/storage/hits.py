@@ -12,7 +12,7 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,7 +21,7 @@ from monitor.model.errors import InvalidInput, NotFound
 from monitor.model.hit import FORWARD_STATE_FILTERS, row_to_json
 from monitor.model.ids import uuid7_time
 from monitor.rules.charts import HOUR, floor_time
-from monitor.storage import charts
+from monitor.storage import charts, hit_stats
 from monitor.storage.batch_commit import HITS_CHANNEL
 from monitor.storage.ledger import FORGET_HIT_KEY
 from monitor.storage.lifecycle import forget_hit
@@ -48,25 +48,6 @@ HIT_KEY_ANY_TIME = "SELECT endpoint_id, received_at FROM hits WHERE id = $1"
 ONE_HIT = f"""
 SELECT {LIST_COLUMNS}, body FROM hits
 WHERE endpoint_id = $1 AND id = $2 AND received_at = $3"""
-# The endpoints page: per endpoint, hits and flagged hits in the last day and the
-# newest hit of all time. Each lateral subquery walks one endpoint's index range.
-# Test hits (is_test, sql/012) count on their own: they are no traffic to alert on.
-SUMMARIES = """
-SELECT e.id AS endpoint_id, coalesce(d.hits_24h, 0) AS hits_24h,
-    coalesce(d.flagged_24h, 0) AS flagged_24h, coalesce(d.test_24h, 0) AS test_24h,
-    l.received_at AS last_hit_at
-FROM unnest($1::bigint[]) AS e(id)
-LEFT JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE NOT is_test) AS hits_24h,
-        count(*) FILTER (WHERE flagged AND NOT is_test) AS flagged_24h,
-        count(*) FILTER (WHERE is_test) AS test_24h
-    FROM hits WHERE endpoint_id = e.id AND received_at >= now() - interval '1 day'
-) d ON true
-LEFT JOIN LATERAL (
-    SELECT received_at FROM hits WHERE endpoint_id = e.id AND NOT is_test
-    ORDER BY received_at DESC, id DESC LIMIT 1
-) l ON true"""
-
 # The alert evaluator's figures: per endpoint ($1) and its window in seconds ($2)
 # before $3, each lateral subquery one endpoint's range of hits_endpoint_newest; given
 # up = outbox rows that turned failed in the window (forward_outbox_gave_up, sql/004).
@@ -329,55 +310,15 @@ class HitStore:
         rows = await self.pool.fetch(ALERT_FIGURES, list(endpoint_ids), list(windows_s), now)
         return {r["endpoint_id"]: {k: v for k, v in r.items() if k != "endpoint_id"} for r in rows}
 
-    async def summaries(self, endpoint_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Per endpoint: hits and flagged hits in the last day, and when the newest hit
-        arrived (None if never). One query for the whole endpoints page."""
-        rows = await self.pool.fetch(SUMMARIES, list(endpoint_ids))
-        return {r["endpoint_id"]: {k: v for k, v in r.items() if k != "endpoint_id"} for r in rows}
+    async def summaries(
+        self, endpoint_ids: Sequence[int], now: datetime | None = None
+    ) -> dict[int, dict[str, Any]]:
+        """Per endpoint: hits, flagged and test hits in the last day, and when the newest
+        hit arrived (None if never), for the whole endpoints page (``hit_stats``)."""
+        return await hit_stats.summaries(self.pool, endpoint_ids, now or datetime.now(UTC))
 
-    async def stats(self, endpoint_id: int, window: str) -> dict[str, Any]:
+    async def stats(
+        self, endpoint_id: int, window: str, now: datetime | None = None
+    ) -> dict[str, Any]:
         """Counts over the last ``window`` (a key of STATS_WINDOWS) and the newest hit."""
-        span = STATS_WINDOWS.get(window)
-        if span is None:
-            raise InvalidInput("invalid_query", f"window: one of {', '.join(STATS_WINDOWS)}")
-        row = await self.pool.fetchrow(STATS, endpoint_id, span)
-        by_flag: dict[str, int] = dict(sorted(row["by_flag"].items()))
-        total = row["total"]
-        duplicates = by_flag.get("duplicate_click_id", 0)
-        last = row["last_hit_at"]
-        return {
-            "window": window,
-            "total": total,
-            "flagged": row["flagged"],
-            "test_hits": row["test_hits"],
-            "by_flag": by_flag,
-            "duplicate_rate": round(duplicates / total, 6) if total else 0.0,
-            "last_hit_at": None if last is None else last.isoformat(),
-        }
-
-
-# GET /api/endpoints/{id}/stats. Hits are counted once per flag name they carry.
-# The window scan walks hits_endpoint_newest (endpoint_id, received_at DESC, id DESC)
-# in the partitions the window touches; last_hit_at is the newest hit of all time
-# (one index probe), so an endpoint that went quiet shows when it stopped. Test hits
-# (is_test) are left out of every count and of last_hit_at, and counted in test_hits:
-# a tracker's periodic ping must not make a silent endpoint look alive.
-STATS_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
-STATS = """
-WITH all_hits AS MATERIALIZED (
-    SELECT flagged, flags, is_test FROM hits
-    WHERE endpoint_id = $1 AND received_at >= now() - $2::interval
-), w AS (SELECT flagged, flags FROM all_hits WHERE NOT is_test)
-SELECT
-    (SELECT count(*) FROM w) AS total,
-    (SELECT count(*) FROM all_hits WHERE is_test) AS test_hits,
-    (SELECT count(*) FROM w WHERE flagged) AS flagged,
-    (SELECT coalesce(jsonb_object_agg(flag, n), '{}'::jsonb) FROM (
-        SELECT f.flag, count(*) AS n
-        FROM w, LATERAL (SELECT DISTINCT e->>'flag' AS flag FROM jsonb_array_elements(w.flags) e) f
-        WHERE w.flagged
-        GROUP BY f.flag
-    ) per_flag) AS by_flag,
-    (SELECT received_at FROM hits WHERE endpoint_id = $1 AND NOT is_test
-     ORDER BY received_at DESC, id DESC LIMIT 1) AS last_hit_at
-"""
+        return await hit_stats.stats(self.pool, endpoint_id, window, now or datetime.now(UTC))
