@@ -305,4 +305,5 @@ class Reconciler:
 
 
 def without_delay(summary: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if k != "delay_seconds"}
+    """The summary's counts, for the log line (the delays are documents, not counts)."""
+    return {k: v for k, v in summary.items() if k not in ("delay_seconds", "delay_buckets")}

@@ -67,6 +67,12 @@ DELAY_BUCKETS: tuple[tuple[str, float | None], ...] = (
 )
 
 
+# DELAY_BUCKETS' finite upper bounds, ascending: in SQL, width_bucket(seconds,
+# DELAY_BOUNDS_S) is delay_bucket(seconds) (under the first bound, a negative delay
+# too, is 0; a delay at a bound is in the bucket above it; past the last, the last).
+DELAY_BOUNDS_S: tuple[float, ...] = tuple(float(u) for _, u in DELAY_BUCKETS if u is not None)
+
+
 def delay_bucket(seconds: float) -> int:
     """The index in DELAY_BUCKETS of a delay (a negative one, a clock ahead of ours by
     less than a minute or a mistake, counts as under a minute)."""
@@ -104,3 +110,12 @@ def delay_histogram(pairs: list[tuple[datetime, str | None]]) -> tuple[list[int]
             continue
         counts[delay_bucket((received_at - converted).total_seconds())] += 1
     return counts, unreadable
+
+
+def delay_buckets_json(counts: list[int]) -> list[dict[str, object]]:
+    """Counts per DELAY_BUCKETS as the charts API and a reconciliation's summary show
+    them: ``[{"label", "below_seconds", "count"}]``."""
+    return [
+        {"label": label, "below_seconds": upper, "count": n}
+        for (label, upper), n in zip(DELAY_BUCKETS, counts, strict=True)
+    ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,13 +26,14 @@ import asyncpg
 import structlog
 
 from monitor.rules.charts import (
-    DELAY_BUCKETS,
     HOUR,
     RANGES,
     ChartRange,
+    delay_buckets_json,
     delay_histogram,
     open_from,
 )
+from monitor.storage.reconciliations import newest_delays
 
 log = structlog.get_logger(__name__)
 
@@ -292,9 +293,11 @@ class ChartStore:
         range_key: str,
         conversion_param: str | None,
         now: datetime | None = None,
+        *,
+        runs_within: Collection[int] | None = None,
     ) -> dict[str, Any]:
         """GET /api/endpoints/{id}/charts: the hits and payout buckets of the range and
-        the conversion delays of its newest hits (None without the setting)."""
+        the conversion delays (``conversion_delays``)."""
         now = now or datetime.now(UTC)
         rng = RANGES[range_key]
         buckets = (await self.buckets([endpoint_id], rng, now))[endpoint_id]
@@ -308,10 +311,27 @@ class ChartStore:
             "now": now.isoformat(),
             "currencies": currencies,
             "buckets": [b.json() for b in buckets],
-            "delays": None
-            if conversion_param is None
-            else await self.delays(endpoint_id, conversion_param, buckets[0].start),
+            "delays": await self.conversion_delays(
+                endpoint_id, conversion_param, buckets[0].start, runs_within
+            ),
         }
+
+    async def conversion_delays(
+        self,
+        endpoint_id: int,
+        param: str | None,
+        since: datetime,
+        runs_within: Collection[int] | None = None,
+    ) -> dict[str, Any] | None:
+        """The delay chart's counts: from the conversion_time_param when the endpoint
+        has one (it wins: it is this endpoint's own hits of the range), else from its
+        newest finished reconciliation run with report times (counted over all that
+        run's endpoints when it covered several; only runs whose endpoints are all
+        ``runs_within``, a restricted caller's, unless None); None with neither."""
+        if param is not None:
+            return {"source": "param", **await self.delays(endpoint_id, param, since)}
+        run = await newest_delays(self.pool, endpoint_id, runs_within)
+        return None if run is None else {"source": "reconciliation", **run}
 
     async def delays(self, endpoint_id: int, param: str, since: datetime) -> dict[str, Any]:
         rows = await self.pool.fetch(DELAYS, endpoint_id, since, param, DELAY_SAMPLE)
@@ -322,10 +342,7 @@ class ChartStore:
             "hits_read": len(rows),
             "sample_limit": DELAY_SAMPLE,
             "unreadable": unreadable,
-            "buckets": [
-                {"label": label, "below_seconds": upper, "count": n}
-                for (label, upper), n in zip(DELAY_BUCKETS, counts, strict=True)
-            ],
+            "buckets": delay_buckets_json(counts),
         }
 
     async def fill(self, endpoint_ids: Sequence[int], now: datetime) -> None:

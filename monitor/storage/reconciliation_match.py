@@ -38,6 +38,8 @@ from typing import Any
 
 import asyncpg
 
+from monitor.rules.charts import DELAY_BOUNDS_S, delay_buckets_json
+
 # How far outside the window a capture still matches a report row (not unexpected ones).
 MATCH_SLACK = timedelta(days=1)
 # work_mem of the matching transaction only (runs are few; see ``match``).
@@ -134,15 +136,23 @@ SELECT
         SELECT kind, count(*) AS n FROM reconciliation_items WHERE run_id = $1 GROUP BY kind
     ) k) AS kinds
 """
+# The delays of matched rows with a time: percentiles, and counts per delay bucket
+# (width_bucket over rules.charts.DELAY_BOUNDS_S, $2, so the buckets are the param
+# chart's), one array of len($2) + 1 counts, from one scan of the join.
 DELAYS = """
-SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50,
-    percentile_cont(0.95) WITHIN GROUP (ORDER BY d) AS p95, max(d) AS max
-FROM (
+WITH x AS MATERIALIZED (
     SELECT extract(epoch FROM c.received_at - r.time)::float8 AS d
     FROM reconciliation_rows r
     JOIN recon_caps c ON c.click_id = r.click_id AND c.ev = {row_ev} AND c.n = 1
     WHERE r.run_id = $1 AND r.time IS NOT NULL
-) x
+)
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50,
+    percentile_cont(0.95) WITHIN GROUP (ORDER BY d) AS p95, max(d) AS max,
+    (SELECT array_agg(coalesce(k.n, 0) ORDER BY i)
+     FROM generate_series(0, cardinality($2::float8[])) AS i
+     LEFT JOIN (SELECT width_bucket(d, $2::float8[]) AS b, count(*) AS n FROM x GROUP BY 1) k
+        ON k.b = i) AS buckets
+FROM x
 """
 
 
@@ -200,7 +210,9 @@ async def match(
         )
         await conn.execute(unexpected, run_id, endpoint_ids, *window)
         counts = await conn.fetchrow(COUNTS.format(row_ev=row_ev), run_id)
-        delays = await conn.fetchrow(DELAYS.format(row_ev=row_ev), run_id) if has_time else None
+        delays = None
+        if has_time:
+            delays = await conn.fetchrow(DELAYS.format(row_ev=row_ev), run_id, list(DELAY_BOUNDS_S))
     return summary(counts, delays)
 
 
@@ -208,9 +220,10 @@ def summary(counts: asyncpg.Record, delays: asyncpg.Record | None) -> dict[str, 
     """The run's summary document (the API's ``summary``)."""
     kinds = counts["kinds"]
     missing = kinds.get("missing_postback", 0)
-    delay = None
+    delay = buckets = None
     if delays is not None and delays["max"] is not None:
         delay = {k: round(delays[k], 3) for k in ("p50", "p95", "max")}
+        buckets = delay_buckets_json(list(delays["buckets"]))
     return {
         "report_rows": counts["report_rows"],
         "matched": counts["report_rows"] - missing,
@@ -222,4 +235,7 @@ def summary(counts: asyncpg.Record, delays: asyncpg.Record | None) -> dict[str, 
         "unparsed_rows": kinds.get("unparsed_row", 0),
         "repeated_report_rows": counts["report_rows"] - counts["report_keys"],
         "delay_seconds": delay,
+        # The whole run's (all its endpoints): the endpoint page's delay chart without
+        # a conversion_time_param. Null whenever delay_seconds is.
+        "delay_buckets": buckets,
     }

@@ -57,6 +57,15 @@ CROSS JOIN LATERAL unnest(r.endpoint_ids) AS u(id)
 JOIN endpoints e ON e.id = u.id
 WHERE r.status = 'done'
 ORDER BY e.id, r.finished_at DESC, r.id DESC"""
+# The endpoint's newest finished run whose summary counted delays per bucket (runs
+# made before delay_buckets was kept, or without report times, have none), of those
+# whose endpoints are all within $2 (a restricted token's; NULL: any).
+NEWEST_DELAYS = """
+SELECT id, finished_at, summary->'delay_buckets' AS buckets FROM reconciliations
+WHERE status = 'done' AND endpoint_ids @> ARRAY[$1::bigint]
+    AND ($2::bigint[] IS NULL OR endpoint_ids <@ $2)
+    AND jsonb_typeof(summary->'delay_buckets') = 'array'
+ORDER BY finished_at DESC, id DESC LIMIT 1"""
 PROGRESS = "UPDATE reconciliations SET rows_read = $2, bytes_read = $3 WHERE id = $1"
 LAYOUT = "UPDATE reconciliations SET layout = $2 WHERE id = $1"
 TIME_RANGE = "SELECT min(time), max(time) FROM reconciliation_rows WHERE run_id = $1"
@@ -100,6 +109,22 @@ def run_json(row: asyncpg.Record) -> dict[str, Any]:
             "bytes_total": row["bytes_total"],
         },
         "summary": row["summary"],
+    }
+
+
+async def newest_delays(
+    pool: asyncpg.Pool, endpoint_id: int, within: Collection[int] | None = None
+) -> dict[str, Any] | None:
+    """The delay buckets of the endpoint's newest finished run that has them (the
+    run's as a whole, all its endpoints) with the run's id and end; else None. Only
+    runs of endpoints ``within`` those given, unless None (as ``runs``)."""
+    row = await pool.fetchrow(NEWEST_DELAYS, endpoint_id, None if within is None else list(within))
+    if row is None:
+        return None
+    return {
+        "run_id": row["id"],
+        "finished_at": row["finished_at"].isoformat(),
+        "buckets": row["buckets"],
     }
 
 

@@ -65,6 +65,7 @@ async def test_a_report_with_every_kind_through_the_api(
     assert run["progress"]["bytes_read"] == run["progress"]["bytes_total"] == len(report)
     summary = dict(run["summary"])
     delay = summary.pop("delay_seconds")
+    buckets = summary.pop("delay_buckets")
     assert summary == {
         "report_rows": 6,
         "matched": 5,
@@ -77,6 +78,8 @@ async def test_a_report_with_every_kind_through_the_api(
         "repeated_report_rows": 0,
     }
     assert 100 < delay["p50"] <= delay["max"] < 600
+    # The five matched rows, each captured between 2 and 5 minutes after its time.
+    assert [b["count"] for b in buckets] == [0, 5, 0, 0, 0, 0, 0, 0]
     ident = run["id"]
     assert (await (await client.get(f"{URL}/{ident}", headers=AUTH)).json()) == run
 

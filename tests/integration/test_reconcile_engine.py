@@ -80,6 +80,7 @@ async def test_every_kind_on_a_report_with_known_discrepancies(
     assert run["status"] == "done", run
     summary = run["summary"]
     delay = summary.pop("delay_seconds")
+    buckets = summary.pop("delay_buckets")
     assert summary == {
         "report_rows": 8,
         "matched": 6,
@@ -92,6 +93,9 @@ async def test_every_kind_on_a_report_with_known_discrepancies(
         "repeated_report_rows": 1,
     }
     assert 55 < delay["p50"] <= delay["p95"] <= delay["max"] < 300
+    # The six matched rows with a time (c1 twice), each captured under 60 s after it.
+    assert [(b["label"], b["count"]) for b in buckets][:2] == [("< 1 min", 6), ("1–5 min", 0)]
+    assert sum(b["count"] for b in buckets) == 6 and len(buckets) == 8
     assert run["progress"] == {"rows_read": 9, "bytes_read": 100, "bytes_total": 100}
     assert run["columns"] == {c: c for c in COLUMNS}
     assert not (tmp_path / "report.csv").exists()
@@ -142,6 +146,7 @@ async def test_without_an_event_column_every_capture_of_the_click_is_one(
     run_id = await reconciler.run(report_file(tmp_path), RunOptions(endpoint_ids=[endpoint["id"]]))
     run = await reconciler.store.get(run_id)
     assert (run["since"], run["until"], run["summary"]["delay_seconds"]) == (None, None, None)
+    assert run["summary"]["delay_buckets"] is None  # no time column
     assert run["summary"]["matched"] == 1 and run["summary"]["duplicate_postbacks"] == 1
     items, _ = await reconciler.store.items(run_id, kind=None, limit=10, cursor=None)
     assert [(i["kind"], i["event"]) for i in items] == [("duplicate_postback", "sale")]

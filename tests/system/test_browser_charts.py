@@ -1,7 +1,8 @@
 """The charts in real Chromium at a desktop's and a phone's width: the endpoint page's
 hits chart against hits stored at known hours (a silent hour is a zero and no bar),
 its flags on hover, the payout and delay charts, the range selector, the live update
-after a postback, and the endpoints page's sparklines.
+after a postback, the endpoints page's sparklines, and the delay chart of an endpoint
+without the setting drawn from a reconciliation run.
 
 With PBM_UPDATE_SCREENSHOTS=1 the screenshots refresh docs/screenshots/ (charts.png,
 phone-charts.png, sparklines.png).
@@ -14,13 +15,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 
 from monitor.rules import SETTINGS_KEYS
 from monitor.rules.charts import HOUR, floor_time
 from monitor.storage.hit_rows import COPY_COLUMNS, copy_record
+from tests.conftest import AUTH
 from tests.helpers.browser import Bases, fire, page_width, playwright_expect, shot, sign_in
 from tests.helpers.hits import judged_hit
+from tests.helpers.reconcile import URL, csv_text, upload
 from tests.system.test_browser_list import make_endpoint
 
 
@@ -139,3 +143,56 @@ async def test_charts_at_both_widths_follow_the_hits(
     await phone.goto(server.management + "/endpoints")
     await expect(phone.locator("#endpoints svg.sparkline").nth(0)).to_be_visible()
     assert await page_width(phone) <= 390
+
+
+async def test_the_delay_chart_from_a_reconciliation_at_both_widths(
+    server: Bases, db: asyncpg.Connection, page: Any, phone: Any
+) -> None:
+    """No conversion_time_param: the chart is the newest run's, with its counts, its
+    run named in the caption and the table's accessible name, on a phone too."""
+    expect = playwright_expect()
+    shop = await make_endpoint(server.management, "Shop ← Everflow")
+    other = await make_endpoint(server.management, "Shop ← CAKE")
+    received = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40)
+    delays_s = {"a": 30, "b": 45, "c": 300, "d": 7200, "e": -90}  # e: before the report
+    hits = [judged_hit(shop["id"], {}, f"click_id={c}", received) for c in delays_s]
+    hits.append(judged_hit(other["id"], {}, "click_id=f", received))  # 20 min, other
+    await db.copy_records_to_table(
+        "hits", records=[copy_record(h) for h in hits], columns=COPY_COLUMNS
+    )
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    report = csv_text(
+        "click_id,time",
+        *[f"{c},{(received - timedelta(seconds=d)).strftime(stamp)}" for c, d in delays_s.items()],
+        f"f,{(received - timedelta(minutes=20)).strftime(stamp)}",
+    )
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        options = {"endpoint_ids": [shop["id"], other["id"]]}
+        async with session.post(server.management + URL, data=upload(report, options)) as resp:
+            assert resp.status == 201, await resp.text()
+            run = await resp.json()
+    want = ["3", "0", "1", "1", "1", "0", "0", "0"]  # < 1 min (the early one too) ... 1–6 h
+    url = f"/endpoints/{shop['id']}"
+    for browser, width in ((page, 1400), (phone, 390)):
+        await sign_in(browser, server.management, url)
+        chart = browser.locator("#delay-chart")
+        await expect(chart).to_have_attribute("data-source", "reconciliation")
+        await expect(chart.locator("tbody tr td.num")).to_have_text(want)
+        await expect(chart.locator("thead th").nth(1)).to_have_text("Conversions")
+        await expect(browser.locator("#delay-source")).to_contain_text(
+            f"reconciliation run #{run['id']} of {run['finished_at'][:10]}"
+        )
+        await expect(browser.locator("#delay-source")).to_contain_text("all its endpoints")
+        await expect(browser.locator("#delay-source")).to_contain_text("6 matched conversions")
+        # The table's accessible name says where the numbers come from.
+        name = await chart.evaluate(
+            "t => t.getAttribute('aria-labelledby').split(' ')"
+            ".map(i => document.getElementById(i).textContent).join(' ')"
+        )
+        assert f"reconciliation run #{run['id']}" in name, name
+        await chart.scroll_into_view_if_needed()
+        box = await chart.bounding_box()
+        assert box is not None and 0 < box["width"] <= width
+        assert await page_width(browser) <= width
+    await phone.click("#delay-source a")
+    await phone.wait_for_url(f"**/reconciliations/{run['id']}")

@@ -10,6 +10,7 @@ from monitor.rules.charts import DEFAULT_RANGE, RANGES
 from monitor.web.api.routes import endpoint_id
 from monitor.web.appkeys import CHARTS, ENDPOINTS
 from monitor.web.errors import BadRequest
+from monitor.web.scopes import access_of
 
 
 def chart_range(raw: str | None) -> str:
@@ -24,7 +25,9 @@ async def endpoint_charts(request: web.Request) -> web.Response:
     endpoint = await request.app[ENDPOINTS].get(endpoint_id(request))
     key = chart_range(request.query.get("range"))
     param = endpoint.compiled.conversion_time_param
-    return web.json_response(await request.app[CHARTS].chart(endpoint.id, key, param))
+    within = access_of(request).endpoint_ids
+    doc = await request.app[CHARTS].chart(endpoint.id, key, param, runs_within=within)
+    return web.json_response(doc)
 
 
 def add_routes(app: web.Application) -> None:

@@ -29,10 +29,30 @@ BUCKET = {
         },
     },
 }
+DELAY_BUCKETS = {
+    "type": "array",
+    "description": "Counts per delay bucket, shortest first (a negative delay, the "
+    "postback before the conversion time, counts under a minute)",
+    "items": {
+        "type": "object",
+        "required": ["label", "below_seconds", "count"],
+        "properties": {
+            "label": {"type": "string"},
+            "below_seconds": {"type": ["number", "null"], "description": "null: no bound"},
+            "count": COUNT,
+        },
+    },
+}
 DELAYS = {
     "type": "object",
-    "required": ["param", "hits_read", "sample_limit", "unreadable", "buckets"],
+    "required": ["source", "buckets"],
+    "description": 'source "param": the conversion_time_param of the endpoint\'s newest '
+    "hits of the range (param, hits_read, sample_limit, unreadable). source "
+    '"reconciliation", only without the setting: the newest finished reconciliation run '
+    "covering the endpoint with report times (run_id, finished_at); its counts are the "
+    "run's matched report rows over all its endpoints, report time to first capture.",
     "properties": {
+        "source": {"type": "string", "enum": ["param", "reconciliation"]},
         "param": {"type": "string", "description": "The conversion_time_param setting"},
         "hits_read": {
             **COUNT,
@@ -41,18 +61,9 @@ DELAYS = {
         },
         "sample_limit": COUNT,
         "unreadable": {**COUNT, "description": "Values that are not a time"},
-        "buckets": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["label", "below_seconds", "count"],
-                "properties": {
-                    "label": {"type": "string"},
-                    "below_seconds": {"type": ["number", "null"]},
-                    "count": COUNT,
-                },
-            },
-        },
+        "run_id": {"type": "integer", "description": "The reconciliation run counted"},
+        "finished_at": {**TIME, "description": "When that run finished"},
+        "buckets": ref("DelayBuckets"),
     },
 }
 CHART = {
@@ -70,8 +81,9 @@ CHART = {
         "buckets": {"type": "array", "items": ref("ChartBucket"), "description": "Oldest first"},
         "delays": {
             "anyOf": [ref("ConversionDelays"), {"type": "null"}],
-            "description": "Delay from conversion to postback; null when the endpoint has "
-            "no conversion_time_param",
+            "description": "Delay from conversion to postback: from the endpoint's "
+            "conversion_time_param, else from its newest finished reconciliation with "
+            "report times; null with neither",
         },
     },
 }  # fmt: skip
@@ -93,4 +105,9 @@ PATHS: dict[str, Any] = {
         },
     },
 }
-SCHEMAS: dict[str, Any] = {"Chart": CHART, "ChartBucket": BUCKET, "ConversionDelays": DELAYS}
+SCHEMAS: dict[str, Any] = {
+    "Chart": CHART,
+    "ChartBucket": BUCKET,
+    "ConversionDelays": DELAYS,
+    "DelayBuckets": DELAY_BUCKETS,
+}

@@ -23,6 +23,7 @@ from monitor.storage.charts import Bucket
 from monitor.web.api.charts import chart_range as chart_range
 from monitor.web.api.routes import endpoint_id
 from monitor.web.appkeys import CHARTS, ENDPOINTS
+from monitor.web.scopes import access_of
 from monitor.web.views import render as pages
 
 STEP = 10.0  # viewBox units per bucket
@@ -128,16 +129,20 @@ def delay_chart(delays: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 async def chart_context(
-    request: web.Request, ident: int, param: str | None, key: str
+    request: web.Request, ident: int, param: str | None, key: str, *, with_delays: bool = True
 ) -> dict[str, Any]:
-    """What ``_charts.html`` draws for the endpoint in range ``key`` (no delay chart
-    when ``param`` is None)."""
+    """What ``_charts.html`` draws for the endpoint in range ``key``: the delay chart
+    from ``param`` (its conversion_time_param), else from a reconciliation run, else
+    none (``ChartStore.conversion_delays``); none at all unless ``with_delays``."""
     rng = RANGES[key]
     store = request.app[CHARTS]
     now = datetime.now(UTC)
     buckets = (await store.buckets([ident], rng, now))[ident]
     currencies = sorted({c for b in buckets for c in b.payouts})
-    delays = None if param is None else await store.delays(ident, param, buckets[0].start)
+    delays = None
+    if with_delays:
+        within = access_of(request).endpoint_ids
+        delays = await store.conversion_delays(ident, param, buckets[0].start, within)
     return {
         "endpoint_id": ident,
         "range": key,

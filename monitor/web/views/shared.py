@@ -98,7 +98,9 @@ async def shared_list(request: web.Request) -> web.Response:
     context = {
         "link": link,
         "endpoint": endpoint,
-        "charts": await chart_views.chart_context(request, endpoint.id, None, chart_key),
+        "charts": await chart_views.chart_context(
+            request, endpoint.id, None, chart_key, with_delays=False
+        ),
         "chart_links": {k: f"{base}?{urlencode({'chart': k})}" for k in RANGES},
         "rows": rows,
         "error": error,
